@@ -1,0 +1,2 @@
+//! nvelox-reactor: a small explicit event-loop reactor over mio.
+pub mod bind;

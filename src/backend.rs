@@ -1,0 +1,1 @@
+//! Backend servers and their health state (pure state machine).

@@ -1,0 +1,3 @@
+//! Configuration: YAML -> validated [`Plan`].
+pub mod plan;
+pub use plan::*;

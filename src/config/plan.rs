@@ -1,0 +1,162 @@
+//! The resolved plan: what the running balancer is built from.
+//!
+//! `config::load` turns YAML files into a `Plan` after every check has
+//! passed; nothing downstream re-validates. Types here are plain data, with
+//! indexes instead of names (a listener points at its backend by index).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use reactor::bind::{BindHost, BindSpec};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub server: ServerSettings,
+    pub logging: LoggingSettings,
+    pub listeners: Vec<ListenerPlan>,
+    pub backends: Vec<BackendPlan>,
+    /// Keys that were accepted but are not implemented yet, one line each,
+    /// already naming file and YAML path. Logged as warnings at start.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerSettings {
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub pid_file: Option<PathBuf>,
+    /// Event loops; `auto` already resolved to the number of CPUs (>= 1).
+    pub workers: usize,
+    /// Across all listeners.
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggingSettings {
+    pub level: log::LevelFilter,
+    pub error_log: LogTarget,
+    /// `None` = off (the default).
+    pub access_log: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptProxy {
+    Off,
+    V1,
+    V2,
+    Any,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyVersion {
+    V1,
+    V2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BalanceKind {
+    RoundRobin,
+    LeastConn,
+    Random,
+    SourceHash,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerPlan {
+    pub name: String,
+    pub bind: BindSpec,
+    pub protocol: Protocol,
+    /// Index into `Plan::backends`.
+    pub backend: usize,
+    pub zero_copy: bool,
+    pub accept_proxy: AcceptProxy,
+    /// Default: 300s for TCP, 30s for UDP.
+    pub idle_timeout: Duration,
+    /// Per listener (UDP: max sessions). `None` = only the global cap.
+    pub max_connections: Option<usize>,
+    pub reuseport: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendPlan {
+    pub name: String,
+    pub balance: BalanceKind,
+    /// From `send_proxy_v2: true` or `send_proxy: v1 | v2`.
+    pub send_proxy: Option<ProxyVersion>,
+    /// Default 5s.
+    pub connect_timeout: Duration,
+    /// TCP connect retries on other servers. Default 3.
+    pub retries: u32,
+    pub servers: Vec<ServerPlan>,
+    pub health: HealthPlan,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerPlan {
+    /// The address as written in the file, for logs (`"10.0.0.1"`, `"h:80"`).
+    pub label: String,
+    pub ip: IpAddr,
+    /// `None`: use the port the client connected to.
+    pub port: Option<u16>,
+    /// >= 1. Default 1.
+    pub weight: u32,
+    pub backup: bool,
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HealthPlan {
+    pub active: Option<ActiveCheck>,
+    pub passive: Option<PassiveCheck>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    Tcp,
+    Http,
+    Udp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActiveCheck {
+    pub kind: CheckKind,
+    /// Probe port for servers without one; `None` = the first port of the
+    /// first listener that uses this backend.
+    pub port: Option<u16>,
+    /// HTTP path, default `/`.
+    pub path: String,
+    /// Bytes to send (escapes already decoded). Empty = send nothing.
+    pub send: Vec<u8>,
+    /// Substring the reply must contain. Empty = any reply (udp) / connect is enough (tcp).
+    pub expect: Vec<u8>,
+    /// Default 10s.
+    pub interval: Duration,
+    /// Default 2s.
+    pub timeout: Duration,
+    /// Default 2.
+    pub rise: u32,
+    /// Default 3.
+    pub fall: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PassiveCheck {
+    /// Default 3.
+    pub max_fails: u32,
+    /// Default 10s.
+    pub fail_timeout: Duration,
+}
