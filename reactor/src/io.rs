@@ -1,20 +1,161 @@
-//! The outcome of one non-blocking I/O step ([`IoStatus`]).
-//!
-//! Owns only the vocabulary shared by every socket helper in this crate
-//! (`udp.rs`, `splice.rs`, the event loop's read/write helpers): how much was
-//! done, or why nothing more can be done right now. It does no I/O itself.
+//! Non-blocking I/O helpers that return an [`IoStatus`], so callers never
+//! hand-roll the drain loop. `EINTR` is retried; `WouldBlock` is a status,
+//! not an error.
 
-use std::io;
+use std::io::{self, Read, Write};
 
-/// What one non-blocking read/write/splice/recvmmsg step achieved.
+/// The outcome of one non-blocking operation.
 #[derive(Debug)]
 pub enum IoStatus {
-    /// This many bytes (or datagrams, for batch calls) were moved.
+    /// Bytes (or datagrams) moved. For [`fill`]: the buffer is full. For [`drain`]: all written.
     Progress(usize),
-    /// The kernel has nothing more for us now; wait for the next readiness event.
+    /// Nothing more now; wait for the next readiness event.
     WouldBlock,
-    /// The peer closed its side (a read returned 0 on a stream).
+    /// End of stream (read returned 0) or the peer is gone for writing.
     Closed,
-    /// A real error; the `io::Error` keeps its kind (e.g. `ConnectionRefused`).
     Error(io::Error),
+}
+
+impl IoStatus {
+    pub fn from_result(r: io::Result<usize>) -> IoStatus {
+        match r {
+            Ok(0) => IoStatus::Closed,
+            Ok(n) => IoStatus::Progress(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => IoStatus::WouldBlock,
+            Err(e) => IoStatus::Error(e),
+        }
+    }
+}
+
+fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// One `read`. 0 bytes read on a non-empty buffer is `Closed`.
+pub fn read(src: &mut impl Read, buf: &mut [u8]) -> IoStatus {
+    if buf.is_empty() {
+        return IoStatus::Progress(0);
+    }
+    IoStatus::from_result(retry(|| src.read(buf)))
+}
+
+/// One `write`. 0 bytes written on a non-empty buffer is `WouldBlock`.
+pub fn write(dst: &mut impl Write, buf: &[u8]) -> IoStatus {
+    if buf.is_empty() {
+        return IoStatus::Progress(0);
+    }
+    match retry(|| dst.write(buf)) {
+        Ok(0) => IoStatus::WouldBlock,
+        Ok(n) => IoStatus::Progress(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => IoStatus::WouldBlock,
+        Err(e) => IoStatus::Error(e),
+    }
+}
+
+/// Reads into `buf[*filled..]` until the buffer is full (`Progress`), the
+/// source would block, the stream ends, or an error. `*filled` is advanced
+/// in every case, so bytes read before a `Closed`/`Error` are not lost.
+pub fn fill(src: &mut impl Read, buf: &mut [u8], filled: &mut usize) -> IoStatus {
+    let start = *filled;
+    while *filled < buf.len() {
+        match read(src, &mut buf[*filled..]) {
+            IoStatus::Progress(n) => *filled += n,
+            other => return other,
+        }
+    }
+    IoStatus::Progress(*filled - start)
+}
+
+/// Writes `buf[*written..]` until all is written (`Progress`), the sink
+/// would block, or an error. `*written` is advanced in every case.
+pub fn drain(dst: &mut impl Write, buf: &[u8], written: &mut usize) -> IoStatus {
+    let start = *written;
+    while *written < buf.len() {
+        match write(dst, &buf[*written..]) {
+            IoStatus::Progress(n) => *written += n,
+            other => return other,
+        }
+    }
+    IoStatus::Progress(*written - start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Chunks(Vec<io::Result<Vec<u8>>>);
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            match self.0.remove(0) {
+                Ok(c) => {
+                    let n = c.len().min(buf.len());
+                    buf[..n].copy_from_slice(&c[..n]);
+                    Ok(n)
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    #[test]
+    fn fill_stops_at_would_block_and_keeps_bytes_before_eof() {
+        let mut src = Chunks(vec![
+            Ok(b"ab".to_vec()),
+            Err(io::ErrorKind::Interrupted.into()),
+            Ok(b"cd".to_vec()),
+        ]);
+        let mut buf = [0u8; 8];
+        let mut filled = 0;
+        assert!(matches!(
+            fill(&mut src, &mut buf, &mut filled),
+            IoStatus::WouldBlock
+        ));
+        assert_eq!(&buf[..filled], b"abcd");
+        let mut src = Chunks(vec![Ok(b"xy".to_vec()), Ok(Vec::new())]);
+        assert!(matches!(
+            fill(&mut src, &mut buf, &mut filled),
+            IoStatus::Closed
+        ));
+        assert_eq!(&buf[..filled], b"abcdxy");
+        let mut src = Chunks(vec![Ok(b"0123456789".to_vec())]);
+        assert!(matches!(
+            fill(&mut src, &mut buf, &mut filled),
+            IoStatus::Progress(2)
+        ));
+        assert_eq!(filled, 8);
+    }
+
+    #[test]
+    fn drain_writes_everything_or_reports_would_block() {
+        let mut out = Vec::new();
+        let mut written = 0;
+        assert!(matches!(
+            drain(&mut out, b"hello", &mut written),
+            IoStatus::Progress(5)
+        ));
+        assert_eq!(out, b"hello");
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = 0;
+        assert!(matches!(
+            drain(&mut Full, b"x", &mut w),
+            IoStatus::WouldBlock
+        ));
+        assert_eq!(w, 0);
+    }
 }

@@ -1,0 +1,268 @@
+//! `EventLoop`: one `mio::Poll` on one thread, driving one [`Handler`].
+//!
+//! Each iteration: poll (with a timeout from the timer wheel, zero when
+//! tokens were re-queued), read the clock once, dispatch readiness events,
+//! then re-queued tokens, then mailbox messages, then due timers, then
+//! `on_tick`; finally token slots removed during the batch are released.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::event::Source;
+use mio::{Events, Interest, Poll, Registry};
+
+use crate::handler::{Action, Handler, Ready};
+use crate::mailbox::{Sender, Shared};
+use crate::timer::{TimerKey, TimerWheel};
+use crate::token::{Token, Tokens};
+
+const WAKER: mio::Token = mio::Token(usize::MAX);
+
+/// What a handler can do to its loop from inside a callback.
+pub struct Ctx<H: Handler> {
+    registry: Registry,
+    now: Instant,
+    tokens: Tokens<H::Tag>,
+    timers: TimerWheel<H::Timer>,
+    requeued: Vec<(Token, Ready)>,
+    stopping: bool,
+    loop_index: usize,
+}
+
+impl<H: Handler> Ctx<H> {
+    /// The time read once at the start of this iteration.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Which loop of a `LoopGroup` this is (0 for a lone loop).
+    pub fn loop_index(&self) -> usize {
+        self.loop_index
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Reserves a token for `tag` and registers `source` under it.
+    pub fn register<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        interest: Interest,
+        tag: H::Tag,
+    ) -> io::Result<Token> {
+        let token = self.tokens.insert(tag);
+        if let Err(e) = self.registry.register(source, token.into(), interest) {
+            self.tokens.remove(token);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    pub fn reregister<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.registry.reregister(source, token.into(), interest)
+    }
+
+    /// Deregisters `source` and removes its token; returns the tag.
+    pub fn deregister<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: Token,
+    ) -> Option<H::Tag> {
+        let _ = self.registry.deregister(source);
+        self.tokens.remove(token)
+    }
+
+    /// Removes a token whose source is already closed (dropping an fd
+    /// removes it from epoll).
+    pub fn forget(&mut self, token: Token) -> Option<H::Tag> {
+        self.tokens.remove(token)
+    }
+
+    /// Deregisters `source` but keeps its token and tag (pause).
+    pub fn pause<S: Source + ?Sized>(&mut self, source: &mut S) {
+        let _ = self.registry.deregister(source);
+    }
+
+    /// Registers a paused source again under its token. Edge-triggered epoll
+    /// reports it at once if it became ready while paused.
+    pub fn resume<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.registry.register(source, token.into(), interest)
+    }
+
+    pub fn tag(&self, token: Token) -> Option<&H::Tag> {
+        self.tokens.get(token)
+    }
+
+    pub fn tag_mut(&mut self, token: Token) -> Option<&mut H::Tag> {
+        self.tokens.get_mut(token)
+    }
+
+    /// Live tokens.
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn set_timer(&mut self, at: Instant, timer: H::Timer) -> TimerKey {
+        self.timers.insert(at, timer)
+    }
+
+    pub fn set_timer_after(&mut self, after: Duration, timer: H::Timer) -> TimerKey {
+        self.timers.insert(self.now + after, timer)
+    }
+
+    pub fn cancel_timer(&mut self, key: TimerKey) -> Option<H::Timer> {
+        self.timers.cancel(key)
+    }
+
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Delivers `ready` for `token` again at the end of this batch: use it
+    /// when the per-wakeup budget ran out before `WouldBlock`, so other
+    /// sources get their turn (edge-triggered epoll will not repeat it).
+    pub fn requeue(&mut self, token: Token, ready: Ready) {
+        self.requeued.push((token, ready));
+    }
+
+    /// Stop after this batch.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+}
+
+/// One event loop. Create it, register sources through [`ctx`](Self::ctx)
+/// or in `Handler::on_start`, then [`run`](Self::run) it on its thread.
+pub struct EventLoop<H: Handler> {
+    poll: Poll,
+    events: Events,
+    ctx: Ctx<H>,
+    mailbox: Arc<Shared<H::Message>>,
+}
+
+impl<H: Handler> EventLoop<H> {
+    pub fn new() -> io::Result<Self> {
+        Self::with_index(0)
+    }
+
+    pub(crate) fn with_index(loop_index: usize) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let registry = poll.registry().try_clone()?;
+        let now = Instant::now();
+        Ok(EventLoop {
+            poll,
+            events: Events::with_capacity(1024),
+            ctx: Ctx {
+                registry,
+                now,
+                tokens: Tokens::new(),
+                timers: TimerWheel::new(now),
+                requeued: Vec::new(),
+                stopping: false,
+                loop_index,
+            },
+            mailbox: Arc::new(Shared::new(waker)),
+        })
+    }
+
+    /// A sender for this loop's mailbox.
+    pub fn sender(&self) -> Sender<H::Message> {
+        Sender {
+            shared: Arc::clone(&self.mailbox),
+        }
+    }
+
+    pub fn ctx(&mut self) -> &mut Ctx<H> {
+        &mut self.ctx
+    }
+
+    /// Runs until a callback returns `Action::Stop`, `ctx.stop()` is called,
+    /// or a `Sender::stop` arrives. Only a failing `epoll_wait` (not EINTR)
+    /// makes it return an error.
+    pub fn run(mut self, handler: &mut H) -> io::Result<()> {
+        let result = self.run_inner(handler);
+        self.mailbox.close();
+        result
+    }
+
+    fn run_inner(&mut self, handler: &mut H) -> io::Result<()> {
+        let ctx = &mut self.ctx;
+        ctx.now = Instant::now();
+        if handler.on_start(ctx) == Action::Stop {
+            ctx.stopping = true;
+        }
+        let mut messages = VecDeque::new();
+        let mut due = Vec::new();
+        let mut requeued = Vec::new();
+        while !ctx.stopping && !self.mailbox.stop_requested() {
+            let timeout = if !ctx.requeued.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                ctx.timers.next_deadline().map(|d| {
+                    // Round up so we never wake a hair early and spin.
+                    let wait = d.saturating_duration_since(Instant::now());
+                    let ms = wait.as_micros().div_ceil(1000) as u64;
+                    Duration::from_millis(ms)
+                })
+            };
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            ctx.now = Instant::now();
+            let mut stop = false;
+            for event in self.events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let token = Token::from(event.token());
+                if ctx.tokens.get(token).is_none() {
+                    continue;
+                }
+                stop |= handler.on_ready(ctx, token, Ready::from_event(event)) == Action::Stop;
+            }
+            std::mem::swap(&mut requeued, &mut ctx.requeued);
+            for (token, ready) in requeued.drain(..) {
+                if ctx.tokens.get(token).is_some() {
+                    stop |= handler.on_ready(ctx, token, ready) == Action::Stop;
+                }
+            }
+            self.mailbox.take_all(&mut messages);
+            for msg in messages.drain(..) {
+                stop |= handler.on_message(ctx, msg) == Action::Stop;
+            }
+            ctx.timers.expire(ctx.now, &mut due);
+            for timer in due.drain(..) {
+                stop |= handler.on_timer(ctx, timer) == Action::Stop;
+            }
+            stop |= handler.on_tick(ctx) == Action::Stop;
+            ctx.tokens.release_removed();
+            if stop {
+                ctx.stopping = true;
+            }
+        }
+        ctx.stopping = true;
+        handler.on_stop(ctx);
+        ctx.tokens.release_removed();
+        Ok(())
+    }
+}
