@@ -309,6 +309,63 @@ mod tests {
         }
     }
 
+    /// The eligibility rule written out the slow, obvious way.
+    fn eligible_reference(servers: &[Candidate], tried: &Tried) -> Vec<usize> {
+        let open = |backup: bool| -> Vec<usize> {
+            (0..servers.len())
+                .filter(|&i| {
+                    let c = servers[i];
+                    c.usable && c.backup == backup && !tried.contains(ServerId(i))
+                })
+                .collect()
+        };
+        let primaries = open(false);
+        if primaries.is_empty() {
+            open(true)
+        } else {
+            primaries
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_pick_obeys_the_eligibility_rule(
+            raw in proptest::collection::vec(
+                (1u32..6, proptest::bool::ANY, proptest::bool::ANY, 0u32..20, proptest::bool::ANY),
+                0..70,
+            ),
+            clients in proptest::collection::vec(proptest::num::u32::ANY, 1..8),
+        ) {
+            let servers: Vec<Candidate> = raw
+                .iter()
+                .map(|&(weight, backup, usable, active, _)| Candidate { weight, backup, usable, active })
+                .collect();
+            let mut tried = Tried::new();
+            for (i, r) in raw.iter().enumerate() {
+                if r.4 {
+                    tried.insert(ServerId(i));
+                }
+            }
+            let weights: Vec<u32> = servers.iter().map(|c| c.weight).collect();
+            let allowed = eligible_reference(&servers, &tried);
+            for (kind, mut b) in each(&weights) {
+                for &n in &clients {
+                    let got = b.pick(&servers, client(n), &tried);
+                    match got {
+                        Some(ServerId(i)) => proptest::prop_assert!(
+                            allowed.contains(&i),
+                            "{:?} picked {} outside {:?}", kind, i, allowed
+                        ),
+                        None => proptest::prop_assert!(
+                            allowed.is_empty(),
+                            "{:?} found nothing among {:?}", kind, allowed
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn candidates_beyond_configured_weights_are_handled() {
         // A caller whose slice is longer than the weights it built with
