@@ -45,11 +45,18 @@ impl PipePair {
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: fcntl on an open fd with integer arguments touches no memory.
         let size = unsafe {
-            libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_SIZE as libc::c_int,
+            );
             libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ)
         };
         // Growing is best-effort: a smaller pipe still works, only with more syscalls.
-        let capacity = usize::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096);
+        let capacity = usize::try_from(size)
+            .ok()
+            .filter(|s| *s > 0)
+            .unwrap_or(4096);
         Ok(PipePair {
             read,
             write,
@@ -82,7 +89,11 @@ impl PipePair {
         let room = self.capacity.saturating_sub(self.pending);
         let want = max.min(room);
         if want == 0 {
-            return if max == 0 { IoStatus::Progress(0) } else { IoStatus::WouldBlock };
+            return if max == 0 {
+                IoStatus::Progress(0)
+            } else {
+                IoStatus::WouldBlock
+            };
         }
         loop {
             // SAFETY: null offsets are required for sockets and pipes; the

@@ -222,13 +222,20 @@ fn parse_pktinfo(h: &libc::msghdr) -> Option<IpAddr> {
         let mut c = libc::CMSG_FIRSTHDR(h);
         while !c.is_null() {
             let data = libc::CMSG_DATA(c);
-            let avail = ((*c).cmsg_len as usize).saturating_sub(data.offset_from(c.cast::<u8>()) as usize);
+            let avail =
+                ((*c).cmsg_len as usize).saturating_sub(data.offset_from(c.cast::<u8>()) as usize);
             match ((*c).cmsg_level, (*c).cmsg_type) {
-                (libc::IPPROTO_IP, libc::IP_PKTINFO) if avail >= mem::size_of::<libc::in_pktinfo>() => {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO)
+                    if avail >= mem::size_of::<libc::in_pktinfo>() =>
+                {
                     let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
-                    return Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))));
+                    return Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                        info.ipi_addr.s_addr,
+                    ))));
                 }
-                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if avail >= mem::size_of::<libc::in6_pktinfo>() => {
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                    if avail >= mem::size_of::<libc::in6_pktinfo>() =>
+                {
                     let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
                     let ip = Ipv6Addr::from(info.ipi6_addr.s6_addr);
                     v6 = Some(match ip.to_ipv4_mapped() {
@@ -248,8 +255,16 @@ fn parse_pktinfo(h: &libc::msghdr) -> Option<IpAddr> {
 /// into `buf`; returns the control length to put in `msg_controllen`.
 fn write_pktinfo(buf: &mut CmsgBuf, from: IpAddr) -> usize {
     let (level, ty, payload_len) = match from {
-        IpAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO, mem::size_of::<libc::in_pktinfo>()),
-        IpAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, mem::size_of::<libc::in6_pktinfo>()),
+        IpAddr::V4(_) => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            mem::size_of::<libc::in_pktinfo>(),
+        ),
+        IpAddr::V6(_) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            mem::size_of::<libc::in6_pktinfo>(),
+        ),
     };
     *buf = [0u64; CMSG_WORDS];
     // SAFETY: CMSG_SPACE of either pktinfo struct (32 or 40 bytes) fits in the
@@ -322,7 +337,13 @@ pub fn send_from(
     loop {
         // SAFETY: `h` points at `dest`, `iov` (which points at `buf`, only
         // read by the kernel) and `cmsg`, all alive until the call returns.
-        let rc = unsafe { libc::sendmsg(sock.as_raw_fd(), &h, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        let rc = unsafe {
+            libc::sendmsg(
+                sock.as_raw_fd(),
+                &h,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
         if rc >= 0 {
             return IoStatus::Progress(rc as usize);
         }
@@ -453,10 +474,9 @@ impl SendBatch {
                 iov_base: self.data[p.start..].as_ptr() as *mut libc::c_void,
                 iov_len: p.len,
             });
-            let name = p
-                .to
-                .map(SockAddr::from)
-                .unwrap_or_else(|| SockAddr::from(UNKNOWN_PEER));
+            let name =
+                p.to.map(SockAddr::from)
+                    .unwrap_or_else(|| SockAddr::from(UNKNOWN_PEER));
             self.names.push(name);
             let mut c = [0u64; CMSG_WORDS];
             let clen = p.from.map(|ip| write_pktinfo(&mut c, ip)).unwrap_or(0);
