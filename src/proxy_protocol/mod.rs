@@ -215,7 +215,12 @@ impl std::error::Error for Error {}
 impl Header {
     /// A PROXY-command header for a relayed connection from `src` (the
     /// client) to `dst` (the address it reached).
-    pub fn proxy(version: Version, transport: Transport, src: SocketAddr, dst: SocketAddr) -> Header {
+    pub fn proxy(
+        version: Version,
+        transport: Transport,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Header {
         Header {
             version,
             command: Command::Proxy,
@@ -246,7 +251,7 @@ impl Header {
     }
 
     /// Like [`Header::parse`], with the caller's bound on the total size of a
-    /// v2 header (clamped to 16 + 65,535; v1 is always bounded by
+    /// v2 header (clamped to 65,535 bytes in all; v1 is always bounded by
     /// [`V1_MAX_LEN`]). A larger declared length is [`Error::TooLong`] as
     /// soon as the 16 fixed bytes are in, without waiting for the rest.
     pub fn parse_bounded(buf: &[u8], accept: Accept, max_v2_len: usize) -> Result<Parsed, Error> {

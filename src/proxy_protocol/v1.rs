@@ -101,7 +101,13 @@ fn fields(line: &[u8], complete: bool) -> Result<Option<Header>, Error> {
     else {
         return Ok(None);
     };
-    let Some(dst_port) = next_field(&mut it, complete, "destination port", parse_port, port_prefix)?
+    let Some(dst_port) = next_field(
+        &mut it,
+        complete,
+        "destination port",
+        parse_port,
+        port_prefix,
+    )?
     else {
         return Ok(None);
     };
@@ -178,7 +184,8 @@ fn ip_prefix_ok(f: &[u8], family: Family) -> bool {
         }
         _ => {
             f.len() <= IPV6_TEXT_MAX
-                && f.iter().all(|b| b.is_ascii_hexdigit() || *b == b':' || *b == b'.')
+                && f.iter()
+                    .all(|b| b.is_ascii_hexdigit() || *b == b':' || *b == b'.')
         }
     }
 }
@@ -236,9 +243,9 @@ pub(super) fn write_header(header: &Header, out: &mut [u8]) -> Result<usize, Err
             dst.copy_from_slice(line);
             Ok(line.len())
         }
-        Some(_) if header.command == Command::Local => {
-            Err(Error::Unrepresentable("a LOCAL header carries no addresses"))
-        }
+        Some(_) if header.command == Command::Local => Err(Error::Unrepresentable(
+            "a LOCAL header carries no addresses",
+        )),
         Some(_) if header.transport != Transport::Stream => {
             Err(Error::Unrepresentable("v1 carries TCP only"))
         }

@@ -66,8 +66,9 @@ pub const V2_MAX_LEN: usize = FIXED_LEN + 2048;
 /// buffer with it.
 pub const V2_ADDR_MAX_LEN: usize = FIXED_LEN + inet6::LEN;
 
-/// The length field is 16 bits, whatever bound the caller asks for.
-const ABSOLUTE_MAX_LEN: usize = FIXED_LEN + u16::MAX as usize;
+/// Whatever bound the caller asks for, a whole header (fixed part included)
+/// fits in 65,535 bytes, i.e. a declared length of at most 65,519.
+const ABSOLUTE_MAX_LEN: usize = u16::MAX as usize;
 
 /// Parses a v2 header; the caller has checked that `buf` starts like the
 /// signature.
@@ -178,7 +179,14 @@ fn be16(b: &[u8], r: Range<usize>) -> u16 {
 
 /// `block` holds at least `inet::LEN` bytes (checked by the caller).
 fn inet_addresses(block: &[u8]) -> (SocketAddr, SocketAddr) {
-    let ip = |r: Range<usize>| Ipv4Addr::new(block[r.start], block[r.start + 1], block[r.start + 2], block[r.start + 3]);
+    let ip = |r: Range<usize>| {
+        Ipv4Addr::new(
+            block[r.start],
+            block[r.start + 1],
+            block[r.start + 2],
+            block[r.start + 3],
+        )
+    };
     (
         SocketAddr::new(IpAddr::V4(ip(inet::SRC_ADDR)), be16(block, inet::SRC_PORT)),
         SocketAddr::new(IpAddr::V4(ip(inet::DST_ADDR)), be16(block, inet::DST_PORT)),
@@ -193,8 +201,14 @@ fn inet6_addresses(block: &[u8]) -> (SocketAddr, SocketAddr) {
         Ipv6Addr::from(octets)
     };
     (
-        SocketAddr::new(IpAddr::V6(ip(inet6::SRC_ADDR)), be16(block, inet6::SRC_PORT)),
-        SocketAddr::new(IpAddr::V6(ip(inet6::DST_ADDR)), be16(block, inet6::DST_PORT)),
+        SocketAddr::new(
+            IpAddr::V6(ip(inet6::SRC_ADDR)),
+            be16(block, inet6::SRC_PORT),
+        ),
+        SocketAddr::new(
+            IpAddr::V6(ip(inet6::DST_ADDR)),
+            be16(block, inet6::DST_PORT),
+        ),
     )
 }
 
@@ -243,7 +257,9 @@ fn transport_nibble(t: Transport) -> u8 {
 fn layout(h: &Header) -> Result<Layout, Error> {
     let command = match (h.command, h.addresses) {
         (Command::Local, Some(_)) => {
-            return Err(Error::Unrepresentable("a LOCAL header carries no addresses"))
+            return Err(Error::Unrepresentable(
+                "a LOCAL header carries no addresses",
+            ))
         }
         (Command::Local, None) => CMD_LOCAL,
         (Command::Proxy, _) => CMD_PROXY,
@@ -360,7 +376,12 @@ fn ipv6_octets(ip: IpAddr) -> [u8; 16] {
 /// and returns its length (28 bytes for IPv4, 52 for IPv6; at most
 /// [`V2_ADDR_MAX_LEN`]). Mixed families are mapped as
 /// [`super::same_family`] does.
-pub fn write_v2(out: &mut [u8], transport: Transport, src: SocketAddr, dst: SocketAddr) -> Result<usize, Error> {
+pub fn write_v2(
+    out: &mut [u8],
+    transport: Transport,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Result<usize, Error> {
     if transport == Transport::Unspec {
         return Err(Error::Unrepresentable(
             "addresses need a STREAM or DGRAM transport",
