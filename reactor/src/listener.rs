@@ -74,10 +74,9 @@ fn new_socket(addr: SocketAddr, host: BindHost, ty: Type, proto: Protocol) -> io
 /// The address a dual-stack bind falls back to on a host without IPv6.
 fn v4_fallback(addr: SocketAddr, host: BindHost) -> Option<SocketAddr> {
     match (host, addr.ip()) {
-        (BindHost::DualStack, IpAddr::V6(ip)) if ip == Ipv6Addr::UNSPECIFIED => Some(SocketAddr::new(
-            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            addr.port(),
-        )),
+        (BindHost::DualStack, IpAddr::V6(ip)) if ip == Ipv6Addr::UNSPECIFIED => Some(
+            SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), addr.port()),
+        ),
         _ => None,
     }
 }
@@ -142,7 +141,12 @@ pub fn bind_udp(
     Ok(mio::net::UdpSocket::from_std(sock.into()))
 }
 
-fn set_int_opt(sock: &Socket, level: libc::c_int, name: libc::c_int, val: libc::c_int) -> io::Result<()> {
+fn set_int_opt(
+    sock: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: `sock` is an open socket for the duration of the call, and the
     // option value points at a live c_int whose size we pass exactly.
@@ -315,7 +319,13 @@ mod tests {
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: fd is open for the call; val/len point at live locals of the right size.
         let rc = unsafe {
-            libc::getsockopt(fd, level, name, (&mut val as *mut libc::c_int).cast(), &mut len)
+            libc::getsockopt(
+                fd,
+                level,
+                name,
+                (&mut val as *mut libc::c_int).cast(),
+                &mut len,
+            )
         };
         assert_eq!(rc, 0, "{}", io::Error::last_os_error());
         val
@@ -334,12 +344,20 @@ mod tests {
         assert_eq!(get_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT), 1);
         assert_eq!(get_int_opt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN), 1);
         // SAFETY: fcntl F_GETFL/F_GETFD on an open fd has no memory effects.
-        let (fl, fdfl) = unsafe { (libc::fcntl(fd, libc::F_GETFL), libc::fcntl(fd, libc::F_GETFD)) };
+        let (fl, fdfl) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFL),
+                libc::fcntl(fd, libc::F_GETFD),
+            )
+        };
         assert_ne!(fl & libc::O_NONBLOCK, 0);
         assert_ne!(fdfl & libc::FD_CLOEXEC, 0);
 
         let plain = bind_tcp(addr, BindHost::Ip(addr.ip()), &BindOptions::default()).unwrap();
-        assert_eq!(get_int_opt(plain.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT), 0);
+        assert_eq!(
+            get_int_opt(plain.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT),
+            0
+        );
     }
 
     #[test]
@@ -369,11 +387,20 @@ mod tests {
         }
         let any6: SocketAddr = "[::]:0".parse().unwrap();
         let dual = bind_tcp(any6, BindHost::DualStack, &BindOptions::default()).unwrap();
-        assert_eq!(get_int_opt(dual.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), 0);
+        assert_eq!(
+            get_int_opt(dual.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+            0
+        );
         let only = bind_tcp(any6, BindHost::Ip(any6.ip()), &BindOptions::default()).unwrap();
-        assert_eq!(get_int_opt(only.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), 1);
+        assert_eq!(
+            get_int_opt(only.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+            1
+        );
         let u = bind_udp(any6, BindHost::DualStack, &BindOptions::default()).unwrap();
-        assert_eq!(get_int_opt(u.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), 0);
+        assert_eq!(
+            get_int_opt(u.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+            0
+        );
 
         // The dual-stack listener really accepts an IPv4 client.
         let port = dual.local_addr().unwrap().port();
@@ -397,28 +424,49 @@ mod tests {
             recv_pktinfo: true,
             ..BindOptions::default()
         };
-        let u = bind_udp("0.0.0.0:0".parse().unwrap(), BindHost::Ip("0.0.0.0".parse().unwrap()), &opts).unwrap();
-        assert_eq!(get_int_opt(u.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO), 1);
-        let u = bind_udp("0.0.0.0:0".parse().unwrap(), BindHost::Ip("0.0.0.0".parse().unwrap()), &BindOptions::default()).unwrap();
-        assert_eq!(get_int_opt(u.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO), 0);
+        let u = bind_udp(
+            "0.0.0.0:0".parse().unwrap(),
+            BindHost::Ip("0.0.0.0".parse().unwrap()),
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(
+            get_int_opt(u.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO),
+            1
+        );
+        let u = bind_udp(
+            "0.0.0.0:0".parse().unwrap(),
+            BindHost::Ip("0.0.0.0".parse().unwrap()),
+            &BindOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            get_int_opt(u.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO),
+            0
+        );
         if v6_available() {
             let u = bind_udp("[::]:0".parse().unwrap(), BindHost::DualStack, &opts).unwrap();
-            assert_eq!(get_int_opt(u.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO), 1);
-            assert_eq!(get_int_opt(u.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO), 1);
+            assert_eq!(
+                get_int_opt(u.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+                1
+            );
+            assert_eq!(
+                get_int_opt(u.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO),
+                1
+            );
         }
     }
 
     /// A free range of `n` consecutive ports on 127.0.0.1 (probed, then released).
     fn free_range(n: u16) -> u16 {
         let mut base = 30000;
-        'outer: while base < 32700 {
-            for p in base..base + n {
-                if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
-                    base = p + 1;
-                    continue 'outer;
-                }
+        while base < 32700 {
+            let taken =
+                (base..base + n).find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err());
+            match taken {
+                None => return base,
+                Some(p) => base = p + 1,
             }
-            return base;
         }
         panic!("no free port range of {n}");
     }
@@ -445,11 +493,15 @@ mod tests {
         let blocker = std::net::TcpListener::bind(("127.0.0.1", base + 3)).unwrap();
         let spec = BindSpec::parse(&format!("127.0.0.1:{}-{}", base, base + 4)).unwrap();
         let err = bind_spec_tcp(&spec, &BindOptions::default()).unwrap_err();
-        assert_eq!(err.addr, SocketAddr::new("127.0.0.1".parse().unwrap(), base + 3));
+        assert_eq!(
+            err.addr,
+            SocketAddr::new("127.0.0.1".parse().unwrap(), base + 3)
+        );
         assert_eq!(err.error.kind(), io::ErrorKind::AddrInUse);
         let msg = err.to_string();
         assert!(
-            msg.starts_with(&format!("cannot bind 127.0.0.1:{}: ", base + 3)) && msg.contains("os error 98"),
+            msg.starts_with(&format!("cannot bind 127.0.0.1:{}: ", base + 3))
+                && msg.contains("os error 98"),
             "{msg}"
         );
         // The ports bound before the failure were released.
@@ -460,9 +512,16 @@ mod tests {
     #[test]
     fn accept_batch_respects_budget_and_sets_nodelay() {
         let host = BindHost::Ip("127.0.0.1".parse().unwrap());
-        let l = bind_tcp("127.0.0.1:0".parse().unwrap(), host, &BindOptions::default()).unwrap();
+        let l = bind_tcp(
+            "127.0.0.1:0".parse().unwrap(),
+            host,
+            &BindOptions::default(),
+        )
+        .unwrap();
         let addr = l.local_addr().unwrap();
-        let clients: Vec<_> = (0..5).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        let clients: Vec<_> = (0..5)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
         let mut got = Vec::new();
         // Connections complete in the kernel before accept, so 3 are ready now.
         let (n, stop) = accept_batch(&l, 3, |s, p| got.push((s, p)));
@@ -472,7 +531,10 @@ mod tests {
         assert_eq!(n, 2);
         assert!(matches!(stop, AcceptStop::WouldBlock), "{stop:?}");
         for (s, peer) in &got {
-            assert_eq!(get_int_opt(s.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY), 1);
+            assert_eq!(
+                get_int_opt(s.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY),
+                1
+            );
             // SAFETY: fcntl F_GETFL on an open fd has no memory effects.
             let fl = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_GETFL) };
             assert_ne!(fl & libc::O_NONBLOCK, 0);
@@ -480,7 +542,10 @@ mod tests {
         }
         // Data flows on an accepted stream.
         let (mut s, peer) = got.pop().unwrap();
-        let mut c = clients.into_iter().find(|c| c.local_addr().unwrap() == peer).unwrap();
+        let mut c = clients
+            .into_iter()
+            .find(|c| c.local_addr().unwrap() == peer)
+            .unwrap();
         c.write_all(b"hi").unwrap();
         let mut buf = [0u8; 2];
         let mut read = 0;
@@ -502,7 +567,10 @@ mod tests {
         let k = |errno| classify_accept_error(&io::Error::from_raw_os_error(errno));
         assert!(matches!(k(libc::EMFILE), AcceptErrorKind::Exhausted));
         assert!(matches!(k(libc::ENFILE), AcceptErrorKind::Exhausted));
-        assert!(matches!(k(libc::ECONNABORTED), AcceptErrorKind::SkipConnection));
+        assert!(matches!(
+            k(libc::ECONNABORTED),
+            AcceptErrorKind::SkipConnection
+        ));
         assert!(matches!(k(libc::EPROTO), AcceptErrorKind::SkipConnection));
         assert!(matches!(k(libc::EPERM), AcceptErrorKind::SkipConnection));
         assert!(matches!(k(libc::EAGAIN), AcceptErrorKind::Empty));
