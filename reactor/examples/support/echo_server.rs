@@ -330,12 +330,8 @@ impl Handler for EchoServer {
         match ctx.tag(token).copied() {
             Some(Tag::Listener(i)) => self.on_accept_ready(ctx, token, i),
             Some(Tag::Udp(i)) => self.on_udp_ready(ctx, token, i),
-            Some(Tag::Conn(id)) => {
-                if !self.drive_conn(ctx, id, token) {
-                    self.close_conn(ctx, id);
-                }
-            }
-            None => {}
+            Some(Tag::Conn(id)) if !self.drive_conn(ctx, id, token) => self.close_conn(ctx, id),
+            Some(Tag::Conn(_)) | None => {}
         }
         Action::Continue
     }
