@@ -205,7 +205,8 @@ fn handler_sees_half_close_and_still_writes_its_reply() {
     while notes.last() != Some(&"replied") {
         notes.push(rx.recv_timeout(Duration::from_secs(10)).unwrap());
     }
-    assert!(notes.contains(&"ready.read_closed"), "{notes:?}");
+    // `Ready::read_closed` is only a hint (the FIN may be consumed by a read
+    // inside an earlier wakeup); a read returning 0 is the real signal.
     let closed = notes.iter().position(|n| *n == "read returned 0").unwrap();
     let replied = notes.iter().position(|n| *n == "replied").unwrap();
     assert!(closed < replied, "{notes:?}");
