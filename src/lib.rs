@@ -1,5 +1,16 @@
-//! nvelox: a layer-4 TCP and UDP load balancer.
+//! nvelox: a layer-4 TCP and UDP load balancer on a hand-rolled mio reactor.
+//!
+//! Pure cores (config, balancer, backend health, PROXY protocol, relay
+//! direction, UDP flow table) are unit tested without sockets; `worker`,
+//! `tcp` and `run` are the thin shell that drives them from the reactor.
 pub mod backend;
 pub mod balancer;
+pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod proxy_protocol;
+pub mod run;
+pub mod runtime;
+pub mod servers;
+pub mod tcp;
+pub mod worker;

@@ -1,0 +1,144 @@
+//! State shared by every event loop of one running configuration: the plan,
+//! the backends (balancers, counts, health) and the connection counters
+//! behind `max_connections`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::Plan;
+use crate::servers::BackendRt;
+
+pub struct Runtime {
+    pub plan: Plan,
+    pub backends: Vec<BackendRt>,
+    /// Open TCP connections + UDP sessions, all listeners.
+    pub active: AtomicUsize,
+    /// Per listener plan (all its ports and reuseport sockets together).
+    pub listener_active: Vec<AtomicUsize>,
+}
+
+impl Runtime {
+    pub fn new(plan: Plan) -> Runtime {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        let backends = plan
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BackendRt::new(b, seed ^ (i as u64).wrapping_mul(0x9E37_79B9)))
+            .collect();
+        let listener_active = plan.listeners.iter().map(|_| AtomicUsize::new(0)).collect();
+        Runtime {
+            plan,
+            backends,
+            active: AtomicUsize::new(0),
+            listener_active,
+        }
+    }
+
+    /// Reserves up to `want` connection slots for listener `li` under both
+    /// the global and the listener cap. Returns how many were reserved; the
+    /// caller gives back unused ones with [`unreserve`](Self::unreserve).
+    pub fn reserve(&self, li: usize, want: usize) -> usize {
+        let global = reserve_on(&self.active, self.plan.server.max_connections, want);
+        if global == 0 {
+            return 0;
+        }
+        let cap = self.plan.listeners[li]
+            .max_connections
+            .unwrap_or(usize::MAX);
+        let got = reserve_on(&self.listener_active[li], cap, global);
+        if got < global {
+            self.active.fetch_sub(global - got, Ordering::AcqRel);
+        }
+        got
+    }
+
+    pub fn unreserve(&self, li: usize, n: usize) {
+        if n > 0 {
+            self.active.fetch_sub(n, Ordering::AcqRel);
+            self.listener_active[li].fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// True when listener `li` could take one more connection now.
+    pub fn has_room(&self, li: usize) -> bool {
+        let cap = self.plan.listeners[li]
+            .max_connections
+            .unwrap_or(usize::MAX);
+        self.active.load(Ordering::Acquire) < self.plan.server.max_connections
+            && self.listener_active[li].load(Ordering::Acquire) < cap
+    }
+}
+
+fn reserve_on(counter: &AtomicUsize, cap: usize, want: usize) -> usize {
+    let mut cur = counter.load(Ordering::Acquire);
+    loop {
+        let room = cap.saturating_sub(cur).min(want);
+        if room == 0 {
+            return 0;
+        }
+        match counter.compare_exchange_weak(cur, cur + room, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return room,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Rate limit for repetitive warnings: at most one line per interval, with
+/// the number of suppressed occurrences.
+pub struct LogLimiter {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+    interval: std::time::Duration,
+}
+
+impl LogLimiter {
+    pub fn new(interval: std::time::Duration) -> LogLimiter {
+        LogLimiter {
+            last: None,
+            suppressed: 0,
+            interval,
+        }
+    }
+
+    /// `Some(suppressed_since_last)` when a line may be logged now.
+    pub fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn reserve_respects_both_caps() {
+        let c = AtomicUsize::new(0);
+        assert_eq!(reserve_on(&c, 3, 2), 2);
+        assert_eq!(reserve_on(&c, 3, 2), 1);
+        assert_eq!(reserve_on(&c, 3, 2), 0);
+        assert_eq!(c.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn limiter_counts_suppressed_lines() {
+        let t0 = Instant::now();
+        let mut l = LogLimiter::new(Duration::from_secs(10));
+        assert_eq!(l.allow(t0), Some(0));
+        assert_eq!(l.allow(t0 + Duration::from_secs(1)), None);
+        assert_eq!(l.allow(t0 + Duration::from_secs(2)), None);
+        assert_eq!(l.allow(t0 + Duration::from_secs(11)), Some(2));
+    }
+}

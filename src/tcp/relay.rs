@@ -1,0 +1,430 @@
+//! One direction of a TCP relay: bytes from a source socket to a sink
+//! socket through at most one pooled buffer.
+//!
+//! The direction owns the buffer and the end-of-stream bookkeeping (FIN seen,
+//! FIN passed on). It does not own the sockets or their readiness: the
+//! caller passes them in with "may read" / "may write" flags that are set by
+//! readiness events and cleared here on `WouldBlock` (edge-triggered).
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+
+use reactor::io::{read, write};
+use reactor::splice::{PipePair, PipePool};
+use reactor::IoStatus;
+
+use super::buffer::{Buf, BufPool};
+
+/// Readiness flags of one socket, set by events, cleared on `WouldBlock`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+}
+
+#[derive(Default)]
+pub struct Direction {
+    buf: Option<Buf>,
+    start: usize,
+    end: usize,
+    /// The source sent FIN (read returned 0).
+    pub eof: bool,
+    /// We shut down the sink's write side (passed the FIN on).
+    pub shut: bool,
+    /// Bytes written to the sink.
+    pub bytes: u64,
+    /// Bytes waiting to be written before any relayed byte (a PROXY header).
+    preamble: Vec<u8>,
+    /// Zero-copy: the pipe holding bytes in flight (only while there are some).
+    pipe: Option<PipePair>,
+    /// Zero-copy could not get a pipe (fd exhaustion): copy from now on.
+    pub splice_failed: bool,
+}
+
+/// Largest single splice(2) request.
+const SPLICE_CHUNK: usize = 1 << 20;
+
+/// Why a pump stopped.
+#[derive(Debug)]
+pub enum Pump {
+    /// Waiting for readiness (or done): nothing more to do now.
+    Idle,
+    /// The budget ran out with work left: re-queue.
+    Budget,
+    /// Reading the source failed (a reset, usually).
+    SourceFailed(io::Error),
+    /// Writing to the sink failed (reset / EPIPE).
+    SinkFailed(io::Error),
+}
+
+impl Direction {
+    pub fn is_done(&self) -> bool {
+        self.shut
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.end > self.start
+            || !self.preamble.is_empty()
+            || self.pipe.as_ref().is_some_and(|p| p.pending() > 0)
+    }
+
+    pub fn holds_buffer(&self) -> bool {
+        self.buf.is_some()
+    }
+
+    pub fn holds_pipe(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// Gives the pipe back (connection closing, or drained and idle).
+    pub fn release_pipe(&mut self, pipes: &mut PipePool) {
+        if let Some(p) = self.pipe.take() {
+            pipes.give(p);
+        }
+    }
+
+    /// Writes the preamble; `Some` when the caller must stop.
+    fn write_preamble<D: Write>(&mut self, dst: &mut D, dst_ready: &mut Readiness) -> Option<Pump> {
+        while !self.preamble.is_empty() {
+            if !dst_ready.writable {
+                return Some(Pump::Idle);
+            }
+            match write(dst, &self.preamble) {
+                IoStatus::Progress(n) => {
+                    self.preamble.drain(..n);
+                }
+                IoStatus::WouldBlock => {
+                    dst_ready.writable = false;
+                    return Some(Pump::Idle);
+                }
+                IoStatus::Closed => return Some(Pump::SinkFailed(io::ErrorKind::WriteZero.into())),
+                IoStatus::Error(e) => return Some(Pump::SinkFailed(e)),
+            }
+        }
+        None
+    }
+
+    /// Like [`pump`](Self::pump), but moves bytes socket -> pipe -> socket
+    /// with splice(2), never through user space. A pipe is taken from
+    /// `pipes` only while bytes are in flight. If no pipe can be had (out of
+    /// fds), this direction falls back to copying for good.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pump_zero_copy<S: Read + AsRawFd, D: Write + ShutdownWrite + AsRawFd>(
+        &mut self,
+        src: &mut S,
+        src_ready: &mut Readiness,
+        dst: &mut D,
+        dst_ready: &mut Readiness,
+        pool: &mut BufPool,
+        pipes: &mut PipePool,
+        mut budget: usize,
+    ) -> Pump {
+        if self.splice_failed || self.end > self.start {
+            return self.pump(src, src_ready, dst, dst_ready, pool, budget);
+        }
+        if let Some(stop) = self.write_preamble(dst, dst_ready) {
+            return stop;
+        }
+        loop {
+            if let Some(pipe) = self.pipe.as_mut().filter(|p| p.pending() > 0) {
+                if !dst_ready.writable {
+                    return Pump::Idle;
+                }
+                match pipe.splice_out(dst.as_raw_fd()) {
+                    IoStatus::Progress(n) => {
+                        self.bytes += n as u64;
+                        continue;
+                    }
+                    IoStatus::WouldBlock => {
+                        dst_ready.writable = false;
+                        return Pump::Idle;
+                    }
+                    IoStatus::Closed => return Pump::SinkFailed(io::ErrorKind::WriteZero.into()),
+                    IoStatus::Error(e) => return Pump::SinkFailed(e),
+                }
+            }
+            if self.eof {
+                self.release_pipe(pipes);
+                if !self.shut {
+                    self.shut = true;
+                    let _ = dst.shutdown_write();
+                }
+                return Pump::Idle;
+            }
+            if !src_ready.readable {
+                self.release_pipe(pipes);
+                return Pump::Idle;
+            }
+            if budget == 0 {
+                return Pump::Budget;
+            }
+            budget -= 1;
+            if self.pipe.is_none() {
+                match pipes.take() {
+                    Ok(p) => self.pipe = Some(p),
+                    Err(e) => {
+                        log::warn!("zero_copy: cannot create a pipe ({e}); copying instead");
+                        self.splice_failed = true;
+                        return self.pump(src, src_ready, dst, dst_ready, pool, budget);
+                    }
+                }
+            }
+            let Some(pipe) = self.pipe.as_mut() else {
+                return Pump::Idle;
+            };
+            match pipe.splice_in(src.as_raw_fd(), SPLICE_CHUNK) {
+                IoStatus::Progress(_) => {}
+                IoStatus::Closed => self.eof = true,
+                IoStatus::WouldBlock if pipe.is_full() => {}
+                IoStatus::WouldBlock => {
+                    src_ready.readable = false;
+                    if pipe.pending() == 0 {
+                        self.release_pipe(pipes);
+                    }
+                    return Pump::Idle;
+                }
+                IoStatus::Error(e) => return Pump::SourceFailed(e),
+            }
+        }
+    }
+
+    /// Queues bytes to be sent before anything relayed (e.g. a PROXY header).
+    pub fn set_preamble(&mut self, bytes: Vec<u8>) {
+        self.preamble = bytes;
+    }
+
+    /// Gives the buffer back (connection closing).
+    pub fn release(&mut self, pool: &mut BufPool) {
+        if let Some(b) = self.buf.take() {
+            pool.give(b);
+        }
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Moves bytes until both sides would block, the stream ended, or
+    /// `budget` reads were done. On EOF with nothing pending, shuts down
+    /// the sink's write side (FIN passed on as FIN).
+    pub fn pump<S: Read, D: Write + ShutdownWrite>(
+        &mut self,
+        src: &mut S,
+        src_ready: &mut Readiness,
+        dst: &mut D,
+        dst_ready: &mut Readiness,
+        pool: &mut BufPool,
+        mut budget: usize,
+    ) -> Pump {
+        loop {
+            // 1. Preamble, then buffered bytes, out to the sink.
+            if let Some(stop) = self.write_preamble(dst, dst_ready) {
+                return stop;
+            }
+            if self.end > self.start {
+                if !dst_ready.writable {
+                    return Pump::Idle;
+                }
+                let buf = match &self.buf {
+                    Some(b) => b,
+                    None => return Pump::Idle,
+                };
+                match write(dst, &buf[self.start..self.end]) {
+                    IoStatus::Progress(n) => {
+                        self.start += n;
+                        self.bytes += n as u64;
+                        if self.start == self.end {
+                            self.start = 0;
+                            self.end = 0;
+                        }
+                        continue;
+                    }
+                    IoStatus::WouldBlock => {
+                        dst_ready.writable = false;
+                        return Pump::Idle;
+                    }
+                    IoStatus::Closed => return Pump::SinkFailed(io::ErrorKind::WriteZero.into()),
+                    IoStatus::Error(e) => return Pump::SinkFailed(e),
+                }
+            }
+            // 2. Buffer empty.
+            if self.eof {
+                self.release(pool);
+                if !self.shut {
+                    self.shut = true;
+                    // The sink may already be gone; the other direction will see it.
+                    let _ = dst.shutdown_write();
+                }
+                return Pump::Idle;
+            }
+            if !src_ready.readable {
+                self.release(pool);
+                return Pump::Idle;
+            }
+            if budget == 0 {
+                return Pump::Budget;
+            }
+            budget -= 1;
+            let buf = self.buf.get_or_insert_with(|| pool.take());
+            match read(src, &mut buf[self.end..]) {
+                IoStatus::Progress(n) => self.end += n,
+                IoStatus::WouldBlock => {
+                    src_ready.readable = false;
+                    self.release(pool);
+                    return Pump::Idle;
+                }
+                IoStatus::Closed => self.eof = true,
+                IoStatus::Error(e) => {
+                    self.release(pool);
+                    return Pump::SourceFailed(e);
+                }
+            }
+        }
+    }
+}
+
+/// `shutdown(SHUT_WR)`, abstracted so the relay can be tested without sockets.
+pub trait ShutdownWrite {
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl ShutdownWrite for mio::net::TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that yields scripted chunks, then WouldBlock or EOF.
+    struct Src {
+        chunks: Vec<Vec<u8>>,
+        eof: bool,
+    }
+    impl Read for Src {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.chunks.is_empty() {
+                return if self.eof {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
+            }
+            let c = &mut self.chunks[0];
+            let n = c.len().min(buf.len());
+            buf[..n].copy_from_slice(&c[..n]);
+            c.drain(..n);
+            if c.is_empty() {
+                self.chunks.remove(0);
+            }
+            Ok(n)
+        }
+    }
+
+    /// A sink that accepts `room` bytes, then WouldBlock.
+    #[derive(Default)]
+    struct Sink {
+        data: Vec<u8>,
+        room: usize,
+        shut: bool,
+    }
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl ShutdownWrite for Sink {
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            self.shut = true;
+            Ok(())
+        }
+    }
+
+    const RW: Readiness = Readiness {
+        readable: true,
+        writable: true,
+    };
+
+    #[test]
+    fn relays_bytes_then_passes_fin_and_returns_the_buffer() {
+        let mut pool = BufPool::new(4);
+        let mut d = Direction::default();
+        d.set_preamble(b"HDR".to_vec());
+        let mut src = Src {
+            chunks: vec![b"hello ".to_vec(), b"world".to_vec()],
+            eof: true,
+        };
+        let mut sink = Sink {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let (mut sr, mut dr) = (RW, RW);
+        assert!(matches!(
+            d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64),
+            Pump::Idle
+        ));
+        assert_eq!(sink.data, b"HDRhello world");
+        assert!(sink.shut && d.is_done());
+        assert!(!d.holds_buffer());
+        assert_eq!(d.bytes, 11);
+    }
+
+    #[test]
+    fn full_sink_stops_reading_and_resumes_on_writable() {
+        let mut pool = BufPool::new(4);
+        let mut d = Direction::default();
+        let big = vec![7u8; 100_000];
+        let mut src = Src {
+            chunks: vec![big.clone()],
+            eof: false,
+        };
+        let mut sink = Sink {
+            room: 10,
+            ..Default::default()
+        };
+        let (mut sr, mut dr) = (RW, RW);
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert!(!dr.writable, "sink full");
+        assert!(sr.readable, "source not drained: backpressure");
+        assert!(d.holds_buffer() && d.has_pending());
+        // Only one buffer's worth was read from the source.
+        assert_eq!(
+            src.chunks[0].len(),
+            100_000 - super::super::buffer::BUF_SIZE
+        );
+        sink.room = usize::MAX;
+        dr.writable = true;
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert_eq!(sink.data, big);
+        assert!(!sr.readable && !d.holds_buffer() && !sink.shut);
+    }
+
+    #[test]
+    fn budget_stops_a_firehose() {
+        let mut pool = BufPool::new(4);
+        let mut d = Direction::default();
+        let mut src = Src {
+            chunks: (0..10).map(|_| vec![1u8; 100]).collect(),
+            eof: false,
+        };
+        let mut sink = Sink {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let (mut sr, mut dr) = (RW, RW);
+        assert!(matches!(
+            d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 3),
+            Pump::Budget
+        ));
+        assert_eq!(sink.data.len(), 300);
+    }
+}

@@ -1,0 +1,108 @@
+//! One event loop's handler: routes readiness, timers and messages to the
+//! TCP proxy (and, later, the UDP proxy) it owns.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use reactor::{Action, Ctx, Handler, Ready, Token};
+
+use crate::logging::AccessLog;
+use crate::runtime::Runtime;
+use crate::tcp::{ConnId, TcpListenerSock, TcpProxy};
+
+/// What a token stands for in this loop.
+#[derive(Clone, Copy, Debug)]
+pub enum Tag {
+    TcpListener(usize),
+    Client(ConnId),
+    Upstream(ConnId),
+}
+
+/// Timers of this loop.
+#[derive(Clone, Copy, Debug)]
+pub enum Timer {
+    Connect(ConnId),
+    Idle(ConnId),
+    /// Accepting was paused (fd exhaustion or a connection cap): try again.
+    AcceptRetry,
+    /// `shutdown_timeout` is over: close what is left.
+    DrainDeadline,
+}
+
+/// Messages from the main thread.
+#[derive(Clone, Debug)]
+pub enum Msg {
+    /// Stop accepting; finish open connections until `deadline`.
+    Shutdown { deadline: Instant },
+}
+
+pub struct Worker {
+    pub tcp: TcpProxy,
+    draining: bool,
+}
+
+impl Worker {
+    pub fn new(rt: Arc<Runtime>, access: AccessLog, tcp_listeners: Vec<TcpListenerSock>) -> Worker {
+        Worker {
+            tcp: TcpProxy::new(rt, access, tcp_listeners),
+            draining: false,
+        }
+    }
+
+    fn finished_draining(&self) -> bool {
+        self.draining && self.tcp.is_empty()
+    }
+}
+
+impl Handler for Worker {
+    type Tag = Tag;
+    type Timer = Timer;
+    type Message = Msg;
+
+    fn on_start(&mut self, ctx: &mut Ctx<Self>) -> Action {
+        self.tcp.start(ctx);
+        Action::Continue
+    }
+
+    fn on_ready(&mut self, ctx: &mut Ctx<Self>, token: Token, ready: Ready) -> Action {
+        match ctx.tag(token).copied() {
+            Some(Tag::TcpListener(i)) => self.tcp.on_listener_ready(ctx, i, token),
+            Some(Tag::Client(id)) => self.tcp.on_client_ready(ctx, id, ready),
+            Some(Tag::Upstream(id)) => self.tcp.on_upstream_ready(ctx, id, ready),
+            None => {}
+        }
+        Action::Continue
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<Self>, timer: Timer) -> Action {
+        match timer {
+            Timer::Connect(id) => self.tcp.on_connect_timeout(ctx, id),
+            Timer::Idle(id) => self.tcp.on_idle_timer(ctx, id),
+            Timer::AcceptRetry => self.tcp.on_accept_retry(ctx),
+            Timer::DrainDeadline => {
+                self.tcp.close_all(ctx, "shutdown");
+                return Action::Stop;
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<Self>, msg: Msg) -> Action {
+        match msg {
+            Msg::Shutdown { deadline } => {
+                self.draining = true;
+                self.tcp.stop_listening(ctx);
+                ctx.set_timer(deadline, Timer::DrainDeadline);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_tick(&mut self, _ctx: &mut Ctx<Self>) -> Action {
+        if self.finished_draining() {
+            Action::Stop
+        } else {
+            Action::Continue
+        }
+    }
+}
