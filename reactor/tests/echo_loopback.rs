@@ -53,7 +53,7 @@ fn thousand_concurrent_echo_connections_over_two_loops() {
     let first = bind_tcp(localhost0(), LOCAL, &opts).unwrap();
     let addr = first.local_addr().unwrap();
     let second = bind_tcp(addr, LOCAL, &opts).unwrap();
-    let mut per_loop = vec![Some(first), Some(second)];
+    let mut per_loop = [Some(first), Some(second)];
     let stats = Arc::new(EchoStats::default());
     let (tx, rx) = mpsc::channel();
     let group = LoopGroup::start(2, "echo1k", |i| {
