@@ -251,7 +251,7 @@ impl UdpProxy {
                 IoStatus::Progress(n) => {
                     budget = budget.saturating_sub(n.max(1));
                     for (buf, meta) in batch.iter() {
-                        self.from_client(ctx, i, buf, meta);
+                        self.client_datagram(ctx, i, buf, meta);
                     }
                 }
                 IoStatus::WouldBlock => break,
@@ -272,7 +272,7 @@ impl UdpProxy {
         self.batch = batch;
     }
 
-    fn from_client(&mut self, ctx: &mut Ctx<Worker>, li: usize, buf: &[u8], meta: RecvMeta) {
+    fn client_datagram(&mut self, ctx: &mut Ctx<Worker>, li: usize, buf: &[u8], meta: RecvMeta) {
         if meta.truncated {
             // Larger than any valid UDP payload: never pass a cut datagram.
             self.flows.note_dropped();
