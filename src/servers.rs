@@ -11,12 +11,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::backend::{Health, Transition};
 use crate::balancer::{new_balancer, Balancer, Candidate, ServerId, Tried};
 use crate::config::{BackendPlan, ServerPlan};
 
 pub struct ServerRt {
     pub plan: ServerPlan,
     pub active: AtomicU32,
+    health: Mutex<Health>,
 }
 
 impl ServerRt {
@@ -45,6 +47,7 @@ impl BackendRt {
                 .map(|s| ServerRt {
                     plan: s.clone(),
                     active: AtomicU32::new(0),
+                    health: Mutex::new(Health::new(&plan.health)),
                 })
                 .collect(),
         }
@@ -54,11 +57,25 @@ impl BackendRt {
         &self.servers[id.0]
     }
 
-    fn usable(&self, s: &ServerRt, _now: Instant) -> bool {
-        match s.plan.max_connections {
+    fn usable(&self, s: &ServerRt, now: Instant) -> bool {
+        let below_cap = match s.plan.max_connections {
             Some(max) => (s.active.load(Ordering::Relaxed) as usize) < max,
             None => true,
+        };
+        below_cap && lock(&s.health).is_usable(now)
+    }
+
+    /// Applies `f` to a server's health and logs the state change, if any.
+    pub fn with_health(&self, id: ServerId, f: impl FnOnce(&mut Health) -> Option<Transition>) {
+        let s = &self.servers[id.0];
+        let t = f(&mut lock(&s.health));
+        if let Some(t) = t {
+            log::warn!("backend {} server {}: {t}", self.plan.name, s.plan.label);
         }
+    }
+
+    pub fn is_up(&self, id: ServerId, now: Instant) -> bool {
+        lock(&self.servers[id.0].health).is_usable(now)
     }
 
     /// Picks a server not yet in `tried` and counts a connection on it.
@@ -91,6 +108,7 @@ impl BackendRt {
             .unwrap_or_else(|p| p.into_inner())
             .pick(view, client, tried)?;
         self.servers[id.0].active.fetch_add(1, Ordering::Relaxed);
+        self.with_health(id, |h| h.on_pick(now));
         Some(id)
     }
 
@@ -99,8 +117,26 @@ impl BackendRt {
     }
 
     /// A connect failure, connect timeout or reset before any byte.
-    pub fn report_failure(&self, _id: ServerId, _now: Instant, _why: &str) {}
+    pub fn report_failure(&self, id: ServerId, now: Instant, why: &str) {
+        log::debug!(
+            "backend {} server {}: {why}",
+            self.plan.name,
+            self.servers[id.0].plan.label
+        );
+        self.with_health(id, |h| h.on_failure(now));
+    }
 
-    /// A connection to the server was established.
-    pub fn report_success(&self, _id: ServerId, _now: Instant) {}
+    /// A connection to the server was established (UDP: a reply arrived).
+    pub fn report_success(&self, id: ServerId, now: Instant) {
+        self.with_health(id, |h| h.on_success(now));
+    }
+
+    /// Result of one active probe.
+    pub fn report_probe(&self, id: ServerId, ok: bool, now: Instant) {
+        self.with_health(id, |h| h.on_probe_result(ok, now));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,3 +1,20 @@
-//! Configuration: YAML -> validated [`Plan`].
+//! Configuration: YAML files -> a validated [`Plan`].
+//!
+//! `raw` mirrors the YAML, `validate` turns it into the plan (reading
+//! includes through `include`, durations through `duration`, server
+//! addresses through `address`), and `locate` finds the line of a YAML path
+//! for error messages. Nothing outside this module sees raw YAML.
+pub mod address;
+pub mod duration;
+pub mod error;
+pub mod escape;
+pub mod include;
+pub mod locate;
 pub mod plan;
+pub mod raw;
+pub mod validate;
+
+pub use duration::{parse_duration, DurationError};
+pub use error::{ConfigError, ConfigErrors};
 pub use plan::*;
+pub use validate::{load, load_str, load_str_with, load_with, NOT_YET_SUPPORTED};

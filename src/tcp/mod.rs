@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use reactor::listener::{accept_batch, AcceptStop};
-use reactor::{Ctx, Interest, Ready, TimerKey, Token, DEFAULT_BUDGET};
+use reactor::{Ctx, Interest, IoStatus, Ready, TimerKey, Token, DEFAULT_BUDGET};
 use slab::Slab;
 
 use crate::balancer::{ServerId, Tried};
+use crate::config::{AcceptProxy, ProxyVersion};
 use crate::logging::{timestamp, AccessLog};
+use crate::proxy_protocol::{Accept, Command, Header, Parsed, Transport, Version};
 use crate::runtime::{LogLimiter, Runtime};
 use crate::worker::{Tag, Timer, Worker};
 use buffer::BufPool;
@@ -46,6 +48,8 @@ struct ListenerSlot {
 }
 
 enum Phase {
+    /// `accept_proxy`: reading the client's PROXY header (bytes so far).
+    AwaitingHeader(Vec<u8>),
     Connecting,
     Relaying,
 }
@@ -58,6 +62,10 @@ struct Conn {
     upstream: Option<(TcpStream, Token)>,
     upstream_ready: Readiness,
     peer: SocketAddr,
+    /// The original client and destination from an accepted PROXY header.
+    origin: Option<(SocketAddr, SocketAddr)>,
+    /// Client bytes read past the accepted PROXY header, sent upstream first.
+    early: Vec<u8>,
     port: u16,
     phase: Phase,
     server: Option<ServerId>,
@@ -79,6 +87,10 @@ enum End {
 }
 
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// How long a client on an `accept_proxy` listener has to send its header.
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most we buffer while waiting for a complete PROXY header.
+const PROXY_HEADER_MAX: usize = 4096;
 
 pub struct TcpProxy {
     rt: Arc<Runtime>,
@@ -90,6 +102,7 @@ pub struct TcpProxy {
     stopped: bool,
     fd_warn: LogLimiter,
     down_warn: LogLimiter,
+    header_warn: LogLimiter,
 }
 
 fn client_ip(a: &SocketAddr) -> IpAddr {
@@ -119,6 +132,7 @@ impl TcpProxy {
             stopped: false,
             fd_warn: LogLimiter::new(Duration::from_secs(10)),
             down_warn: LogLimiter::new(Duration::from_secs(1)),
+            header_warn: LogLimiter::new(Duration::from_secs(1)),
         }
     }
 
@@ -253,6 +267,8 @@ impl TcpProxy {
             upstream: None,
             upstream_ready: Readiness::default(),
             peer,
+            origin: None,
+            early: Vec::new(),
             port: self.listeners[li].l.port,
             phase: Phase::Connecting,
             server: None,
@@ -264,7 +280,79 @@ impl TcpProxy {
             last_active: now,
             timer: None,
         });
+        if self.rt.plan.listeners[plan].accept_proxy != AcceptProxy::Off {
+            let c = &mut self.conns[id.0];
+            c.phase = Phase::AwaitingHeader(Vec::new());
+            c.timer = Some(ctx.set_timer_after(PROXY_HEADER_TIMEOUT, Timer::Connect(id)));
+            return;
+        }
         self.connect_next(ctx, id);
+    }
+
+    /// `accept_proxy`: reads what the client sent so far and, once the
+    /// PROXY header is complete, records the original endpoints and starts
+    /// connecting. Garbage closes the connection with a log line.
+    fn read_header(&mut self, ctx: &mut Ctx<Worker>, id: ConnId) {
+        let accept = match self.rt.plan.listeners[self.conns[id.0].listener].accept_proxy {
+            AcceptProxy::V1 => Accept::V1,
+            AcceptProxy::V2 => Accept::V2,
+            AcceptProxy::Any | AcceptProxy::Off => Accept::Any,
+        };
+        let c = &mut self.conns[id.0];
+        let Phase::AwaitingHeader(buf) = &mut c.phase else {
+            return;
+        };
+        let mut chunk = [0u8; 512];
+        let mut closed = false;
+        while c.client_ready.readable && buf.len() < PROXY_HEADER_MAX {
+            let room = (PROXY_HEADER_MAX - buf.len()).min(chunk.len());
+            match reactor::io::read(&mut c.client, &mut chunk[..room]) {
+                IoStatus::Progress(n) => buf.extend_from_slice(&chunk[..n]),
+                IoStatus::WouldBlock => c.client_ready.readable = false,
+                IoStatus::Closed | IoStatus::Error(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let problem = match Header::parse(buf, accept) {
+            Ok(Parsed::Complete { header, consumed }) => {
+                if header.command == Command::Proxy {
+                    c.origin = header.addresses;
+                }
+                c.early = buf.split_off(consumed);
+                None
+            }
+            Ok(Parsed::Incomplete { .. }) if closed => {
+                Some("client closed before its PROXY header ended".to_string())
+            }
+            Ok(Parsed::Incomplete { .. }) if buf.len() >= PROXY_HEADER_MAX => {
+                Some("PROXY header too long".to_string())
+            }
+            Ok(Parsed::Incomplete { .. }) => return,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = problem {
+            if let Some(n) = self.header_warn.allow(ctx.now()) {
+                log::warn!(
+                    "listener {}: closing {}: {why} ({n} similar messages suppressed)",
+                    self.rt.plan.listeners[c.listener].name,
+                    show(&c.peer)
+                );
+            }
+            return self.close(ctx, id, End::Normal("bad PROXY header"));
+        }
+        if let Some(k) = c.timer.take() {
+            ctx.cancel_timer(k);
+        }
+        c.phase = Phase::Connecting;
+        self.connect_next(ctx, id);
+    }
+
+    /// The client as the rest of the system sees it: from the PROXY header
+    /// when one was accepted, else the socket peer.
+    fn client_of(c: &Conn) -> SocketAddr {
+        c.origin.map_or(c.peer, |(src, _)| src)
     }
 
     /// Tries servers until a non-blocking connect is under way, or closes
@@ -278,13 +366,14 @@ impl TcpProxy {
             if c.attempts > backend.plan.retries {
                 return self.close(ctx, id, End::Normal("connect failed"));
             }
-            let Some(sid) = backend.acquire(client_ip(&c.peer), &c.tried, ctx.now()) else {
+            let client = Self::client_of(c);
+            let Some(sid) = backend.acquire(client_ip(&client), &c.tried, ctx.now()) else {
                 if let Some(n) = self.down_warn.allow(ctx.now()) {
                     log::warn!(
                         "listener {}: no server available in backend {} for {} ({n} similar messages suppressed)",
                         rt.plan.listeners[c.listener].name,
                         backend.plan.name,
-                        show(&c.peer)
+                        show(&client)
                     );
                 }
                 let why = if c.attempts == 0 {
@@ -356,8 +445,20 @@ impl TcpProxy {
     pub fn on_connect_timeout(&mut self, ctx: &mut Ctx<Worker>, id: ConnId) {
         if let Some(c) = self.conns.get_mut(id.0) {
             c.timer = None;
-            if matches!(c.phase, Phase::Connecting) {
-                self.connect_failed(ctx, id, "connect timeout");
+            match c.phase {
+                Phase::Connecting => self.connect_failed(ctx, id, "connect timeout"),
+                Phase::AwaitingHeader(_) => {
+                    if let Some(n) = self.header_warn.allow(ctx.now()) {
+                        log::warn!(
+                            "listener {}: closing {}: no PROXY header within {}s ({n} similar messages suppressed)",
+                            self.rt.plan.listeners[c.listener].name,
+                            show(&c.peer),
+                            PROXY_HEADER_TIMEOUT.as_secs()
+                        );
+                    }
+                    self.close(ctx, id, End::Normal("PROXY header timeout"));
+                }
+                Phase::Relaying => {}
             }
         }
     }
@@ -382,8 +483,10 @@ impl TcpProxy {
             return;
         };
         note(&mut c.client_ready, ready);
-        if matches!(c.phase, Phase::Relaying) {
-            self.relay(ctx, id);
+        match c.phase {
+            Phase::Relaying => self.relay(ctx, id),
+            Phase::AwaitingHeader(_) => self.read_header(ctx, id),
+            Phase::Connecting => {}
         }
     }
 
@@ -413,6 +516,25 @@ impl TcpProxy {
         let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
         if let Some(sid) = c.server {
             backend.report_success(sid, ctx.now());
+        }
+        let mut preamble = Vec::new();
+        if let Some(version) = backend.plan.send_proxy {
+            let (src, dst) = match c.origin {
+                Some(o) => o,
+                None => (c.peer, c.client.local_addr().unwrap_or(c.peer)),
+            };
+            let v = match version {
+                ProxyVersion::V1 => Version::V1,
+                ProxyVersion::V2 => Version::V2,
+            };
+            if let Err(e) = Header::proxy(v, Transport::Stream, src, dst).emit(&mut preamble) {
+                log::warn!("cannot write PROXY header for {}: {e}", show(&src));
+                preamble.clear();
+            }
+        }
+        preamble.append(&mut c.early);
+        if !preamble.is_empty() {
+            c.up.set_preamble(preamble);
         }
         c.last_active = ctx.now();
         let idle = rt.plan.listeners[c.listener].idle_timeout;
@@ -487,6 +609,9 @@ impl TcpProxy {
             }
         }
         if let Some(sid) = c.server {
+            if matches!(end, End::Reset("server reset")) && c.down.bytes == 0 {
+                backend.report_failure(sid, ctx.now(), "reset before any byte");
+            }
             backend.release(sid);
         }
         c.up.release(&mut self.pool);
@@ -500,7 +625,7 @@ impl TcpProxy {
                 "{} tcp listener={} client={} server={} bytes_in={} bytes_out={} duration_ms={} reason=\"{}\"",
                 timestamp(std::time::SystemTime::now()),
                 rt.plan.listeners[c.listener].name,
-                show(&c.peer),
+                show(&Self::client_of(&c)),
                 server.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                 c.up.bytes,
                 c.down.bytes,

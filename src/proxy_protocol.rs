@@ -1,1 +1,0 @@
-//! PROXY protocol v1/v2 parse and emit.

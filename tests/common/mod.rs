@@ -1,0 +1,355 @@
+//! Test harness: start the real `nvelox` binary on a generated config,
+//! backends on 127.0.0.1 port 0, free-port helpers, bounded waits.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A unique scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "nvelox-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` consecutive ports free for TCP on both 127.0.0.1 and 127.0.0.2.
+pub fn free_port_range(n: u16) -> u16 {
+    let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    for _ in 0..200 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let base = 20000 + ((seed >> 33) % 25000) as u16;
+        let ok = (base..base + n).all(|p| {
+            TcpListener::bind(("127.0.0.1", p)).is_ok()
+                && TcpListener::bind(("127.0.0.2", p)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.2", p)).is_ok()
+        });
+        if ok {
+            return base;
+        }
+    }
+    panic!("no free port range of {n}");
+}
+
+/// The running binary; SIGKILLed on drop if still alive.
+pub struct Nvelox {
+    pub child: Child,
+    pub dir: TempDir,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    lines: Receiver<String>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nvelox")
+}
+
+impl Nvelox {
+    /// Writes `yaml` to a temp dir and starts `nvelox -c` on it; waits for
+    /// the "started" line. `{dir}` in the yaml is replaced by the temp dir.
+    pub fn start(yaml: &str) -> Nvelox {
+        let n = Nvelox::spawn(yaml);
+        n.wait_for_line("started", WAIT);
+        n
+    }
+
+    pub fn spawn(yaml: &str) -> Nvelox {
+        let dir = TempDir::new("run");
+        let yaml = yaml.replace("{dir}", dir.0.to_str().unwrap());
+        let cfg = dir.path("nvelox.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let mut child = Command::new(bin())
+            .arg("-c")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let store = Arc::clone(&stderr);
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if std::env::var_os("NVELOX_TEST_VERBOSE").is_some() {
+                    eprintln!("[nvelox] {line}");
+                }
+                store.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        Nvelox {
+            child,
+            dir,
+            stderr,
+            lines: rx,
+        }
+    }
+
+    /// Waits until a stderr line contains `needle` (lines already seen count).
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "no stderr line containing {needle:?}; got:\n{}",
+                    self.stderr_text()
+                );
+            }
+            let _ = self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety concerns.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for exit with a timeout; returns the exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Nvelox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion with args; returns (code, stdout, stderr).
+pub fn run_bin(args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nvelox {args:?} did not exit");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A TCP backend on its own thread. Modes decide what a connection gets.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy)]
+pub enum Mode {
+    /// Writes `name\n`, then echoes until EOF, then closes.
+    NamedEcho(&'static str),
+    /// Echoes until EOF, then closes (byte-exact, no greeting).
+    Echo,
+    /// Writes `name:port\n` (the port it was reached on) and closes.
+    Port,
+}
+
+impl Backend {
+    pub fn start(mode: Mode) -> Backend {
+        Backend::on(TcpListener::bind("127.0.0.1:0").unwrap(), mode)
+    }
+
+    pub fn on(l: TcpListener, mode: Mode) -> Backend {
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a2, s2) = (Arc::clone(&accepted), Arc::clone(&stop));
+        let handle = thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                // Blocking accept; `halt` wakes it with a connection of its own.
+                while let Ok((s, _)) = l.accept() {
+                    if s2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    a2.fetch_add(1, Ordering::Relaxed);
+                    thread::spawn(move || serve(s, mode, addr));
+                }
+            })
+            .unwrap();
+        Backend {
+            addr,
+            accepted,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn count(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting and closes the listening socket (connects are refused).
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn serve(mut s: TcpStream, mode: Mode, addr: SocketAddr) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    match mode {
+        Mode::NamedEcho(name) => {
+            let _ = s.write_all(format!("{name}\n").as_bytes());
+            echo(s);
+        }
+        Mode::Echo => echo(s),
+        Mode::Port => {
+            let _ = s.write_all(format!("port:{}\n", addr.port()).as_bytes());
+        }
+    }
+}
+
+fn echo(mut s: TcpStream) {
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = s.shutdown(std::net::Shutdown::Write);
+}
+
+/// Connects and reads the first line the backend sends.
+pub fn first_line(addr: SocketAddr) -> String {
+    let s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim().to_string()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Polls `cond` every 10 ms until true or the timeout.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
