@@ -420,9 +420,18 @@ impl UdpProxy {
             }
             let Some(f) = self.flows.get(id) else { return };
             let (client, from, li) = (f.key.client, f.local_ip, f.key.listener);
+            let first_reply = f.datagrams_out == 0;
             match self.batch.recv(&f.io.sock) {
                 IoStatus::Progress(n) => {
                     budget = budget.saturating_sub(n.max(1));
+                    if first_reply {
+                        // A reply proves the server takes this session.
+                        let rt = &self.rt;
+                        if let Some(f) = self.flows.get(id) {
+                            let backend = &rt.backends[rt.plan.listeners[f.io.plan].backend];
+                            backend.report_success(f.io.server, now);
+                        }
+                    }
                     for (buf, meta) in self.batch.iter() {
                         if meta.truncated {
                             continue;
