@@ -5,6 +5,7 @@
 //! `tcp` and `run` are the thin shell that drives them from the reactor.
 pub mod backend;
 pub mod balancer;
+pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod proxy_protocol;

@@ -29,14 +29,7 @@ use super::raw::{self, RawBackend, RawConfig, RawListener, RawServerEntry, Text}
 /// adds a warning to [`Plan::warnings`]. Remove an entry when its feature
 /// lands; `[]` stands for "any index".
 pub const NOT_YET_SUPPORTED: &[(&str, &str)] = &[
-    ("server.user", "dropping privileges"),
-    ("server.group", "dropping privileges"),
-    ("listeners[].accept_proxy", "PROXY headers from clients"),
-    ("listeners[].zero_copy", "splice(2) relay"),
-    ("backends[].send_proxy", "PROXY headers to servers"),
-    ("backends[].send_proxy_v2", "PROXY headers to servers"),
     ("backends[].health_check.active", "active health checks"),
-    ("backends[].health_check.passive", "passive health checks"),
 ];
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;

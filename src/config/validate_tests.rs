@@ -851,3 +851,31 @@ fn parent_paths() {
     assert_eq!(parent_path("a"), Some(""));
     assert_eq!(parent_path(""), None);
 }
+
+proptest::proptest! {
+    /// Whatever the text, loading returns a plan or errors; it never panics.
+    #[test]
+    fn load_never_panics(text in "[a-z_0-9:\\- \n\".\\[\\]{}*]{0,200}") {
+        let _ = load(&text);
+    }
+
+    /// Mutating one value of a valid file gives a plan or located errors.
+    #[test]
+    fn every_error_names_file_and_path(value in "[a-z0-9:.\\-\\[\\] ]{0,12}", which in 0usize..5) {
+        let targets = ["\"127.0.0.1:8080\"", "pool\n", "\"127.0.0.1:9001\"", "name: web", "servers:"];
+        let replacement = match which {
+            3 => format!("name: web\n    idle_timeout: \"{value}\""),
+            4 => format!("balance: \"{value}\"\n    servers:"),
+            1 => format!("\"{value}\"\n"),
+            _ => format!("\"{value}\""),
+        };
+        let doc = MINIMAL.replacen(targets[which], &replacement, 1);
+        if let Err(errs) = load(&doc) {
+            for e in errs.iter() {
+                proptest::prop_assert_eq!(&e.file, Path::new("test.yaml"));
+                proptest::prop_assert!(e.line.is_some(), "{}", e);
+                proptest::prop_assert!(!e.path.is_empty(), "{}", e);
+            }
+        }
+    }
+}
