@@ -49,7 +49,10 @@ fn udp_echo(port: u16) -> std::io::Result<()> {
 /// The `nvelox` binary of the same profile, (re)built first.
 fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/<profile>");
     let bin = profile_dir.join("nvelox");
     let release = profile_dir.ends_with("release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -60,7 +63,9 @@ fn binary() -> PathBuf {
     }
     match build.status() {
         Ok(st) if st.success() => {}
-        _ if bin.exists() => eprintln!("warning: could not rebuild nvelox; using {}", bin.display()),
+        _ if bin.exists() => {
+            eprintln!("warning: could not rebuild nvelox; using {}", bin.display())
+        }
         _ => {
             eprintln!("cannot build the nvelox binary");
             std::process::exit(2);
@@ -70,7 +75,9 @@ fn binary() -> PathBuf {
 }
 
 fn main() {
-    let config = std::env::args().nth(1).unwrap_or_else(|| "conf/nvelox.yaml".into());
+    let config = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "conf/nvelox.yaml".into());
     for port in [9001, 9002] {
         if let Err(e) = tcp_echo(port) {
             eprintln!("cannot start TCP echo backend on 127.0.0.1:{port}: {e}");
@@ -86,7 +93,9 @@ fn main() {
     let bin = binary();
     println!("echo backends: tcp 127.0.0.1:9001 :9002, udp 127.0.0.1:9053 :9054");
     println!("running: {} -c {config}", bin.display());
-    println!("try:     nc 127.0.0.1 8080            (each new connection greets from the next backend)");
+    println!(
+        "try:     nc 127.0.0.1 8080            (each new connection greets from the next backend)"
+    );
     println!("         echo hi | nc -u -w1 127.0.0.1 8053");
     println!("stop:    Ctrl-C");
     match Command::new(bin).args(["-c", &config]).status() {

@@ -43,24 +43,29 @@ fn binary_path() -> Option<PathBuf> {
     Some(exe.parent()?.parent()?.join("nvelox"))
 }
 
-/// `cargo run --example` does not build the binary; build it if missing.
+/// `cargo run --example` does not build the binary: (re)build it, so the
+/// demo never runs a stale one. Run directly (no `CARGO` in the
+/// environment), an existing binary is used as is.
 fn ensure_binary(bin: &Path) -> Result<(), String> {
-    if bin.exists() {
-        return Ok(());
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return if bin.exists() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is missing; run `cargo build` first",
+                bin.display()
+            ))
+        };
+    };
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--bin", "nvelox"]);
     if bin.parent().and_then(Path::file_name) == Some("release".as_ref()) {
         cmd.arg("--release");
     }
-    println!("building the nvelox binary first ...");
     match cmd.status() {
         Ok(s) if s.success() && bin.exists() => Ok(()),
-        _ => Err(format!(
-            "{} is missing; run `cargo build` first",
-            bin.display()
-        )),
+        Ok(s) => Err(format!("building nvelox failed: {s}")),
+        Err(e) => Err(format!("cannot run cargo to build nvelox: {e}")),
     }
 }
 

@@ -28,9 +28,8 @@ use super::raw::{self, RawBackend, RawConfig, RawListener, RawServerEntry, Text}
 /// Keys that load but do nothing yet: `(key pattern, feature)`. Using one
 /// adds a warning to [`Plan::warnings`]. Remove an entry when its feature
 /// lands; `[]` stands for "any index".
-pub const NOT_YET_SUPPORTED: &[(&str, &str)] = &[
-    ("backends[].health_check.active", "active health checks"),
-];
+pub const NOT_YET_SUPPORTED: &[(&str, &str)] =
+    &[("backends[].health_check.active", "active health checks")];
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
