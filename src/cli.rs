@@ -260,14 +260,14 @@ mod tests {
         let tmp = TempDir::new("cli-check");
         let good = tmp.write(
             "good.yaml",
-            "listeners:\n  - { name: a, bind: \"127.0.0.1:1\", default_backend: b, zero_copy: true }\nbackends:\n  - { name: b, servers: [\"127.0.0.1:2\"] }\n",
+            "listeners:\n  - { name: a, bind: \"127.0.0.1:1\", default_backend: b }\nbackends:\n  - { name: b, servers: [\"127.0.0.1:2\"], health_check: { active: { type: tcp } } }\n",
         );
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(check(&good, &mut out, &mut err), EXIT_OK);
         assert_eq!(String::from_utf8_lossy(&out), "configuration OK\n");
         let err = String::from_utf8_lossy(&err);
         assert!(
-            err.starts_with("warning: ") && err.contains("listeners[0].zero_copy"),
+            err.starts_with("warning: ") && err.contains("backends[0].health_check.active"),
             "{err}"
         );
 

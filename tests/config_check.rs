@@ -102,11 +102,20 @@ fn the_default_file_is_used_without_c() {
 
 #[test]
 fn warnings_go_to_stderr_and_do_not_fail_the_check() {
-    let out = nvelox(&["-c", "conf/examples/nvelox_go_compat.yaml", "--check"]);
+    let dir = std::env::temp_dir().join(format!("nvelox-warn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("w.yaml");
+    std::fs::write(
+        &file,
+        "listeners:\n  - name: a\n    bind: \"127.0.0.1:1\"\n    default_backend: b\nbackends:\n  - name: b\n    servers: [\"127.0.0.1:2\"]\n    health_check:\n      active: { type: tcp }\n",
+    )
+    .unwrap();
+    let out = nvelox(&["-c", file.to_str().unwrap(), "--check"]);
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(0));
     let err = text(&out.stderr);
     assert!(
-        err.contains("warning: conf/examples/nvelox_go_compat.yaml:27: listeners[0].zero_copy: "),
+        err.contains("w.yaml:9: backends[0].health_check.active: "),
         "{err}"
     );
 }

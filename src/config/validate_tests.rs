@@ -685,15 +685,7 @@ backends:
 "#;
     let plan = load(doc).unwrap();
     let w = &plan.warnings;
-    let expect = [
-        "test.yaml:2: server.user: ",
-        "test.yaml:3: server.group: ",
-        "test.yaml:7: listeners[0].zero_copy: ",
-        "test.yaml:8: listeners[0].accept_proxy: ",
-        "test.yaml:12: backends[0].send_proxy_v2: ",
-        "test.yaml:15: backends[0].health_check.active: ",
-        "test.yaml:16: backends[0].health_check.passive: ",
-    ];
+    let expect = ["test.yaml:15: backends[0].health_check.active: "];
     assert_eq!(w.len(), expect.len(), "{w:#?}");
     for (line, prefix) in w.iter().zip(expect) {
         assert!(line.starts_with(prefix), "{line} vs {prefix}");
@@ -706,7 +698,7 @@ backends:
     let off = doc
         .replace("zero_copy: true", "zero_copy: false")
         .replace("accept_proxy: v2", "accept_proxy: off");
-    assert_eq!(load(&off).unwrap().warnings.len(), 5);
+    assert_eq!(load(&off).unwrap().warnings.len(), 1);
     // The values themselves are still in the plan for whoever implements them.
     assert!(plan.listeners[0].zero_copy);
     assert_eq!(plan.listeners[0].accept_proxy, AcceptProxy::V2);
