@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use nvelox::proxy_protocol::{Accept, Header, Parsed, Transport};
 
 /// How long a client waits for an answer that should come.
 const ANSWER: Duration = Duration::from_secs(5);
@@ -26,6 +27,9 @@ enum Reply {
     Named(&'static str),
     /// Three datagrams `name:1`, `name:2`, `name:3` per request.
     Three(&'static str),
+    /// Parses a PROXY v2 header in front of the datagram and answers
+    /// `src dst payload`, or `bad` when there is no valid header.
+    ProxySource,
 }
 
 /// A UDP backend on its own thread; remembers every source address and
@@ -72,6 +76,21 @@ impl UdpBackend {
                         for i in 1..=3 {
                             let _ = sock.send_to(format!("{name}:{i}").as_bytes(), from);
                         }
+                    }
+                    Reply::ProxySource => {
+                        let out = match Header::parse(&buf[..n], Accept::V2) {
+                            Ok(Parsed::Complete { header, consumed }) => match header.addresses {
+                                Some((src, dst)) if header.transport == Transport::Dgram => {
+                                    format!(
+                                        "{src} {dst} {}",
+                                        String::from_utf8_lossy(&buf[consumed..n])
+                                    )
+                                }
+                                _ => "bad".into(),
+                            },
+                            _ => "bad".into(),
+                        };
+                        let _ = sock.send_to(out.as_bytes(), from);
                     }
                 }
             }
@@ -598,4 +617,21 @@ fn sigterm_ends_udp_sessions_at_once_and_exits_cleanly() {
     // shutdown_timeout is 30 s: UDP has nothing to drain, so no waiting.
     assert_eq!(n.wait_exit(Duration::from_secs(5)), Some(0));
     assert!(access_log(&n).contains("reason=\"shutdown\""));
+}
+
+#[test]
+fn send_proxy_v2_puts_a_header_with_the_real_client_in_front_of_every_datagram() {
+    let b = UdpBackend::start(Reply::ProxySource);
+    let port = free_udp_port();
+    let yaml = config(&format!("0.0.0.0:{port}"), &[quoted(b.addr)], "", 1).replace(
+        "balance: roundrobin\n",
+        "balance: roundrobin\n    send_proxy_v2: true\n",
+    );
+    let _n = Nvelox::start(&yaml);
+    let to = SocketAddr::from(([127, 0, 0, 2], port));
+    let c = client();
+    let me = c.local_addr().unwrap();
+    assert_eq!(ask(&c, to, b"one"), format!("{me} {to} one"));
+    assert_eq!(ask(&c, to, b"two"), format!("{me} {to} two"));
+    assert_eq!(ask(&c, to, b""), format!("{me} {to} "));
 }

@@ -28,7 +28,9 @@ use reactor::udp::{RecvBatch, RecvMeta, SendBatch};
 use reactor::{Ctx, Interest, IoStatus, Ready, TimerKey, Token, DEFAULT_BUDGET};
 
 use crate::balancer::{ServerId, Tried};
+use crate::config::ProxyVersion;
 use crate::logging::{timestamp, AccessLog};
+use crate::proxy_protocol::{write_v2, Transport, V2_ADDR_MAX_LEN};
 use crate::runtime::{LogLimiter, Runtime};
 use crate::worker::{Tag, Timer, Worker};
 pub use flow_table::{Flow, FlowCounters, FlowId, FlowKey, FlowTable, IdleCheck};
@@ -57,6 +59,8 @@ pub struct Upstream {
     /// Index into `plan.listeners`.
     plan: usize,
     timer: Option<TimerKey>,
+    /// Every datagram upstream starts with a PROXY v2 DGRAM header.
+    send_proxy: bool,
 }
 
 /// File descriptors kept out of the session budget for listeners, accepted
@@ -146,6 +150,8 @@ pub struct UdpProxy {
     flows: FlowTable<Upstream>,
     batch: RecvBatch,
     replies: SendBatch,
+    /// PROXY header + payload of one datagram, reused.
+    scratch: Vec<u8>,
     stopped: bool,
     full_warn: LogLimiter,
     down_warn: LogLimiter,
@@ -167,6 +173,38 @@ fn upstream_socket(target: SocketAddr) -> io::Result<UdpSocket> {
     Ok(sock)
 }
 
+/// The address and port a client reached on `slot`: the datagram's
+/// destination (PKTINFO), else the socket's own address.
+fn reached(local_ip: Option<IpAddr>, slot: &ListenerSlot) -> SocketAddr {
+    let ip = local_ip
+        .or_else(|| slot.l.sock.local_addr().ok().map(|a| a.ip()))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    SocketAddr::new(ip, slot.l.port)
+}
+
+/// `scratch` = PROXY v2 DGRAM header for (client -> reached) + payload.
+/// `None` (datagram dropped) only if the header cannot be written, which
+/// the fixed-size buffer rules out for any IPv4/IPv6 pair.
+fn with_proxy_header<'a>(
+    scratch: &'a mut Vec<u8>,
+    client: SocketAddr,
+    reached: SocketAddr,
+    payload: &[u8],
+) -> Option<&'a [u8]> {
+    let mut hdr = [0u8; V2_ADDR_MAX_LEN];
+    let n = match write_v2(&mut hdr, Transport::Dgram, client, reached) {
+        Ok(n) => n,
+        Err(e) => {
+            log::debug!("cannot write PROXY header for {client}: {e}");
+            return None;
+        }
+    };
+    scratch.clear();
+    scratch.extend_from_slice(&hdr[..n]);
+    scratch.extend_from_slice(payload);
+    Some(scratch)
+}
+
 fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
@@ -183,6 +221,7 @@ impl UdpProxy {
             flows: FlowTable::new(),
             batch: RecvBatch::new(RECV_BATCH),
             replies: SendBatch::new(),
+            scratch: Vec::new(),
             stopped: false,
             full_warn: LogLimiter::new(WARN_INTERVAL),
             down_warn: LogLimiter::new(WARN_INTERVAL),
@@ -296,7 +335,19 @@ impl UdpProxy {
         };
         self.flows.datagram_in(id, now, buf.len(), meta.local_ip);
         let Some(f) = self.flows.get(id) else { return };
-        match f.io.sock.send(buf) {
+        let out = if f.io.send_proxy {
+            let Some(slot) = self.listeners.get(li) else {
+                return;
+            };
+            let dst = reached(f.local_ip, slot);
+            match with_proxy_header(&mut self.scratch, key.client, dst, buf) {
+                Some(d) => d,
+                None => return,
+            }
+        } else {
+            buf
+        };
+        match f.io.sock.send(out) {
             Ok(_) => {}
             // Upstream socket buffer full: UDP drops; the client retries.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -385,6 +436,7 @@ impl UdpProxy {
             target,
             plan,
             timer: None,
+            send_proxy: backend.plan.send_proxy == Some(ProxyVersion::V2),
         };
         let id = match self.flows.insert(key, local_ip, now, lp.idle_timeout, up) {
             Ok(id) => id,
@@ -549,6 +601,32 @@ impl UdpProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy_protocol::{Accept, Command, Header, Parsed};
+
+    #[test]
+    fn a_proxied_datagram_is_one_v2_dgram_header_then_the_payload() {
+        let client: SocketAddr = "[::ffff:192.0.2.7]:40000".parse().unwrap();
+        let reached: SocketAddr = "127.0.0.2:5353".parse().unwrap();
+        let mut scratch = vec![0xAA; 3];
+        let out = with_proxy_header(&mut scratch, client, reached, b"query")
+            .unwrap()
+            .to_vec();
+        let Ok(Parsed::Complete { header, consumed }) = Header::parse(&out, Accept::V2) else {
+            panic!("not a complete v2 header: {out:?}");
+        };
+        assert_eq!(header.command, Command::Proxy);
+        assert_eq!(header.transport, Transport::Dgram);
+        // The mapped client is written as plain IPv4, like the destination.
+        assert_eq!(
+            header.addresses,
+            Some(("192.0.2.7:40000".parse().unwrap(), reached))
+        );
+        assert_eq!(consumed, 28);
+        assert_eq!(&out[consumed..], b"query");
+        // An empty datagram still carries its header.
+        let out = with_proxy_header(&mut scratch, client, reached, b"").unwrap();
+        assert_eq!(out.len(), 28);
+    }
 
     #[test]
     fn the_fd_budget_stops_at_its_limit_and_refills() {
