@@ -221,8 +221,12 @@ fn paused_listener_leaves_connections_in_the_backlog_until_resumed() {
     let (tx, rx) = mpsc::channel();
     let mut l = Some(listener);
     let group = LoopGroup::start(1, "pause", |_| {
-        EchoServer::new(l.take().into_iter().collect(), Vec::new(), Arc::clone(&stats))
-            .with_notes(tx.clone())
+        EchoServer::new(
+            l.take().into_iter().collect(),
+            Vec::new(),
+            Arc::clone(&stats),
+        )
+        .with_notes(tx.clone())
     })
     .unwrap();
     wait_note(&rx, |n| matches!(n, Note::Started { .. }));
@@ -280,8 +284,12 @@ fn stop_joins_every_loop_thread_even_with_open_connections() {
     let stats = Arc::new(EchoStats::default());
     let (tx, rx) = mpsc::channel();
     let group = LoopGroup::start(3, "stopjoin", |i| {
-        EchoServer::new(ls[i].take().into_iter().collect(), Vec::new(), Arc::clone(&stats))
-            .with_notes(tx.clone())
+        EchoServer::new(
+            ls[i].take().into_iter().collect(),
+            Vec::new(),
+            Arc::clone(&stats),
+        )
+        .with_notes(tx.clone())
     })
     .unwrap();
     let mut clients = Vec::new();
