@@ -13,4 +13,5 @@ pub mod run;
 pub mod runtime;
 pub mod servers;
 pub mod tcp;
+pub mod udp;
 pub mod worker;
