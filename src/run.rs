@@ -26,6 +26,12 @@ pub const EXIT_STARTUP: i32 = 2;
 
 /// Runs the balancer until SIGTERM/SIGINT. `config_path` is kept for reload.
 pub fn run(plan: Plan, config_path: &Path) -> i32 {
+    // Before any thread exists (the access-log writer is the first): every
+    // thread inherits the mask, so these signals only ever reach sigtimedwait.
+    if let Err(e) = handled_signals().thread_block() {
+        eprintln!("nvelox: cannot block signals: {e}");
+        return EXIT_STARTUP;
+    }
     let logs = match logging::init(&plan.logging) {
         Ok(l) => l,
         Err(e) => {
@@ -52,9 +58,6 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
         Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
     }
     let signals = handled_signals();
-    if let Err(e) = signals.thread_block() {
-        return startup_error(format!("cannot block signals: {e}"));
-    }
 
     let workers = plan.server.workers.max(1);
     let mut tcp: Vec<Vec<TcpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();

@@ -635,3 +635,60 @@ fn send_proxy_v2_puts_a_header_with_the_real_client_in_front_of_every_datagram()
     assert_eq!(ask(&c, to, b"two"), format!("{me} {to} two"));
     assert_eq!(ask(&c, to, b""), format!("{me} {to} "));
 }
+
+#[test]
+fn two_chained_udp_balancers_preserve_the_original_client() {
+    let b = UdpBackend::start(Reply::ProxySource);
+    let (front, back) = (free_udp_port(), free_udp_port());
+    let with_pp = |yaml: String| {
+        yaml.replace(
+            "balance: roundrobin\n",
+            "balance: roundrobin\n    send_proxy_v2: true\n",
+        )
+    };
+    let inner = config(
+        &format!("127.0.0.1:{back}"),
+        &[quoted(b.addr)],
+        "    accept_proxy: v2\n",
+        1,
+    );
+    let _b = Nvelox::start(&with_pp(inner));
+    let outer = config(&format!("127.0.0.1:{front}"), &[quoted(v4(back))], "", 1);
+    let _a = Nvelox::start(&with_pp(outer));
+    let c = client_on("127.0.0.9:0");
+    let me = c.local_addr().unwrap();
+    let to = v4(front);
+    assert_eq!(ask(&c, to, b"hop"), format!("{me} {to} hop"));
+    assert_eq!(ask(&c, to, b"again"), format!("{me} {to} again"));
+}
+
+#[test]
+fn accept_proxy_on_udp_drops_datagrams_without_a_header() {
+    let b = UdpBackend::start(Reply::Echo);
+    let port = free_udp_port();
+    let n = Nvelox::start(&config(
+        &format!("127.0.0.1:{port}"),
+        &[quoted(b.addr)],
+        "    accept_proxy: v2\n",
+        1,
+    ));
+    let c = client();
+    c.send_to(b"no header", v4(port)).unwrap();
+    assert!(silent(&c), "a datagram without a PROXY header was relayed");
+    n.wait_for_line("bad PROXY header", WAIT);
+    assert_eq!(b.received(), 0);
+    // A valid header is stripped before the payload goes on.
+    let mut dgram = Vec::new();
+    Header::proxy(
+        nvelox::proxy_protocol::Version::V2,
+        Transport::Dgram,
+        "192.0.2.1:5000".parse().unwrap(),
+        "198.51.100.2:53".parse().unwrap(),
+    )
+    .emit(&mut dgram)
+    .unwrap();
+    dgram.extend_from_slice(b"payload");
+    c.send_to(&dgram, v4(port)).unwrap();
+    let (got, _) = recv(&c).expect("reply");
+    assert_eq!(got, b"payload");
+}

@@ -698,8 +698,6 @@ impl Validator<'_> {
                 &accept_path,
                 "PROXY v1 is TCP only; use v2 (or any) on udp listeners",
             );
-        } else if accept_proxy != AcceptProxy::Off {
-            self.not_yet(f, "listeners[].accept_proxy", &accept_path);
         }
         let idle_default = match protocol {
             Protocol::Tcp => DEFAULT_TCP_IDLE_TIMEOUT,

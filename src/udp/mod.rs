@@ -28,9 +28,11 @@ use reactor::udp::{RecvBatch, RecvMeta, SendBatch};
 use reactor::{Ctx, Interest, IoStatus, Ready, TimerKey, Token, DEFAULT_BUDGET};
 
 use crate::balancer::{ServerId, Tried};
-use crate::config::ProxyVersion;
+use crate::config::{AcceptProxy, ProxyVersion};
 use crate::logging::{timestamp, AccessLog};
-use crate::proxy_protocol::{write_v2, Transport, V2_ADDR_MAX_LEN};
+use crate::proxy_protocol::{
+    write_v2, Accept, Command, Header, Parsed, Transport, V2_ADDR_MAX_LEN,
+};
 use crate::runtime::{LogLimiter, Runtime};
 use crate::worker::{Tag, Timer, Worker};
 pub use flow_table::{Flow, FlowCounters, FlowId, FlowKey, FlowTable, IdleCheck};
@@ -61,7 +63,13 @@ pub struct Upstream {
     timer: Option<TimerKey>,
     /// Every datagram upstream starts with a PROXY v2 DGRAM header.
     send_proxy: bool,
+    /// `accept_proxy`: the original client and destination from the
+    /// header of the latest datagram.
+    origin: Option<(SocketAddr, SocketAddr)>,
 }
+
+/// The original client and the address it reached, from a PROXY header.
+type Origin = (SocketAddr, SocketAddr);
 
 /// File descriptors kept out of the session budget for listeners, accepted
 /// TCP connections' first moments, health checks and log files.
@@ -156,6 +164,7 @@ pub struct UdpProxy {
     full_warn: LogLimiter,
     down_warn: LogLimiter,
     err_warn: LogLimiter,
+    header_warn: LogLimiter,
 }
 
 /// The client's address for balancing and logs: IPv4-mapped shown as IPv4.
@@ -226,6 +235,7 @@ impl UdpProxy {
             full_warn: LogLimiter::new(WARN_INTERVAL),
             down_warn: LogLimiter::new(WARN_INTERVAL),
             err_warn: LogLimiter::new(WARN_INTERVAL),
+            header_warn: LogLimiter::new(Duration::from_secs(1)),
         }
     }
 
@@ -311,12 +321,50 @@ impl UdpProxy {
         self.batch = batch;
     }
 
+    /// `accept_proxy` on a UDP listener: every datagram must start with a
+    /// PROXY v2 header; it is stripped, and its addresses stand for the
+    /// client. `Err` = drop the datagram.
+    fn strip_proxy_header<'a>(
+        &self,
+        li: usize,
+        buf: &'a [u8],
+    ) -> Result<(&'a [u8], Option<Origin>), String> {
+        let plan = self.listeners.get(li).map(|s| s.l.plan).unwrap_or(0);
+        if self.rt.plan.listeners[plan].accept_proxy == AcceptProxy::Off {
+            return Ok((buf, None));
+        }
+        match Header::parse(buf, Accept::V2) {
+            Ok(Parsed::Complete { header, consumed }) => {
+                let origin = match header.command {
+                    Command::Proxy => header.addresses,
+                    Command::Local => None,
+                };
+                Ok((&buf[consumed..], origin))
+            }
+            Ok(Parsed::Incomplete { .. }) => Err("datagram shorter than its PROXY header".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn client_datagram(&mut self, ctx: &mut Ctx<Worker>, li: usize, buf: &[u8], meta: RecvMeta) {
         if meta.truncated {
             // Larger than any valid UDP payload: never pass a cut datagram.
             self.flows.note_dropped();
             return;
         }
+        let (buf, origin) = match self.strip_proxy_header(li, buf) {
+            Ok(x) => x,
+            Err(why) => {
+                self.flows.note_dropped();
+                if let Some(n) = self.header_warn.allow(ctx.now()) {
+                    log::warn!(
+                        "udp: dropping a datagram from {}: bad PROXY header: {why} ({n} similar messages suppressed)",
+                        show(&meta.peer)
+                    );
+                }
+                return;
+            }
+        };
         let now = ctx.now();
         let key = FlowKey {
             listener: li,
@@ -324,7 +372,7 @@ impl UdpProxy {
         };
         let id = match self.flows.find(&key) {
             Some(id) => id,
-            None => match self.open(ctx, key, meta.local_ip) {
+            None => match self.open(ctx, key, meta.local_ip, origin) {
                 Ok(id) => id,
                 Err(why) => {
                     self.flows.note_dropped();
@@ -334,13 +382,20 @@ impl UdpProxy {
             },
         };
         self.flows.datagram_in(id, now, buf.len(), meta.local_ip);
-        let Some(f) = self.flows.get(id) else { return };
+        let Some(f) = self.flows.get_mut(id) else {
+            return;
+        };
+        if origin.is_some() {
+            f.io.origin = origin;
+        }
         let out = if f.io.send_proxy {
             let Some(slot) = self.listeners.get(li) else {
                 return;
             };
-            let dst = reached(f.local_ip, slot);
-            match with_proxy_header(&mut self.scratch, key.client, dst, buf) {
+            let (src, dst) =
+                f.io.origin
+                    .unwrap_or((key.client, reached(f.local_ip, slot)));
+            match with_proxy_header(&mut self.scratch, src, dst, buf) {
                 Some(d) => d,
                 None => return,
             }
@@ -387,6 +442,7 @@ impl UdpProxy {
         ctx: &mut Ctx<Worker>,
         key: FlowKey,
         local_ip: Option<IpAddr>,
+        origin: Option<(SocketAddr, SocketAddr)>,
     ) -> Result<FlowId, Refused> {
         if self.stopped {
             return Err(Refused::Stopped);
@@ -407,8 +463,8 @@ impl UdpProxy {
         }
         let lp = &rt.plan.listeners[plan];
         let backend = &rt.backends[lp.backend];
-        let Some(server) = backend.acquire(key.client.ip().to_canonical(), &Tried::new(), now)
-        else {
+        let client = origin.map_or(key.client, |(src, _)| src);
+        let Some(server) = backend.acquire(client.ip().to_canonical(), &Tried::new(), now) else {
             budget.give_back();
             rt.unreserve(plan, 1);
             return Err(Refused::NoServer);
@@ -437,6 +493,7 @@ impl UdpProxy {
             plan,
             timer: None,
             send_proxy: backend.plan.send_proxy == Some(ProxyVersion::V2),
+            origin,
         };
         let id = match self.flows.insert(key, local_ip, now, lp.idle_timeout, up) {
             Ok(id) => id,
@@ -585,7 +642,7 @@ impl UdpProxy {
                 "{} udp listener={} client={} server={} bytes_in={} bytes_out={} datagrams_in={} datagrams_out={} duration_ms={} reason=\"{}\"",
                 timestamp(std::time::SystemTime::now()),
                 lp.name,
-                show(&f.key.client),
+                show(&f.io.origin.map_or(f.key.client, |(src, _)| src)),
                 f.io.target,
                 f.bytes_in,
                 f.bytes_out,
