@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use reactor::{Action, Ctx, Handler, Ready, Token};
 
+use crate::health::{HealthChecker, ProbeId};
 use crate::logging::AccessLog;
 use crate::runtime::Runtime;
 use crate::tcp::{ConnId, TcpListenerSock, TcpProxy};
@@ -16,6 +17,8 @@ pub enum Tag {
     TcpListener(usize),
     Client(ConnId),
     Upstream(ConnId),
+    /// An active health probe's socket (loop 0 only).
+    Probe(ProbeId),
 }
 
 /// Timers of this loop.
@@ -27,6 +30,10 @@ pub enum Timer {
     AcceptRetry,
     /// `shutdown_timeout` is over: close what is left.
     DrainDeadline,
+    /// Start the next health probe of a server.
+    ProbeDue(ProbeId),
+    /// A health probe ran out of time.
+    ProbeTimeout(ProbeId),
 }
 
 /// Messages from the main thread.
@@ -38,12 +45,15 @@ pub enum Msg {
 
 pub struct Worker {
     pub tcp: TcpProxy,
+    /// Runs probes on loop 0 only; idle elsewhere.
+    health: HealthChecker,
     draining: bool,
 }
 
 impl Worker {
     pub fn new(rt: Arc<Runtime>, access: AccessLog, tcp_listeners: Vec<TcpListenerSock>) -> Worker {
         Worker {
+            health: HealthChecker::new(Arc::clone(&rt)),
             tcp: TcpProxy::new(rt, access, tcp_listeners),
             draining: false,
         }
@@ -61,6 +71,9 @@ impl Handler for Worker {
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) -> Action {
         self.tcp.start(ctx);
+        if ctx.loop_index() == 0 {
+            self.health.start(ctx);
+        }
         Action::Continue
     }
 
@@ -69,6 +82,7 @@ impl Handler for Worker {
             Some(Tag::TcpListener(i)) => self.tcp.on_listener_ready(ctx, i, token),
             Some(Tag::Client(id)) => self.tcp.on_client_ready(ctx, id, ready),
             Some(Tag::Upstream(id)) => self.tcp.on_upstream_ready(ctx, id, ready),
+            Some(Tag::Probe(id)) => self.health.on_ready(ctx, id, ready),
             None => {}
         }
         Action::Continue
@@ -79,6 +93,8 @@ impl Handler for Worker {
             Timer::Connect(id) => self.tcp.on_connect_timeout(ctx, id),
             Timer::Idle(id) => self.tcp.on_idle_timer(ctx, id),
             Timer::AcceptRetry => self.tcp.on_accept_retry(ctx),
+            Timer::ProbeDue(id) => self.health.on_due(ctx, id),
+            Timer::ProbeTimeout(id) => self.health.on_timeout(ctx, id),
             Timer::DrainDeadline => {
                 self.tcp.close_all(ctx, "shutdown");
                 return Action::Stop;
@@ -92,6 +108,7 @@ impl Handler for Worker {
             Msg::Shutdown { deadline } => {
                 self.draining = true;
                 self.tcp.stop_listening(ctx);
+                self.health.stop(ctx);
                 ctx.set_timer(deadline, Timer::DrainDeadline);
             }
         }

@@ -35,8 +35,6 @@ pub const NOT_YET_SUPPORTED: &[(&str, &str)] = &[
     ("listeners[].zero_copy", "splice(2) relay"),
     ("backends[].send_proxy", "PROXY headers to servers"),
     ("backends[].send_proxy_v2", "PROXY headers to servers"),
-    ("backends[].health_check.active", "active health checks"),
-    ("backends[].health_check.passive", "passive health checks"),
 ];
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
@@ -903,7 +901,6 @@ impl Validator<'_> {
     }
 
     fn active_check(&mut self, f: FileId, p: &str, a: &raw::RawActiveCheck) -> ActiveCheck {
-        self.not_yet(f, "backends[].health_check.active", p);
         let kind = self.choice(
             f,
             &key(p, "type"),
@@ -986,7 +983,6 @@ impl Validator<'_> {
     }
 
     fn passive_check(&mut self, f: FileId, p: &str, ps: &raw::RawPassiveCheck) -> PassiveCheck {
-        self.not_yet(f, "backends[].health_check.passive", p);
         let max_fails = self
             .number(f, &key(p, "max_fails"), ps.max_fails.as_ref(), 1, 1000)
             .map_or(DEFAULT_MAX_FAILS, |n| n as u32);
