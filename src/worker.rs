@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use reactor::{Action, Ctx, Handler, Ready, Token};
 
+use crate::health::{HealthChecker, ProbeId};
 use crate::logging::AccessLog;
 use crate::runtime::Runtime;
 use crate::tcp::{ConnId, TcpListenerSock, TcpProxy};
@@ -19,6 +20,8 @@ pub enum Tag {
     Upstream(ConnId),
     UdpListener(usize),
     UdpUpstream(FlowId),
+    /// An active health probe's socket (loop 0 only).
+    Probe(ProbeId),
 }
 
 /// Timers of this loop.
@@ -32,6 +35,10 @@ pub enum Timer {
     DrainDeadline,
     /// A UDP session's single idle timer.
     UdpIdle(FlowId),
+    /// Start the next health probe of a server.
+    ProbeDue(ProbeId),
+    /// A health probe ran out of time.
+    ProbeTimeout(ProbeId),
 }
 
 /// Messages from the main thread.
@@ -44,6 +51,8 @@ pub enum Msg {
 pub struct Worker {
     pub tcp: TcpProxy,
     pub udp: UdpProxy,
+    /// Runs probes on loop 0 only; idle elsewhere.
+    health: HealthChecker,
     draining: bool,
 }
 
@@ -56,6 +65,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             udp: UdpProxy::new(Arc::clone(&rt), access.clone(), udp_listeners),
+            health: HealthChecker::new(Arc::clone(&rt)),
             tcp: TcpProxy::new(rt, access, tcp_listeners),
             draining: false,
         }
@@ -74,6 +84,9 @@ impl Handler for Worker {
     fn on_start(&mut self, ctx: &mut Ctx<Self>) -> Action {
         self.tcp.start(ctx);
         self.udp.start(ctx);
+        if ctx.loop_index() == 0 {
+            self.health.start(ctx);
+        }
         Action::Continue
     }
 
@@ -84,6 +97,7 @@ impl Handler for Worker {
             Some(Tag::Upstream(id)) => self.tcp.on_upstream_ready(ctx, id, ready),
             Some(Tag::UdpListener(i)) => self.udp.on_listener_ready(ctx, i, token),
             Some(Tag::UdpUpstream(id)) => self.udp.on_upstream_ready(ctx, id, token),
+            Some(Tag::Probe(id)) => self.health.on_ready(ctx, id, ready),
             None => {}
         }
         Action::Continue
@@ -95,6 +109,8 @@ impl Handler for Worker {
             Timer::Idle(id) => self.tcp.on_idle_timer(ctx, id),
             Timer::AcceptRetry => self.tcp.on_accept_retry(ctx),
             Timer::UdpIdle(id) => self.udp.on_idle_timer(ctx, id),
+            Timer::ProbeDue(id) => self.health.on_due(ctx, id),
+            Timer::ProbeTimeout(id) => self.health.on_timeout(ctx, id),
             Timer::DrainDeadline => {
                 self.tcp.close_all(ctx, "shutdown");
                 self.udp.close_all(ctx, "shutdown");
@@ -110,6 +126,7 @@ impl Handler for Worker {
                 self.draining = true;
                 self.tcp.stop_listening(ctx);
                 self.udp.stop_listening(ctx);
+                self.health.stop(ctx);
                 ctx.set_timer(deadline, Timer::DrainDeadline);
             }
         }
