@@ -131,9 +131,18 @@ impl BackendRt {
         self.with_health(id, |h| h.on_success(now));
     }
 
-    /// Result of one active probe.
-    pub fn report_probe(&self, id: ServerId, ok: bool, now: Instant) {
-        self.with_health(id, |h| h.on_probe_result(ok, now));
+    /// Result of one active probe; `detail` (what the last probe saw) is
+    /// appended to a state-change warning so it says why.
+    pub fn report_probe(&self, id: ServerId, ok: bool, now: Instant, detail: &str) {
+        let s = &self.servers[id.0];
+        let t = lock(&s.health).on_probe_result(ok, now);
+        if let Some(t) = t {
+            log::warn!(
+                "backend {} server {}: {t} (last probe: {detail})",
+                self.plan.name,
+                s.plan.label
+            );
+        }
     }
 }
 

@@ -53,7 +53,7 @@ fn thousand_concurrent_echo_connections_over_two_loops() {
     let first = bind_tcp(localhost0(), LOCAL, &opts).unwrap();
     let addr = first.local_addr().unwrap();
     let second = bind_tcp(addr, LOCAL, &opts).unwrap();
-    let mut per_loop = vec![Some(first), Some(second)];
+    let mut per_loop = [Some(first), Some(second)];
     let stats = Arc::new(EchoStats::default());
     let (tx, rx) = mpsc::channel();
     let group = LoopGroup::start(2, "echo1k", |i| {
@@ -221,8 +221,12 @@ fn paused_listener_leaves_connections_in_the_backlog_until_resumed() {
     let (tx, rx) = mpsc::channel();
     let mut l = Some(listener);
     let group = LoopGroup::start(1, "pause", |_| {
-        EchoServer::new(l.take().into_iter().collect(), Vec::new(), Arc::clone(&stats))
-            .with_notes(tx.clone())
+        EchoServer::new(
+            l.take().into_iter().collect(),
+            Vec::new(),
+            Arc::clone(&stats),
+        )
+        .with_notes(tx.clone())
     })
     .unwrap();
     wait_note(&rx, |n| matches!(n, Note::Started { .. }));
@@ -280,8 +284,12 @@ fn stop_joins_every_loop_thread_even_with_open_connections() {
     let stats = Arc::new(EchoStats::default());
     let (tx, rx) = mpsc::channel();
     let group = LoopGroup::start(3, "stopjoin", |i| {
-        EchoServer::new(ls[i].take().into_iter().collect(), Vec::new(), Arc::clone(&stats))
-            .with_notes(tx.clone())
+        EchoServer::new(
+            ls[i].take().into_iter().collect(),
+            Vec::new(),
+            Arc::clone(&stats),
+        )
+        .with_notes(tx.clone())
     })
     .unwrap();
     let mut clients = Vec::new();

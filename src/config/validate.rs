@@ -28,8 +28,7 @@ use super::raw::{self, RawBackend, RawConfig, RawListener, RawServerEntry, Text}
 /// Keys that load but do nothing yet: `(key pattern, feature)`. Using one
 /// adds a warning to [`Plan::warnings`]. Remove an entry when its feature
 /// lands; `[]` stands for "any index".
-pub const NOT_YET_SUPPORTED: &[(&str, &str)] =
-    &[("backends[].health_check.active", "active health checks")];
+pub const NOT_YET_SUPPORTED: &[(&str, &str)] = &[];
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -698,8 +697,6 @@ impl Validator<'_> {
                 &accept_path,
                 "PROXY v1 is TCP only; use v2 (or any) on udp listeners",
             );
-        } else if accept_proxy != AcceptProxy::Off {
-            self.not_yet(f, "listeners[].accept_proxy", &accept_path);
         }
         let idle_default = match protocol {
             Protocol::Tcp => DEFAULT_TCP_IDLE_TIMEOUT,
@@ -895,7 +892,6 @@ impl Validator<'_> {
     }
 
     fn active_check(&mut self, f: FileId, p: &str, a: &raw::RawActiveCheck) -> ActiveCheck {
-        self.not_yet(f, "backends[].health_check.active", p);
         let kind = self.choice(
             f,
             &key(p, "type"),
@@ -978,7 +974,6 @@ impl Validator<'_> {
     }
 
     fn passive_check(&mut self, f: FileId, p: &str, ps: &raw::RawPassiveCheck) -> PassiveCheck {
-        self.not_yet(f, "backends[].health_check.passive", p);
         let max_fails = self
             .number(f, &key(p, "max_fails"), ps.max_fails.as_ref(), 1, 1000)
             .map_or(DEFAULT_MAX_FAILS, |n| n as u32);

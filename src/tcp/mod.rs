@@ -411,6 +411,17 @@ impl TcpProxy {
                         }
                     }
                 }
+                Err(e) if crate::health::is_resource_exhaustion(&e) => {
+                    // Our fd table is full, not the server's fault: no
+                    // failure reported, no retry elsewhere (it would fail
+                    // the same way); the client goes, which frees room.
+                    backend.release(sid);
+                    c.server = None;
+                    if let Some(n) = self.fd_warn.allow(ctx.now()) {
+                        log::warn!("connect to {addr}: {e}; closing clients until descriptors free up ({n} similar messages suppressed)");
+                    }
+                    return self.close(ctx, id, End::Normal("out of file descriptors"));
+                }
                 Err(e) => {
                     log::debug!("connect to {addr} failed at once: {e}");
                     backend.report_failure(sid, ctx.now(), "connect failed");

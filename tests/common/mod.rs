@@ -353,3 +353,51 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+impl Nvelox {
+    /// [`Nvelox::spawn`] with a hook to adjust the command first (e.g. a
+    /// `pre_exec` that lowers RLIMIT_NOFILE).
+    pub fn spawn_with(yaml: &str, setup: impl FnOnce(&mut Command)) -> Nvelox {
+        let dir = TempDir::new("run");
+        let yaml = yaml.replace("{dir}", dir.0.to_str().unwrap());
+        let cfg = dir.path("nvelox.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("-c")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        setup(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let store = Arc::clone(&stderr);
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if std::env::var_os("NVELOX_TEST_VERBOSE").is_some() {
+                    eprintln!("[nvelox] {line}");
+                }
+                store.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        Nvelox {
+            child,
+            dir,
+            stderr,
+            lines: rx,
+        }
+    }
+
+    /// How many stderr lines contain `needle` so far.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}

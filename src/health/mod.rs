@@ -1,0 +1,451 @@
+//! Active health checks: probes driven by the reactor's timers on loop 0.
+//!
+//! Owns: one [`Probe`] per server with `health_check.active`, each at most
+//! one probe in flight, on a non-blocking socket registered in the loop
+//! (never a blocking call), with a timeout timer; scheduling with jitter;
+//! a small reserve of file descriptors so probes still run when client
+//! traffic fills the fd table. Results go to
+//! [`BackendRt::report_probe`](crate::servers::BackendRt::report_probe),
+//! which owns the state (`crate::backend::Health`) and the warning line.
+//!
+//! Does not own: what a reply means (`probe.rs`, pure), where and when to
+//! probe (`schedule.rs`, pure), passive checks (the TCP proxy reports
+//! connection outcomes itself).
+//!
+//! Only loop 0 runs probes ([`HealthChecker::start`] is called there);
+//! every loop reads the published state through `Runtime::backends`.
+
+pub mod probe;
+pub mod schedule;
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpStream, UdpSocket};
+use reactor::{Ctx, Interest, Ready, TimerKey, Token};
+
+use crate::config::CheckKind;
+use crate::runtime::{LogLimiter, Runtime};
+use crate::worker::{Tag, Timer, Worker};
+use probe::{Conversation, Failure, Verdict};
+use schedule::{first_probe, next_probe, Prng, ProbeTarget};
+
+/// Index of a probed server in the checker's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProbeId(pub usize);
+
+/// How many spare fds the checker holds back for its probes. Probes run
+/// one per server at a time; a handful is enough to keep the servers that
+/// matter probed while clients hold every other descriptor.
+const FD_RESERVE: usize = 4;
+/// Read size per `read` call; replies are bounded by the conversation.
+const CHUNK: usize = 2048;
+
+enum Sock {
+    Stream(TcpStream),
+    Datagram(UdpSocket),
+}
+
+/// One probe in flight.
+struct Flight {
+    sock: Sock,
+    token: Token,
+    timeout: TimerKey,
+    started: Instant,
+    connected: bool,
+    written: usize,
+    reply: Vec<u8>,
+}
+
+struct Probe {
+    target: ProbeTarget,
+    conv: Conversation,
+    interval: Duration,
+    timeout: Duration,
+    /// The timer that starts the next probe.
+    due: Option<TimerKey>,
+    flight: Option<Flight>,
+}
+
+/// Spare descriptors, given up one at a time when a probe's `socket()`
+/// fails for lack of descriptors, and taken back after the probe.
+struct FdReserve {
+    spare: Vec<socket2::Socket>,
+}
+
+impl FdReserve {
+    fn new() -> FdReserve {
+        let mut r = FdReserve { spare: Vec::new() };
+        r.refill();
+        r
+    }
+
+    fn refill(&mut self) {
+        while self.spare.len() < FD_RESERVE {
+            match socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None) {
+                Ok(s) => self.spare.push(s),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Closes one spare; false when none is left.
+    fn release_one(&mut self) -> bool {
+        self.spare.pop().is_some()
+    }
+}
+
+/// Out of descriptors or kernel memory: not the server's fault.
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+fn failure_of(e: &io::Error) -> Failure {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => Failure::Refused,
+        io::ErrorKind::TimedOut => Failure::Timeout,
+        _ => Failure::Broken,
+    }
+}
+
+pub struct HealthChecker {
+    rt: Arc<Runtime>,
+    probes: Vec<Probe>,
+    rng: Prng,
+    reserve: Option<FdReserve>,
+    skip_warn: LogLimiter,
+    stopped: bool,
+}
+
+impl HealthChecker {
+    /// Cheap: nothing is computed or opened until [`start`](Self::start),
+    /// so loops other than 0 pay nothing.
+    pub fn new(rt: Arc<Runtime>) -> HealthChecker {
+        HealthChecker {
+            rt,
+            probes: Vec::new(),
+            rng: Prng::new(0),
+            reserve: None,
+            skip_warn: LogLimiter::new(Duration::from_secs(1)),
+            stopped: false,
+        }
+    }
+
+    /// Builds the probe table and arms every server's first probe.
+    pub fn start(&mut self, ctx: &mut Ctx<Worker>) {
+        let rt = Arc::clone(&self.rt);
+        let (targets, skipped) = schedule::targets(&rt.plan);
+        for s in skipped {
+            let b = &rt.plan.backends[s.backend];
+            log::warn!(
+                "backend {} server {}: no port to probe (no server port, no health_check.active.port, no listener uses the backend); not health checked",
+                b.name,
+                b.servers[s.server.0].label
+            );
+        }
+        if targets.is_empty() {
+            return;
+        }
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        self.rng = Prng::new(seed);
+        self.reserve = Some(FdReserve::new());
+        let now = ctx.now();
+        let mut shortest = Duration::MAX;
+        for target in targets {
+            let b = &rt.plan.backends[target.backend];
+            let Some(active) = &b.health.active else {
+                continue;
+            };
+            shortest = shortest.min(active.interval);
+            let id = ProbeId(self.probes.len());
+            let at = first_probe(now, active.interval, &mut self.rng);
+            self.probes.push(Probe {
+                conv: Conversation::new(active, target.addr, b.send_proxy),
+                target,
+                interval: active.interval,
+                timeout: active.timeout,
+                due: Some(ctx.set_timer(at, Timer::ProbeDue(id))),
+                flight: None,
+            });
+        }
+        // "Probe skipped: out of descriptors" at most once per interval.
+        self.skip_warn = LogLimiter::new(shortest);
+        log::info!("health checks: probing {} servers", self.probes.len());
+    }
+
+    /// Shutdown: no more probes; abandon those in flight without a verdict.
+    pub fn stop(&mut self, ctx: &mut Ctx<Worker>) {
+        self.stopped = true;
+        for p in &mut self.probes {
+            if let Some(k) = p.due.take() {
+                ctx.cancel_timer(k);
+            }
+            if let Some(f) = p.flight.take() {
+                ctx.cancel_timer(f.timeout);
+                close(ctx, f);
+            }
+        }
+    }
+
+    /// It is time for a probe of `id`.
+    pub fn on_due(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId) {
+        let Some(p) = self.probes.get_mut(id.0) else {
+            return;
+        };
+        p.due = None;
+        if self.stopped || p.flight.is_some() {
+            return;
+        }
+        let now = ctx.now();
+        let opened = match p.conv.kind() {
+            CheckKind::Tcp | CheckKind::Http => open_stream(p.target.addr),
+            CheckKind::Udp => open_datagram(p.target.addr, p.conv.request()),
+        };
+        let opened = match opened {
+            Err(e) if is_resource_exhaustion(&e) => {
+                // Give up a spare descriptor and try once more.
+                match self.reserve.as_mut().map(FdReserve::release_one) {
+                    Some(true) => match p.conv.kind() {
+                        CheckKind::Tcp | CheckKind::Http => open_stream(p.target.addr),
+                        CheckKind::Udp => open_datagram(p.target.addr, p.conv.request()),
+                    },
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        };
+        let mut sock = match opened {
+            Ok(s) => s,
+            Err(e) if is_resource_exhaustion(&e) => return self.skipped(ctx, id, now, &e),
+            Err(e) => return self.conclude_from(ctx, id, now, Verdict::Down(failure_of(&e))),
+        };
+        let interest = match sock {
+            Sock::Stream(_) => Interest::READABLE | Interest::WRITABLE,
+            Sock::Datagram(_) => Interest::READABLE,
+        };
+        let registered = match &mut sock {
+            Sock::Stream(s) => ctx.register(s, interest, Tag::Probe(id)),
+            Sock::Datagram(s) => ctx.register(s, interest, Tag::Probe(id)),
+        };
+        let token = match registered {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("health check {}: cannot register probe: {e}", p.target.addr);
+                return self.conclude_from(ctx, id, now, Verdict::Down(Failure::Broken));
+            }
+        };
+        let timeout = ctx.set_timer_after(p.timeout, Timer::ProbeTimeout(id));
+        p.flight = Some(Flight {
+            sock,
+            token,
+            timeout,
+            started: now,
+            connected: false,
+            written: 0,
+            reply: Vec::new(),
+        });
+    }
+
+    pub fn on_timeout(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId) {
+        let Some(p) = self.probes.get_mut(id.0) else {
+            return;
+        };
+        // The timer has fired; `finish` cancelling its stale key is a no-op.
+        if p.flight.is_some() {
+            self.finish(ctx, id, Verdict::Down(Failure::Timeout));
+        }
+    }
+
+    pub fn on_ready(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, _ready: Ready) {
+        let Some(p) = self.probes.get_mut(id.0) else {
+            return;
+        };
+        let Some(f) = p.flight.as_mut() else {
+            return;
+        };
+        let verdict = match &mut f.sock {
+            Sock::Stream(s) => {
+                stream_progress(s, &mut f.connected, &mut f.written, &mut f.reply, &p.conv)
+            }
+            Sock::Datagram(s) => datagram_progress(s, &p.conv),
+        };
+        if verdict != Verdict::Pending {
+            self.finish(ctx, id, verdict);
+        }
+    }
+
+    /// Ends the flight of `id` with `verdict`.
+    fn finish(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, verdict: Verdict) {
+        let p = &mut self.probes[id.0];
+        let Some(f) = p.flight.take() else {
+            return;
+        };
+        ctx.cancel_timer(f.timeout);
+        let started = f.started;
+        close(ctx, f);
+        self.conclude_from(ctx, id, started, verdict);
+    }
+
+    /// Reports a verdict and schedules the next probe.
+    fn conclude_from(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, started: Instant, v: Verdict) {
+        if let Some(r) = self.reserve.as_mut() {
+            r.refill();
+        }
+        let now = ctx.now();
+        let p = &self.probes[id.0];
+        let backend = &self.rt.backends[p.target.backend];
+        match v {
+            Verdict::Up => backend.report_probe(p.target.server, true, now, "ok"),
+            Verdict::Down(why) => {
+                log::debug!(
+                    "health check of backend {} server {} ({}): {why}",
+                    backend.plan.name,
+                    backend.server(p.target.server).plan.label,
+                    p.target.addr
+                );
+                backend.report_probe(p.target.server, false, now, &why.to_string());
+            }
+            Verdict::Pending => {}
+        }
+        self.schedule(ctx, id, started, now);
+    }
+
+    /// No descriptor for the probe: neither up nor down, just try again
+    /// next interval. The server is not at fault.
+    fn skipped(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, now: Instant, e: &io::Error) {
+        if let Some(n) = self.skip_warn.allow(now) {
+            log::warn!(
+                "health check of {} skipped: {e} ({n} similar messages suppressed)",
+                self.probes[id.0].target.addr
+            );
+        }
+        if let Some(r) = self.reserve.as_mut() {
+            r.refill();
+        }
+        self.schedule(ctx, id, now, now);
+    }
+
+    fn schedule(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, started: Instant, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        let p = &mut self.probes[id.0];
+        let at = next_probe(started, now, p.interval, &mut self.rng);
+        p.due = Some(ctx.set_timer(at, Timer::ProbeDue(id)));
+    }
+}
+
+fn close(ctx: &mut Ctx<Worker>, f: Flight) {
+    match f.sock {
+        Sock::Stream(mut s) => {
+            ctx.deregister(&mut s, f.token);
+        }
+        Sock::Datagram(mut s) => {
+            ctx.deregister(&mut s, f.token);
+        }
+    }
+}
+
+fn open_stream(addr: SocketAddr) -> io::Result<Sock> {
+    TcpStream::connect(addr).map(Sock::Stream)
+}
+
+/// A fresh UDP socket connected to the server, with the probe datagram
+/// sent. Connected, so the kernel reports ICMP port unreachable to us as
+/// ECONNREFUSED and filters datagrams from anyone else.
+fn open_datagram(addr: SocketAddr, request: &[u8]) -> io::Result<Sock> {
+    let any = match addr.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let s = UdpSocket::bind(SocketAddr::new(any, 0))?;
+    s.connect(addr)?;
+    match s.send(request) {
+        Ok(_) => {}
+        // A full send buffer on a fresh socket: the timeout will judge.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(Sock::Datagram(s))
+}
+
+/// Drives a TCP/HTTP probe as far as the socket allows.
+fn stream_progress(
+    s: &mut TcpStream,
+    connected: &mut bool,
+    written: &mut usize,
+    reply: &mut Vec<u8>,
+    conv: &Conversation,
+) -> Verdict {
+    if !*connected {
+        match connect_result(s) {
+            Ok(false) => return Verdict::Pending,
+            Ok(true) => *connected = true,
+            Err(e) => return Verdict::Down(failure_of(&e)),
+        }
+    }
+    let request = conv.request();
+    while *written < request.len() {
+        match s.write(&request[*written..]) {
+            Ok(0) => return Verdict::Down(Failure::Broken),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Verdict::Down(failure_of(&e)),
+        }
+    }
+    if *written == request.len() && conv.sent() == Verdict::Up {
+        return Verdict::Up;
+    }
+    let limit = conv.reply_limit();
+    let mut chunk = [0u8; CHUNK];
+    let mut eof = false;
+    while reply.len() < limit {
+        let room = (limit - reply.len()).min(CHUNK);
+        match s.read(&mut chunk[..room]) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Verdict::Down(failure_of(&e)),
+        }
+    }
+    conv.judge_stream(reply, eof)
+}
+
+fn datagram_progress(s: &mut UdpSocket, conv: &Conversation) -> Verdict {
+    let mut buf = [0u8; probe::MAX_DATAGRAM];
+    loop {
+        match s.recv(&mut buf) {
+            Ok(n) => return conv.judge_datagram(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Verdict::Pending,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Verdict::Down(failure_of(&e)),
+        }
+    }
+}
+
+/// `Ok(true)` connected, `Ok(false)` still in progress, `Err` failed.
+fn connect_result(s: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = s.take_error()? {
+        return Err(e);
+    }
+    match s.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
