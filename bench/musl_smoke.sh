@@ -5,9 +5,19 @@
 # they come back unchanged, then stops it with SIGTERM and expects exit 0.
 # Installs the rustup musl target if missing. Bounded: every wait has a
 # deadline; the whole script is meant to finish well within 3 minutes.
+#
+#   bench/musl_smoke.sh                                    x86_64, native
+#   TARGET=aarch64-unknown-linux-musl bench/musl_smoke.sh  aarch64 under qemu-aarch64
+#       (Debian: gcc-aarch64-linux-gnu for the link, qemu-user to run it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGET=x86_64-unknown-linux-musl
+TARGET=${TARGET:-x86_64-unknown-linux-musl}
+RUNNER=""
+case "$TARGET" in
+    x86_64-*) ;;
+    aarch64-*) RUNNER=qemu-aarch64 ;;
+    *) echo "musl smoke: unsupported TARGET $TARGET" >&2; exit 2 ;;
+esac
 
 if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     rustup target add "$TARGET" >/dev/null
@@ -15,19 +25,19 @@ fi
 cargo build --release --target "$TARGET" --bin nvelox
 BIN="target/$TARGET/release/nvelox"
 
-if ldd "$BIN" 2>&1 | grep -qE "not a dynamic executable|statically linked"; then
+if [ -n "$RUNNER" ] || ldd "$BIN" 2>&1 | grep -qE "not a dynamic executable|statically linked"; then
     echo "musl smoke: $BIN is static, $(stat -c %s "$BIN") bytes"
 else
     echo "musl smoke: $BIN is not statically linked:" >&2
     ldd "$BIN" >&2 || true
     exit 1
 fi
-"$BIN" --version
+$RUNNER "$BIN" --version
 
-exec python3 - "$BIN" <<'PY'
+exec python3 - "$RUNNER" "$BIN" <<'PY'
 import os, signal, socket, subprocess, sys, tempfile, threading, time
 
-binary = sys.argv[1]
+binary = [a for a in sys.argv[1:3] if a]
 
 def echo_backend(ls):
     def serve(c):
@@ -70,11 +80,11 @@ listeners:
 backends:
   - {{ name: echo, servers: ["127.0.0.1:{bport}"] }}
 """)
-    check = subprocess.run([binary, "-c", conf, "--check"], capture_output=True, text=True, timeout=20)
+    check = subprocess.run(binary + ["-c", conf, "--check"], capture_output=True, text=True, timeout=20)
     if check.returncode != 0:
         print("musl smoke: --check failed:", check.stdout, check.stderr, file=sys.stderr)
         sys.exit(1)
-    proc = subprocess.Popen([binary, "-c", conf], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(binary + ["-c", conf], stderr=subprocess.PIPE, text=True)
     got = None
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and proc.poll() is None:
