@@ -51,6 +51,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the whole thread group, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -408,8 +416,11 @@ def start_nginx(name: str, conf: str, work: Path, cpu: str, probe) -> tuple[Proc
     return proc, kids[0] if kids else proc.pid
 
 
+NVELOX_BIN = ROOT / "target" / "release" / "nvelox"
+
+
 def nvelox_bin() -> Path:
-    return ROOT / "target" / "release" / "nvelox"
+    return NVELOX_BIN
 
 
 # --------------------------------------------------------------------------
@@ -469,12 +480,17 @@ def wrk(port: int, secs: float, close: bool) -> dict:
 
 
 def measured(proxy: Proxy | None, fn) -> tuple[dict, float | None]:
-    """Runs fn() and returns its result and the proxy's CPU seconds."""
-    c0 = proxy.cpu() if proxy else None
+    """Runs fn() and returns its result and the proxy's CPU seconds; the
+    share spent in user space goes into the result as `user_pct`."""
+    c0 = cpu_split(proxy.cpu_pid) if proxy else None
     res = fn()
     if proxy is None or c0 is None:
         return res, None
-    return res, proxy.cpu() - c0
+    c1 = cpu_split(proxy.cpu_pid)
+    user, system = c1[0] - c0[0], c1[1] - c0[1]
+    if user + system > 0:
+        res["user_pct"] = 100 * user / (user + system)
+    return res, user + system
 
 
 def section_tcp_throughput(cfg, targets: dict, p: Ports) -> list[dict]:
@@ -733,6 +749,19 @@ def time_to_first_relay(argv: list[str], name: str, work: Path, port: int) -> di
     return res
 
 
+def default_conf_rss(binary: Path, label: str, work: Path) -> dict:
+    proc = Proc(f"nvelox-default-conf-{label}", [str(binary), "-c", str(ROOT / "conf/nvelox.yaml")],
+                work, PROXY_CPU)
+    up = wait_until(lambda: port_open(8080, 0.05) or not proc.alive(), 10, 0.001)
+    if up and proc.alive():
+        time.sleep(1.0)
+        res = {"idle_rss": rss_bytes(proc.pid)}
+    else:
+        res = {"error": proc.log_text()[-600:] or "did not start"}
+    proc.stop()
+    return res
+
+
 def section_footprint(cfg, work: Path, p: Ports, have: dict) -> dict:
     out: dict = {"sizes": {}}
     for label, path in (
@@ -744,18 +773,11 @@ def section_footprint(cfg, work: Path, p: Ports, have: dict) -> dict:
     ):
         if path.exists():
             out["sizes"][label] = path.stat().st_size
-    # idle RSS with the shipped default configuration
-    t0 = time.monotonic()
-    proc = Proc("nvelox-default-conf", [str(nvelox_bin()), "-c", str(ROOT / "conf/nvelox.yaml")],
-                work, PROXY_CPU)
-    up = wait_until(lambda: port_open(8080, 0.05) or not proc.alive(), 10, 0.001)
-    if up and proc.alive():
-        time.sleep(1.0)
-        out["default_conf"] = {"ready_ms": (time.monotonic() - t0 - 1.0) * 1e3,
-                               "idle_rss": rss_bytes(proc.pid)}
-    else:
-        out["default_conf"] = {"error": proc.log_text()[-600:] or "did not start"}
-    proc.stop()
+    # idle RSS with the shipped default configuration, glibc and static musl
+    out["default_conf"] = default_conf_rss(nvelox_bin(), "glibc", work)
+    musl = ROOT / "target/x86_64-unknown-linux-musl/release/nvelox"
+    if musl.exists():
+        out["default_conf_musl"] = default_conf_rss(musl, "musl", work)
     # exec -> first proxied connection, one listener to the echo backend
     starts = []
     c = work / "start-nvelox.yaml"
@@ -884,24 +906,27 @@ def render(res: dict, cfg) -> str:
     w("- Set-up: every proxy runs one worker (nvelox `workers: 1`, HAProxy `nbthread 1`,")
     w("  nginx `worker_processes 1`) pinned to core 1; load generators and backends share")
     w("  core 0. Proxy CPU = utime+stime from /proc/PID/stat (nginx: the worker) around")
-    w("  each measurement. Defaults otherwise (16 KiB buffers in HAProxy and nginx).")
+    w("  each measurement; `user %` is the share of it spent in user space (the rest is")
+    w("  the kernel: on loopback the sender's CPU also runs the receiver's TCP input).")
+    w("  Defaults otherwise (16 KiB buffers in HAProxy and nginx).")
     w("")
 
     tcp = res.get("tcp", [])
     if tcp:
         w(f"## 1. TCP throughput (iperf3, {cfg.tcp_secs} s)")
         w("")
-        w("| path | streams | Gbit/s | x direct | proxy CPU-s | CPU-s/GB | CPU-s/GB vs HAProxy |")
-        w("|---|---:|---:|---:|---:|---:|---:|")
+        w("| path | streams | Gbit/s | x direct | proxy CPU-s | CPU-s/GB | CPU-s/GB vs HAProxy | user % |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in tcp:
             d = find(tcp, "path", "direct", streams=r["streams"])
             h = find(tcp, "path", "HAProxy", streams=r["streams"])
             if "error" in r:
-                w(f"| {r['path']} | {r['streams']} | error: {r['error'][:80]} | | | | |")
+                w(f"| {r['path']} | {r['streams']} | error: {r['error'][:80]} | | | | | |")
                 continue
             w(f"| {r['path']} | {r['streams']} | {num(r.get('gbps'))} | {ratio(r.get('gbps'), d.get('gbps'))} "
               f"| {num(r.get('cpu_s'))} | {num(r.get('cpu_s_per_gb'), '.3f')} "
-              f"| {ratio(r.get('cpu_s_per_gb'), h.get('cpu_s_per_gb')) if r['path'] != 'direct' else '-'} |")
+              f"| {ratio(r.get('cpu_s_per_gb'), h.get('cpu_s_per_gb')) if r['path'] != 'direct' else '-'} "
+              f"| {num(r.get('user_pct'), '.0f')} |")
         w("")
 
     for key, title in (("keepalive", "2. Request/response, 50 keep-alive connections"),
@@ -911,13 +936,13 @@ def render(res: dict, cfg) -> str:
             continue
         w(f"## {title} (wrk -t1 -c50, {cfg.wrk_secs} s)")
         w("")
-        w("| path | req/s | x direct | vs HAProxy | p50 | p99 | proxy CPU us/req | errors |")
-        w("|---|---:|---:|---:|---:|---:|---:|---|")
+        w("| path | req/s | x direct | vs HAProxy | p50 | p99 | proxy CPU us/req | user % | errors |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
         d = find(rows, "path", "direct")
         h = find(rows, "path", "HAProxy")
         for r in rows:
             if "error" in r:
-                w(f"| {r['path']} | error: {r['error'][:80]} | | | | | | |")
+                w(f"| {r['path']} | error: {r['error'][:80]} | | | | | | | |")
                 continue
             err = r.get("socket_errors", "")
             if r.get("non2xx"):
@@ -925,7 +950,7 @@ def render(res: dict, cfg) -> str:
             w(f"| {r['path']} | {num(r.get('rps'), ',.0f')} | {ratio(r.get('rps'), d.get('rps'))} "
               f"| {ratio(r.get('rps'), h.get('rps')) if r['path'] != 'direct' else '-'} "
               f"| {num(r.get('p50_us'), '.0f', ' us')} | {num(r.get('p99_us'), '.0f', ' us')} "
-              f"| {num(r.get('cpu_us_per_req'), '.1f')} | {err or '-'} |")
+              f"| {num(r.get('cpu_us_per_req'), '.1f')} | {num(r.get('user_pct'), '.0f')} | {err or '-'} |")
         w("")
 
     rows = res.get("idle", [])
@@ -953,20 +978,20 @@ def render(res: dict, cfg) -> str:
         w("")
         w("HAProxy has no UDP load balancing.")
         w("")
-        w("| path | req/s | x direct | vs nginx | proxy CPU us/req | lost (re-sent after 200 ms) |")
-        w("|---|---:|---:|---:|---:|---:|")
+        w("| path | req/s | x direct | vs nginx | proxy CPU us/req | user % | lost (re-sent after 200 ms) |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
         d = find(udp["rate"], "path", "direct")
         n = find(udp["rate"], "path", "nginx")
         for r in udp["rate"]:
             if "na" in r:
-                w(f"| {r['path']} | n/a: {r['na']} | | | | |")
+                w(f"| {r['path']} | n/a: {r['na']} | | | | | |")
                 continue
             if "error" in r:
-                w(f"| {r['path']} | error: {r['error'][:80]} | | | | |")
+                w(f"| {r['path']} | error: {r['error'][:80]} | | | | | |")
                 continue
             w(f"| {r['path']} | {num(r.get('rate'), ',.0f')} | {ratio(r.get('rate'), d.get('rate'))} "
               f"| {ratio(r.get('rate'), n.get('rate')) if r['path'] == 'nvelox' else '-'} "
-              f"| {num(r.get('cpu_us_per_req'), '.1f')} | {r.get('lost', '-')} |")
+              f"| {num(r.get('cpu_us_per_req'), '.1f')} | {num(r.get('user_pct'), '.0f')} | {r.get('lost', '-')} |")
         w("")
         w("| proxy | sessions | answered | RSS before | RSS after | bytes per session |")
         w("|---|---:|---:|---:|---:|---:|")
@@ -1008,11 +1033,15 @@ def render(res: dict, cfg) -> str:
         w("|---|---:|")
         for k, v in fp["sizes"].items():
             w(f"| binary size: {k} | {v / 1024 / 1024:.2f} MiB ({v:,} B) |")
-        dc = fp.get("default_conf", {})
-        if "idle_rss" in dc:
-            w(f"| nvelox idle RSS with `conf/nvelox.yaml` (workers: auto) | {mib(dc['idle_rss'])} |")
-        else:
-            w(f"| nvelox with `conf/nvelox.yaml` | error: {dc.get('error', '?')[:100]!r} |")
+        for key, label in (("default_conf", "glibc"), ("default_conf_musl", "static musl")):
+            dc = fp.get(key)
+            if dc is None:
+                continue
+            if "idle_rss" in dc:
+                w(f"| nvelox ({label}) idle RSS with `conf/nvelox.yaml` (workers: auto) "
+                  f"| {mib(dc['idle_rss'])} |")
+            else:
+                w(f"| nvelox ({label}) with `conf/nvelox.yaml` | error: {dc.get('error', '?')[:100]!r} |")
         for s in fp.get("start", []):
             if "error" in s:
                 w(f"| {s['name']}: exec to first proxied connection | error |")
@@ -1087,8 +1116,12 @@ def targets(res: dict) -> list[tuple[str, str, str]]:
     fp = res.get("footprint", {"sizes": {}})
     s = fp["sizes"].get("nvelox x86_64-musl static")
     check("static (musl) binary <= 2 MiB", s / 1048576 if s else None, 2, True, ".2f", " MiB")
+    r = fp.get("default_conf_musl", {}).get("idle_rss")
+    check("idle RSS <= 2 MiB (conf/nvelox.yaml, static musl)", r / 1048576 if r else None, 2, True,
+          ".2f", " MiB")
     r = fp.get("default_conf", {}).get("idle_rss")
-    check("idle RSS <= 2 MiB (conf/nvelox.yaml)", r / 1048576 if r else None, 2, True, ".2f", " MiB")
+    check("idle RSS <= 2 MiB (conf/nvelox.yaml, glibc build)", r / 1048576 if r else None, 2, True,
+          ".2f", " MiB")
     return out
 
 
@@ -1096,11 +1129,13 @@ def targets(res: dict) -> list[tuple[str, str, str]]:
 
 
 def main() -> int:
+    global NVELOX_BIN
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short durations, fewer connections")
     ap.add_argument("--port-base", type=int, default=30000)
     ap.add_argument("--range-base", type=int, default=12000, help="first port of the 10k range")
     ap.add_argument("--only", default="1,2,3,4,5,6,7", help="sections to run, e.g. 1,4")
+    ap.add_argument("--nvelox", default=str(NVELOX_BIN), help="the nvelox binary to measure")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--json", default=str(BENCH / "last-run.json"))
     cfg = ap.parse_args()
@@ -1111,6 +1146,7 @@ def main() -> int:
     cfg.udp_sessions = 1000 if cfg.quick else 10000
     cfg.range_ports = 10000
     only = {int(x) for x in cfg.only.split(",") if x.strip()}
+    NVELOX_BIN = Path(cfg.nvelox).resolve()
 
     if not nvelox_bin().exists():
         print(f"{nvelox_bin()} is missing: cargo build --release", file=sys.stderr)
