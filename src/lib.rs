@@ -5,6 +5,7 @@
 //! `tcp` and `run` are the thin shell that drives them from the reactor.
 pub mod backend;
 pub mod balancer;
+pub mod cli;
 pub mod config;
 pub mod health;
 pub mod logging;
@@ -13,4 +14,5 @@ pub mod run;
 pub mod runtime;
 pub mod servers;
 pub mod tcp;
+pub mod udp;
 pub mod worker;

@@ -1,11 +1,10 @@
+//! The `nvelox` binary: hands argv to `nvelox::cli` and exits with its code.
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let path = std::path::PathBuf::from(args.get(2).cloned().unwrap_or("conf/nvelox.yaml".into()));
-    match nvelox::config::load(&path) {
-        Ok(plan) => std::process::exit(nvelox::run::run(plan, &path)),
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1)
-        }
-    }
+    // Lossy: a non-UTF-8 path then fails to open with a clear message
+    // instead of the process refusing to start.
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    std::process::exit(nvelox::cli::main_with_args(&args));
 }

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 use reactor::group::assign;
-use reactor::listener::{bind_spec_tcp, BindOptions};
+use reactor::listener::{bind_spec_tcp, bind_spec_udp, BindOptions};
 use reactor::LoopGroup;
 
 use crate::config::{Plan, Protocol};
 use crate::logging;
 use crate::runtime::Runtime;
 use crate::tcp::TcpListenerSock;
+use crate::udp::UdpListenerSock;
 use crate::worker::{Msg, Worker};
 
 pub const EXIT_OK: i32 = 0;
@@ -25,6 +26,12 @@ pub const EXIT_STARTUP: i32 = 2;
 
 /// Runs the balancer until SIGTERM/SIGINT. `config_path` is kept for reload.
 pub fn run(plan: Plan, config_path: &Path) -> i32 {
+    // Before any thread exists (the access-log writer is the first): every
+    // thread inherits the mask, so these signals only ever reach sigtimedwait.
+    if let Err(e) = handled_signals().thread_block() {
+        eprintln!("nvelox: cannot block signals: {e}");
+        return EXIT_STARTUP;
+    }
     let logs = match logging::init(&plan.logging) {
         Ok(l) => l,
         Err(e) => {
@@ -51,17 +58,17 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
         Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
     }
     let signals = handled_signals();
-    if let Err(e) = signals.thread_block() {
-        return startup_error(format!("cannot block signals: {e}"));
-    }
 
     let workers = plan.server.workers.max(1);
     let mut tcp: Vec<Vec<TcpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut udp: Vec<Vec<UdpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();
     let mut next = 0usize;
     let mut sockets = 0usize;
     for (li, l) in plan.listeners.iter().enumerate() {
-        if l.protocol != Protocol::Tcp {
-            log::warn!("listener {}: udp is not supported yet; not bound", l.name);
+        if l.protocol == Protocol::Udp {
+            if let Err(f) = bind_udp_listener(li, l, workers, &mut next, &mut sockets, &mut udp) {
+                return startup_error(f);
+            }
             continue;
         }
         let opts = BindOptions {
@@ -100,7 +107,7 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
             return startup_error(format!("cannot write pid_file {}: {e}", p.display()));
         }
     }
-    let code = serve(plan, config_path, logs, tcp, sockets, &signals);
+    let code = serve(plan, config_path, logs, tcp, udp, sockets, &signals);
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
@@ -112,6 +119,7 @@ fn serve(
     _config_path: &Path,
     logs: &logging::Logs,
     mut tcp: Vec<Vec<TcpListenerSock>>,
+    mut udp: Vec<Vec<UdpListenerSock>>,
     sockets: usize,
     signals: &SigSet,
 ) -> i32 {
@@ -121,7 +129,12 @@ fn serve(
     let rt = Arc::new(Runtime::new(plan));
     let access = logs.access.clone();
     let group = match LoopGroup::start(workers, "nvelox", |i| {
-        Worker::new(Arc::clone(&rt), access.clone(), std::mem::take(&mut tcp[i]))
+        Worker::new(
+            Arc::clone(&rt),
+            access.clone(),
+            std::mem::take(&mut tcp[i]),
+            std::mem::take(&mut udp[i]),
+        )
     }) {
         Ok(g) => g,
         Err(e) => return startup_error(format!("cannot start event loops: {e}")),
@@ -163,6 +176,44 @@ fn serve(
     }
     log::info!("stopped");
     code
+}
+
+/// Binds a UDP listener with PKTINFO (replies leave from the address the
+/// client reached): one socket per port spread over the loops, or with
+/// `reuseport` one socket per port per loop.
+fn bind_udp_listener(
+    li: usize,
+    l: &crate::config::ListenerPlan,
+    workers: usize,
+    next: &mut usize,
+    sockets: &mut usize,
+    udp: &mut [Vec<UdpListenerSock>],
+) -> Result<(), String> {
+    let opts = BindOptions {
+        reuseport: l.reuseport,
+        recv_pktinfo: true,
+        ..BindOptions::default()
+    };
+    let copies = if l.reuseport { workers } else { 1 };
+    for copy in 0..copies {
+        let bound = bind_spec_udp(&l.bind, &opts)
+            .map_err(|f| format!("listener {} ({}): {f}", l.name, l.bind))?;
+        for (port, sock) in bound {
+            let w = if l.reuseport {
+                copy
+            } else {
+                assign(*next, workers)
+            };
+            *next += usize::from(!l.reuseport);
+            *sockets += 1;
+            udp[w].push(UdpListenerSock {
+                plan: li,
+                port,
+                sock,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn handled_signals() -> SigSet {

@@ -1,5 +1,5 @@
 //! One event loop's handler: routes readiness, timers and messages to the
-//! TCP proxy (and, later, the UDP proxy) it owns.
+//! TCP and UDP proxies it owns.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +10,7 @@ use crate::health::{HealthChecker, ProbeId};
 use crate::logging::AccessLog;
 use crate::runtime::Runtime;
 use crate::tcp::{ConnId, TcpListenerSock, TcpProxy};
+use crate::udp::{FlowId, UdpListenerSock, UdpProxy};
 
 /// What a token stands for in this loop.
 #[derive(Clone, Copy, Debug)]
@@ -17,6 +18,8 @@ pub enum Tag {
     TcpListener(usize),
     Client(ConnId),
     Upstream(ConnId),
+    UdpListener(usize),
+    UdpUpstream(FlowId),
     /// An active health probe's socket (loop 0 only).
     Probe(ProbeId),
 }
@@ -30,6 +33,8 @@ pub enum Timer {
     AcceptRetry,
     /// `shutdown_timeout` is over: close what is left.
     DrainDeadline,
+    /// A UDP session's single idle timer.
+    UdpIdle(FlowId),
     /// Start the next health probe of a server.
     ProbeDue(ProbeId),
     /// A health probe ran out of time.
@@ -45,22 +50,29 @@ pub enum Msg {
 
 pub struct Worker {
     pub tcp: TcpProxy,
+    pub udp: UdpProxy,
     /// Runs probes on loop 0 only; idle elsewhere.
     health: HealthChecker,
     draining: bool,
 }
 
 impl Worker {
-    pub fn new(rt: Arc<Runtime>, access: AccessLog, tcp_listeners: Vec<TcpListenerSock>) -> Worker {
+    pub fn new(
+        rt: Arc<Runtime>,
+        access: AccessLog,
+        tcp_listeners: Vec<TcpListenerSock>,
+        udp_listeners: Vec<UdpListenerSock>,
+    ) -> Worker {
         Worker {
             health: HealthChecker::new(Arc::clone(&rt)),
+            udp: UdpProxy::new(Arc::clone(&rt), access.clone(), udp_listeners),
             tcp: TcpProxy::new(rt, access, tcp_listeners),
             draining: false,
         }
     }
 
     fn finished_draining(&self) -> bool {
-        self.draining && self.tcp.is_empty()
+        self.draining && self.tcp.is_empty() && self.udp.is_empty()
     }
 }
 
@@ -71,6 +83,7 @@ impl Handler for Worker {
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) -> Action {
         self.tcp.start(ctx);
+        self.udp.start(ctx);
         if ctx.loop_index() == 0 {
             self.health.start(ctx);
         }
@@ -82,6 +95,8 @@ impl Handler for Worker {
             Some(Tag::TcpListener(i)) => self.tcp.on_listener_ready(ctx, i, token),
             Some(Tag::Client(id)) => self.tcp.on_client_ready(ctx, id, ready),
             Some(Tag::Upstream(id)) => self.tcp.on_upstream_ready(ctx, id, ready),
+            Some(Tag::UdpListener(i)) => self.udp.on_listener_ready(ctx, i, token),
+            Some(Tag::UdpUpstream(id)) => self.udp.on_upstream_ready(ctx, id, token),
             Some(Tag::Probe(id)) => self.health.on_ready(ctx, id, ready),
             None => {}
         }
@@ -93,10 +108,12 @@ impl Handler for Worker {
             Timer::Connect(id) => self.tcp.on_connect_timeout(ctx, id),
             Timer::Idle(id) => self.tcp.on_idle_timer(ctx, id),
             Timer::AcceptRetry => self.tcp.on_accept_retry(ctx),
+            Timer::UdpIdle(id) => self.udp.on_idle_timer(ctx, id),
             Timer::ProbeDue(id) => self.health.on_due(ctx, id),
             Timer::ProbeTimeout(id) => self.health.on_timeout(ctx, id),
             Timer::DrainDeadline => {
                 self.tcp.close_all(ctx, "shutdown");
+                self.udp.close_all(ctx, "shutdown");
                 return Action::Stop;
             }
         }
@@ -108,6 +125,7 @@ impl Handler for Worker {
             Msg::Shutdown { deadline } => {
                 self.draining = true;
                 self.tcp.stop_listening(ctx);
+                self.udp.stop_listening(ctx);
                 self.health.stop(ctx);
                 ctx.set_timer(deadline, Timer::DrainDeadline);
             }

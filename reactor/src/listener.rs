@@ -460,14 +460,13 @@ mod tests {
     /// A free range of `n` consecutive ports on 127.0.0.1 (probed, then released).
     fn free_range(n: u16) -> u16 {
         let mut base = 30000;
-        'outer: while base < 32700 {
-            for p in base..base + n {
-                if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
-                    base = p + 1;
-                    continue 'outer;
-                }
+        while base < 32700 {
+            let taken =
+                (base..base + n).find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err());
+            match taken {
+                None => return base,
+                Some(p) => base = p + 1,
             }
-            return base;
         }
         panic!("no free port range of {n}");
     }

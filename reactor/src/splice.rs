@@ -204,3 +204,154 @@ impl PipePool {
         self.free.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    /// A connected loopback pair: (client side, accepted side).
+    fn tcp_pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    fn byte_at(i: usize) -> u8 {
+        (i.wrapping_mul(2_654_435_761) >> 13) as u8
+    }
+
+    fn poll_one(fd: RawFd, events: libc::c_short) {
+        let mut p = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut p, 1, 1000) };
+        assert!(rc >= 0, "{}", io::Error::last_os_error());
+    }
+
+    #[test]
+    fn relays_ten_megabytes_byte_exact_with_half_close() {
+        const TOTAL: usize = 10 * 1024 * 1024;
+        // writer -> a_in | relay | b_out -> reader
+        let (mut writer, a_in) = tcp_pair();
+        let (b_out, mut reader) = tcp_pair();
+        a_in.set_nonblocking(true).unwrap();
+        b_out.set_nonblocking(true).unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+
+        let w = std::thread::spawn(move || {
+            let chunk: Vec<u8> = (0..TOTAL).map(byte_at).collect();
+            writer.write_all(&chunk).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+            writer
+        });
+        let r = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut seen = 0usize;
+            loop {
+                let n = reader.read(&mut buf).unwrap();
+                if n == 0 {
+                    return seen;
+                }
+                for (k, b) in buf[..n].iter().enumerate() {
+                    assert_eq!(*b, byte_at(seen + k), "byte {} differs", seen + k);
+                }
+                seen += n;
+            }
+        });
+
+        let mut pipe = PipePair::new().unwrap();
+        assert!(pipe.capacity() >= 4096);
+        let mut relayed = 0usize;
+        let mut eof = false;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(eof && pipe.pending() == 0) {
+            assert!(Instant::now() < deadline, "relay stalled at {relayed}");
+            let mut idle = true;
+            if !eof && !pipe.is_full() {
+                match pipe.splice_in(a_in.as_raw_fd(), usize::MAX) {
+                    IoStatus::Progress(_) => idle = false,
+                    IoStatus::Closed => eof = true,
+                    IoStatus::WouldBlock => {}
+                    other => panic!("splice_in: {other:?}"),
+                }
+            }
+            match pipe.splice_out(b_out.as_raw_fd()) {
+                IoStatus::Progress(n) => {
+                    relayed += n;
+                    idle &= n == 0;
+                }
+                IoStatus::WouldBlock => {}
+                other => panic!("splice_out: {other:?}"),
+            }
+            if idle {
+                let (fd, ev) = if pipe.pending() > 0 {
+                    (b_out.as_raw_fd(), libc::POLLOUT)
+                } else {
+                    (a_in.as_raw_fd(), libc::POLLIN)
+                };
+                poll_one(fd, ev);
+            }
+        }
+        // Pass the FIN on, as the relay would.
+        b_out.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(relayed, TOTAL);
+        assert_eq!(r.join().unwrap(), TOTAL);
+        drop(w.join().unwrap());
+    }
+
+    #[test]
+    fn pool_keeps_only_empty_pipes_up_to_its_bound() {
+        let mut pool = PipePool::new(2);
+        let a = pool.take().unwrap();
+        let b = pool.take().unwrap();
+        let c = pool.take().unwrap();
+        pool.give(a);
+        pool.give(b);
+        pool.give(c);
+        assert_eq!(pool.idle(), 2);
+
+        // A pipe holding bytes is closed, not pooled.
+        let (mut w, s) = tcp_pair();
+        s.set_nonblocking(true).unwrap();
+        w.write_all(b"left over").unwrap();
+        let mut p = pool.take().unwrap();
+        assert_eq!(pool.idle(), 1);
+        let mut moved = 0;
+        for _ in 0..100 {
+            poll_one(s.as_raw_fd(), libc::POLLIN);
+            if let IoStatus::Progress(n) = p.splice_in(s.as_raw_fd(), 64) {
+                moved += n;
+                if moved == 9 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(p.pending(), 9);
+        pool.give(p);
+        assert_eq!(pool.idle(), 1);
+    }
+
+    #[test]
+    fn splice_in_sees_eof_and_empty_pipe_splices_nothing() {
+        let (w, s) = tcp_pair();
+        s.set_nonblocking(true).unwrap();
+        let mut p = PipePair::new().unwrap();
+        assert!(matches!(
+            p.splice_in(s.as_raw_fd(), 1024),
+            IoStatus::WouldBlock
+        ));
+        assert!(matches!(p.splice_out(s.as_raw_fd()), IoStatus::Progress(0)));
+        w.shutdown(Shutdown::Write).unwrap();
+        poll_one(s.as_raw_fd(), libc::POLLIN);
+        assert!(matches!(p.splice_in(s.as_raw_fd(), 1024), IoStatus::Closed));
+    }
+}

@@ -319,6 +319,55 @@ backends:
         assert_eq!(parse_path("a[1"), None);
     }
 
+    proptest::proptest! {
+        /// Generated block-style files with both sequence indentations and
+        /// keys in any order: every key is found on the line it was written.
+        #[test]
+        fn finds_every_generated_key(
+            items in proptest::collection::vec(
+                (proptest::sample::subsequence(vec!["name", "bind", "protocol", "idle_timeout"], 1..=4),
+                 proptest::bool::ANY),
+                1..6),
+            seq_at_key_indent in proptest::bool::ANY,
+        ) {
+            let dash = if seq_at_key_indent { "" } else { "  " };
+            let mut text = String::from("# generated\nlisteners:\n");
+            let mut line = 2;
+            let mut expected = Vec::new();
+            for (i, (keys, first_on_dash_line)) in items.iter().enumerate() {
+                for (k, key) in keys.iter().enumerate() {
+                    if k == 0 && *first_on_dash_line {
+                        text.push_str(&format!("{dash}- {key}: x\n"));
+                        line += 1;
+                    } else {
+                        if k == 0 {
+                            text.push_str(&format!("{dash}-\n"));
+                            line += 1;
+                        }
+                        text.push_str(&format!("{dash}  {key}: \"v\"  # c\n\n"));
+                        line += 2;
+                        expected.push((format!("listeners[{i}].{key}"), line - 1));
+                        continue;
+                    }
+                    expected.push((format!("listeners[{i}].{key}"), line));
+                }
+            }
+            text.push_str("backends: []\n");
+            let idx = LineIndex::new(&text);
+            for (path, want) in &expected {
+                proptest::prop_assert_eq!(idx.locate(path), Some(*want), "{} in\n{}", path, text);
+            }
+            let n = items.len();
+            proptest::prop_assert_eq!(idx.locate(&format!("listeners[{n}]")), None);
+            proptest::prop_assert_eq!(idx.locate("backends"), Some(line + 1));
+        }
+
+        #[test]
+        fn never_panics(text in "[a-z:\\- \n\"'#|>\\[\\]{}]{0,120}", path in "[a-z.\\[\\]0-9]{0,20}") {
+            let _ = LineIndex::new(&text).locate(&path);
+        }
+    }
+
     #[test]
     fn keys_and_scalars() {
         assert_eq!(split_key("bind: \":80\"").0, Kind::Key("bind".into()));

@@ -28,14 +28,7 @@ use super::raw::{self, RawBackend, RawConfig, RawListener, RawServerEntry, Text}
 /// Keys that load but do nothing yet: `(key pattern, feature)`. Using one
 /// adds a warning to [`Plan::warnings`]. Remove an entry when its feature
 /// lands; `[]` stands for "any index".
-pub const NOT_YET_SUPPORTED: &[(&str, &str)] = &[
-    ("server.user", "dropping privileges"),
-    ("server.group", "dropping privileges"),
-    ("listeners[].accept_proxy", "PROXY headers from clients"),
-    ("listeners[].zero_copy", "splice(2) relay"),
-    ("backends[].send_proxy", "PROXY headers to servers"),
-    ("backends[].send_proxy_v2", "PROXY headers to servers"),
-];
+pub const NOT_YET_SUPPORTED: &[(&str, &str)] = &[];
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -704,8 +697,6 @@ impl Validator<'_> {
                 &accept_path,
                 "PROXY v1 is TCP only; use v2 (or any) on udp listeners",
             );
-        } else if accept_proxy != AcceptProxy::Off {
-            self.not_yet(f, "listeners[].accept_proxy", &accept_path);
         }
         let idle_default = match protocol {
             Protocol::Tcp => DEFAULT_TCP_IDLE_TIMEOUT,

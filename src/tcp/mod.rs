@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use reactor::listener::{accept_batch, AcceptStop};
+use reactor::splice::PipePool;
 use reactor::{Ctx, Interest, IoStatus, Ready, TimerKey, Token, DEFAULT_BUDGET};
 use slab::Slab;
 
@@ -98,6 +99,7 @@ pub struct TcpProxy {
     listeners: Vec<ListenerSlot>,
     conns: Slab<Conn>,
     pool: BufPool,
+    pipes: PipePool,
     retry_armed: bool,
     stopped: bool,
     fd_warn: LogLimiter,
@@ -128,6 +130,7 @@ impl TcpProxy {
                 .collect(),
             conns: Slab::new(),
             pool: BufPool::new(64),
+            pipes: PipePool::new(16),
             retry_armed: false,
             stopped: false,
             fd_warn: LogLimiter::new(Duration::from_secs(10)),
@@ -558,22 +561,47 @@ impl TcpProxy {
             return;
         };
         let before = c.up.bytes + c.down.bytes;
-        let up = c.up.pump(
-            &mut c.client,
-            &mut c.client_ready,
-            upstream,
-            &mut c.upstream_ready,
-            &mut self.pool,
-            DEFAULT_BUDGET,
-        );
-        let down = c.down.pump(
-            upstream,
-            &mut c.upstream_ready,
-            &mut c.client,
-            &mut c.client_ready,
-            &mut self.pool,
-            DEFAULT_BUDGET,
-        );
+        let (up, down) = if self.rt.plan.listeners[c.listener].zero_copy {
+            (
+                c.up.pump_zero_copy(
+                    &mut c.client,
+                    &mut c.client_ready,
+                    upstream,
+                    &mut c.upstream_ready,
+                    &mut self.pool,
+                    &mut self.pipes,
+                    DEFAULT_BUDGET,
+                ),
+                c.down.pump_zero_copy(
+                    upstream,
+                    &mut c.upstream_ready,
+                    &mut c.client,
+                    &mut c.client_ready,
+                    &mut self.pool,
+                    &mut self.pipes,
+                    DEFAULT_BUDGET,
+                ),
+            )
+        } else {
+            (
+                c.up.pump(
+                    &mut c.client,
+                    &mut c.client_ready,
+                    upstream,
+                    &mut c.upstream_ready,
+                    &mut self.pool,
+                    DEFAULT_BUDGET,
+                ),
+                c.down.pump(
+                    upstream,
+                    &mut c.upstream_ready,
+                    &mut c.client,
+                    &mut c.client_ready,
+                    &mut self.pool,
+                    DEFAULT_BUDGET,
+                ),
+            )
+        };
         if c.up.bytes + c.down.bytes != before {
             c.last_active = ctx.now();
         }
@@ -627,6 +655,8 @@ impl TcpProxy {
         }
         c.up.release(&mut self.pool);
         c.down.release(&mut self.pool);
+        c.up.release_pipe(&mut self.pipes);
+        c.down.release_pipe(&mut self.pipes);
         rt.unreserve(c.listener, 1);
         if self.access.enabled() {
             let reason = match end {

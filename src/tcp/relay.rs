@@ -7,8 +7,10 @@
 //! readiness events and cleared here on `WouldBlock` (edge-triggered).
 
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 
 use reactor::io::{read, write};
+use reactor::splice::{PipePair, PipePool};
 use reactor::IoStatus;
 
 use super::buffer::{Buf, BufPool};
@@ -33,7 +35,14 @@ pub struct Direction {
     pub bytes: u64,
     /// Bytes waiting to be written before any relayed byte (a PROXY header).
     preamble: Vec<u8>,
+    /// Zero-copy: the pipe holding bytes in flight (only while there are some).
+    pipe: Option<PipePair>,
+    /// Zero-copy could not get a pipe (fd exhaustion): copy from now on.
+    pub splice_failed: bool,
 }
+
+/// Largest single splice(2) request.
+const SPLICE_CHUNK: usize = 1 << 20;
 
 /// Why a pump stopped.
 #[derive(Debug)]
@@ -54,11 +63,129 @@ impl Direction {
     }
 
     pub fn has_pending(&self) -> bool {
-        self.end > self.start || !self.preamble.is_empty()
+        self.end > self.start
+            || !self.preamble.is_empty()
+            || self.pipe.as_ref().is_some_and(|p| p.pending() > 0)
     }
 
     pub fn holds_buffer(&self) -> bool {
         self.buf.is_some()
+    }
+
+    pub fn holds_pipe(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// Gives the pipe back (connection closing, or drained and idle).
+    pub fn release_pipe(&mut self, pipes: &mut PipePool) {
+        if let Some(p) = self.pipe.take() {
+            pipes.give(p);
+        }
+    }
+
+    /// Writes the preamble; `Some` when the caller must stop.
+    fn write_preamble<D: Write>(&mut self, dst: &mut D, dst_ready: &mut Readiness) -> Option<Pump> {
+        while !self.preamble.is_empty() {
+            if !dst_ready.writable {
+                return Some(Pump::Idle);
+            }
+            match write(dst, &self.preamble) {
+                IoStatus::Progress(n) => {
+                    self.preamble.drain(..n);
+                }
+                IoStatus::WouldBlock => {
+                    dst_ready.writable = false;
+                    return Some(Pump::Idle);
+                }
+                IoStatus::Closed => return Some(Pump::SinkFailed(io::ErrorKind::WriteZero.into())),
+                IoStatus::Error(e) => return Some(Pump::SinkFailed(e)),
+            }
+        }
+        None
+    }
+
+    /// Like [`pump`](Self::pump), but moves bytes socket -> pipe -> socket
+    /// with splice(2), never through user space. A pipe is taken from
+    /// `pipes` only while bytes are in flight. If no pipe can be had (out of
+    /// fds), this direction falls back to copying for good.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pump_zero_copy<S: Read + AsRawFd, D: Write + ShutdownWrite + AsRawFd>(
+        &mut self,
+        src: &mut S,
+        src_ready: &mut Readiness,
+        dst: &mut D,
+        dst_ready: &mut Readiness,
+        pool: &mut BufPool,
+        pipes: &mut PipePool,
+        mut budget: usize,
+    ) -> Pump {
+        if self.splice_failed || self.end > self.start {
+            return self.pump(src, src_ready, dst, dst_ready, pool, budget);
+        }
+        if let Some(stop) = self.write_preamble(dst, dst_ready) {
+            return stop;
+        }
+        loop {
+            if let Some(pipe) = self.pipe.as_mut().filter(|p| p.pending() > 0) {
+                if !dst_ready.writable {
+                    return Pump::Idle;
+                }
+                match pipe.splice_out(dst.as_raw_fd()) {
+                    IoStatus::Progress(n) => {
+                        self.bytes += n as u64;
+                        continue;
+                    }
+                    IoStatus::WouldBlock => {
+                        dst_ready.writable = false;
+                        return Pump::Idle;
+                    }
+                    IoStatus::Closed => return Pump::SinkFailed(io::ErrorKind::WriteZero.into()),
+                    IoStatus::Error(e) => return Pump::SinkFailed(e),
+                }
+            }
+            if self.eof {
+                self.release_pipe(pipes);
+                if !self.shut {
+                    self.shut = true;
+                    let _ = dst.shutdown_write();
+                }
+                return Pump::Idle;
+            }
+            if !src_ready.readable {
+                self.release_pipe(pipes);
+                return Pump::Idle;
+            }
+            if budget == 0 {
+                return Pump::Budget;
+            }
+            budget -= 1;
+            if self.pipe.is_none() {
+                match pipes.take() {
+                    Ok(p) => self.pipe = Some(p),
+                    Err(e) => {
+                        log::warn!("zero_copy: cannot create a pipe ({e}); copying instead");
+                        self.splice_failed = true;
+                        return self.pump(src, src_ready, dst, dst_ready, pool, budget);
+                    }
+                }
+            }
+            let Some(pipe) = self.pipe.as_mut() else {
+                return Pump::Idle;
+            };
+            match pipe.splice_in(src.as_raw_fd(), SPLICE_CHUNK) {
+                IoStatus::Progress(_) => {}
+                IoStatus::Closed => self.eof = true,
+                IoStatus::WouldBlock if pipe.is_full() => {}
+                IoStatus::WouldBlock => {
+                    src_ready.readable = false;
+                    if pipe.pending() == 0 {
+                        self.release_pipe(pipes);
+                    }
+                    return Pump::Idle;
+                }
+                IoStatus::Error(e) => return Pump::SourceFailed(e),
+            }
+        }
     }
 
     /// Queues bytes to be sent before anything relayed (e.g. a PROXY header).
@@ -89,21 +216,8 @@ impl Direction {
     ) -> Pump {
         loop {
             // 1. Preamble, then buffered bytes, out to the sink.
-            while !self.preamble.is_empty() {
-                if !dst_ready.writable {
-                    return Pump::Idle;
-                }
-                match write(dst, &self.preamble) {
-                    IoStatus::Progress(n) => {
-                        self.preamble.drain(..n);
-                    }
-                    IoStatus::WouldBlock => {
-                        dst_ready.writable = false;
-                        return Pump::Idle;
-                    }
-                    IoStatus::Closed => return Pump::SinkFailed(io::ErrorKind::WriteZero.into()),
-                    IoStatus::Error(e) => return Pump::SinkFailed(e),
-                }
+            if let Some(stop) = self.write_preamble(dst, dst_ready) {
+                return stop;
             }
             if self.end > self.start {
                 if !dst_ready.writable {

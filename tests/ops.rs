@@ -1,0 +1,143 @@
+//! Operations through the real binary: pid file, privilege drop, log
+//! reopening, IPv6 and dual-stack binds.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+
+use common::*;
+
+fn echo_yaml(bind: &str, server: SocketAddr, server_extra: &str, logging: &str) -> String {
+    format!(
+        "server:\n  workers: 1\n  shutdown_timeout: 2s\n{server_extra}logging:\n  level: info\n{logging}\
+listeners:\n  - name: l\n    bind: \"{bind}\"\n    default_backend: b\nbackends:\n  - name: b\n    servers: [\"{server}\"]\n"
+    )
+}
+
+fn roundtrip(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(msg).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn pid_file_is_written_at_start_and_removed_at_exit() {
+    let b = Backend::start(Mode::Echo);
+    let port = free_port();
+    let mut n = Nvelox::start(&echo_yaml(
+        &format!("127.0.0.1:{port}"),
+        b.addr,
+        "  pid_file: {dir}/nvelox.pid\n",
+        "",
+    ));
+    let pid_path = n.dir.path("nvelox.pid");
+    let pid = std::fs::read_to_string(&pid_path).unwrap();
+    assert_eq!(pid.trim(), n.pid().to_string());
+    n.signal(libc::SIGTERM);
+    assert_eq!(n.wait_exit(WAIT), Some(0));
+    assert!(!pid_path.exists(), "pid file left behind");
+}
+
+#[test]
+fn privileges_are_dropped_after_binding_when_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let b = Backend::start(Mode::Echo);
+    let port = free_port();
+    let n = Nvelox::start(&echo_yaml(
+        &format!("127.0.0.1:{port}"),
+        b.addr,
+        "  user: nobody\n  group: nogroup\n",
+        "",
+    ));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", n.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        !uid_line.split_whitespace().skip(1).any(|u| u == "0"),
+        "still root: {uid_line}"
+    );
+    // And it still relays.
+    assert_eq!(
+        roundtrip(SocketAddr::from(([127, 0, 0, 1], port)), b"hi"),
+        b"hi"
+    );
+}
+
+#[test]
+fn sigusr1_reopens_the_access_log_after_rotation() {
+    let b = Backend::start(Mode::Echo);
+    let port = free_port();
+    let n = Nvelox::start(&echo_yaml(
+        &format!("127.0.0.1:{port}"),
+        b.addr,
+        "",
+        "  access_log: {dir}/access.log\n",
+    ));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let log = n.dir.path("access.log");
+    roundtrip(addr, b"one");
+    assert!(eventually(WAIT, || std::fs::read_to_string(&log)
+        .is_ok_and(|s| s.contains("bytes_in=3"))));
+    std::fs::rename(&log, n.dir.path("access.log.1")).unwrap();
+    n.signal(libc::SIGUSR1);
+    n.wait_for_line("reopened", WAIT);
+    roundtrip(addr, b"second");
+    assert!(eventually(WAIT, || std::fs::read_to_string(&log)
+        .is_ok_and(|s| s.contains("bytes_in=6"))));
+    let old = std::fs::read_to_string(n.dir.path("access.log.1")).unwrap();
+    assert!(!old.contains("bytes_in=6"), "written to the rotated file");
+}
+
+#[test]
+fn ipv6_listener_and_server() {
+    let l = TcpListener::bind("[::1]:0").unwrap();
+    let b = Backend::on(l, Mode::Echo);
+    let port = free_port();
+    let _n = Nvelox::start(&echo_yaml(&format!("[::1]:{port}"), b.addr, "", ""));
+    let addr: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    assert_eq!(roundtrip(addr, b"over v6"), b"over v6");
+}
+
+#[test]
+fn colon_port_bind_is_dual_stack() {
+    let b = Backend::start(Mode::Echo);
+    let port = free_port();
+    let n = Nvelox::start(&echo_yaml(
+        &format!(":{port}"),
+        b.addr,
+        "",
+        "  access_log: {dir}/access.log\n",
+    ));
+    assert_eq!(
+        roundtrip(SocketAddr::from(([127, 0, 0, 1], port)), b"v4"),
+        b"v4"
+    );
+    assert_eq!(
+        roundtrip(format!("[::1]:{port}").parse().unwrap(), b"v6"),
+        b"v6"
+    );
+    // IPv4 clients of a dual-stack socket are logged as IPv4, not ::ffff:.
+    let log = n.dir.path("access.log");
+    assert!(eventually(WAIT, || std::fs::read_to_string(&log)
+        .is_ok_and(|s| s.lines().count() == 2)));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("client=127.0.0.1:") && text.contains("client=[::1]:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_flag_and_run_agree_on_the_shipped_default() {
+    let (code, out, _) = run_bin(&["-c", "conf/nvelox.yaml", "--check"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "configuration OK\n");
+}
