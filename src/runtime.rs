@@ -97,14 +97,24 @@ impl Runtime {
         }
     }
 
-    /// True when listener `li` could take one more connection now.
+    /// True when a listener paused at a cap should accept again: below
+    /// both caps by a small margin (hysteresis: 1% of the cap), so a
+    /// listener at the edge does not flap between paused and accepting on
+    /// every close.
     pub fn has_room(&self, li: usize) -> bool {
         let cap = self.plan.listeners[li]
             .max_connections
             .unwrap_or(usize::MAX);
-        self.active.load(Ordering::Acquire) < self.plan.server.max_connections
-            && self.listener_active[li].load(Ordering::Acquire) < cap
+        below_resume_mark(
+            self.active.load(Ordering::Acquire),
+            self.plan.server.max_connections,
+        ) && below_resume_mark(self.listener_active[li].load(Ordering::Acquire), cap)
     }
+}
+
+/// `count` is low enough to resume accepting under `cap`.
+fn below_resume_mark(count: usize, cap: usize) -> bool {
+    count < cap.saturating_sub(cap / 100)
 }
 
 fn reserve_on(counter: &AtomicUsize, cap: usize, want: usize) -> usize {
@@ -165,6 +175,21 @@ mod tests {
         assert_eq!(reserve_on(&c, 3, 2), 1);
         assert_eq!(reserve_on(&c, 3, 2), 0);
         assert_eq!(c.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn resume_mark_has_hysteresis_on_big_caps_only() {
+        assert!(
+            below_resume_mark(1, 2),
+            "small caps resume as soon as one closes"
+        );
+        assert!(!below_resume_mark(2, 2));
+        assert!(
+            !below_resume_mark(9_950, 10_000),
+            "within 1% of the cap: stay paused"
+        );
+        assert!(below_resume_mark(9_899, 10_000));
+        assert!(below_resume_mark(5, usize::MAX));
     }
 
     #[test]
