@@ -186,32 +186,38 @@ fn bind_listeners(
     let mut sockets = 0usize;
     for &li in which {
         let l = &plan.listeners[li];
-        if l.protocol == Protocol::Udp {
-            bind_udp_listener(li, l, workers, next, &mut sockets, &mut udp)?;
-            continue;
-        }
         let opts = BindOptions {
             reuseport: l.reuseport,
+            recv_pktinfo: l.protocol == Protocol::Udp,
             ..BindOptions::default()
         };
-        let copies = if l.reuseport { workers } else { 1 };
-        for copy in 0..copies {
-            let bound = bind_spec_tcp(&l.bind, &opts)
-                .map_err(|f| format!("listener {} ({}): {f}", l.name, l.bind))?;
-            for (port, sock) in bound {
-                let w = if l.reuseport {
-                    copy
-                } else {
-                    assign(*next, workers)
-                };
-                *next += usize::from(!l.reuseport);
-                sockets += 1;
-                tcp[w].push(TcpListenerSock {
+        match l.protocol {
+            Protocol::Tcp => spread(
+                l,
+                workers,
+                next,
+                &mut sockets,
+                &mut tcp,
+                || bind_spec_tcp(&l.bind, &opts),
+                |port, sock| TcpListenerSock {
                     plan: li,
                     port,
                     sock,
-                });
-            }
+                },
+            )?,
+            Protocol::Udp => spread(
+                l,
+                workers,
+                next,
+                &mut sockets,
+                &mut udp,
+                || bind_spec_udp(&l.bind, &opts),
+                |port, sock| UdpListenerSock {
+                    plan: li,
+                    port,
+                    sock,
+                },
+            )?,
         }
     }
     Ok(Bound { tcp, udp, sockets })
@@ -299,23 +305,21 @@ fn reload(
     Some(new_rt)
 }
 
-fn bind_udp_listener(
-    li: usize,
+/// Binds one listener (once, or once per loop with `reuseport`) and hands
+/// its sockets to the loops: plain sockets round-robin from `*next`, a
+/// `reuseport` listener one socket per port per loop.
+fn spread<S, L>(
     l: &crate::config::ListenerPlan,
     workers: usize,
     next: &mut usize,
     sockets: &mut usize,
-    udp: &mut [Vec<UdpListenerSock>],
+    per_loop: &mut [Vec<L>],
+    bind: impl Fn() -> Result<Vec<(u16, S)>, reactor::listener::BindFailure>,
+    wrap: impl Fn(u16, S) -> L,
 ) -> Result<(), String> {
-    let opts = BindOptions {
-        reuseport: l.reuseport,
-        recv_pktinfo: true,
-        ..BindOptions::default()
-    };
     let copies = if l.reuseport { workers } else { 1 };
     for copy in 0..copies {
-        let bound = bind_spec_udp(&l.bind, &opts)
-            .map_err(|f| format!("listener {} ({}): {f}", l.name, l.bind))?;
+        let bound = bind().map_err(|f| format!("listener {} ({}): {f}", l.name, l.bind))?;
         for (port, sock) in bound {
             let w = if l.reuseport {
                 copy
@@ -324,11 +328,7 @@ fn bind_udp_listener(
             };
             *next += usize::from(!l.reuseport);
             *sockets += 1;
-            udp[w].push(UdpListenerSock {
-                plan: li,
-                port,
-                sock,
-            });
+            per_loop[w].push(wrap(port, sock));
         }
     }
     Ok(())

@@ -572,7 +572,7 @@ impl TcpProxy {
         note(&mut c.upstream_ready, ready);
         if matches!(c.phase, Phase::Connecting) {
             let Some((s, _)) = &c.upstream else { return };
-            match connect_result(s) {
+            match reactor::io::connect_result(s) {
                 Ok(false) => return,
                 Ok(true) => self.connected(ctx, id),
                 Err(_) => return self.connect_failed(ctx, id, "connect refused"),
@@ -745,19 +745,6 @@ fn note(r: &mut Readiness, ready: Ready) {
     // A hang-up or error is "readable": the next read reports it.
     r.readable |= ready.readable || ready.read_closed || ready.error;
     r.writable |= ready.writable || ready.write_closed || ready.error;
-}
-
-/// `Ok(true)` connected, `Ok(false)` still in progress, `Err` failed.
-fn connect_result(s: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = s.take_error()? {
-        return Err(e);
-    }
-    match s.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 fn failure(e: &io::Error, side: &'static str) -> End {

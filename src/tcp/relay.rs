@@ -130,35 +130,18 @@ impl Direction {
                 if !dst_ready.writable {
                     return Pump::Idle;
                 }
-                match pipe.splice_out(dst.as_raw_fd()) {
-                    IoStatus::Progress(n) => {
-                        self.bytes += n as u64;
-                        continue;
-                    }
-                    IoStatus::WouldBlock => {
-                        dst_ready.writable = false;
-                        return Pump::Idle;
-                    }
-                    IoStatus::Closed => return Pump::SinkFailed(io::ErrorKind::WriteZero.into()),
-                    IoStatus::Error(e) => return Pump::SinkFailed(e),
+                let status = pipe.splice_out(dst.as_raw_fd());
+                match self.sent(status, dst_ready) {
+                    Some(stop) => return stop,
+                    None => continue,
                 }
             }
-            if self.eof {
-                self.release_pipe(pipes);
-                if !self.shut {
-                    self.shut = true;
-                    let _ = dst.shutdown_write();
+            if let Some(stop) = self.drained(dst, src_ready, &mut budget) {
+                if !matches!(stop, Pump::Budget) {
+                    self.release_pipe(pipes);
                 }
-                return Pump::Idle;
+                return stop;
             }
-            if !src_ready.readable {
-                self.release_pipe(pipes);
-                return Pump::Idle;
-            }
-            if budget == 0 {
-                return Pump::Budget;
-            }
-            budget -= 1;
             if self.pipe.is_none() {
                 match pipes.take() {
                     Ok(p) => self.pipe = Some(p),
@@ -186,6 +169,48 @@ impl Direction {
                 IoStatus::Error(e) => return Pump::SourceFailed(e),
             }
         }
+    }
+
+    /// Accounts for one write to the sink; `Some` when the pump must stop.
+    fn sent(&mut self, status: IoStatus, dst_ready: &mut Readiness) -> Option<Pump> {
+        match status {
+            IoStatus::Progress(n) => {
+                self.bytes += n as u64;
+                None
+            }
+            IoStatus::WouldBlock => {
+                dst_ready.writable = false;
+                Some(Pump::Idle)
+            }
+            IoStatus::Closed => Some(Pump::SinkFailed(io::ErrorKind::WriteZero.into())),
+            IoStatus::Error(e) => Some(Pump::SinkFailed(e)),
+        }
+    }
+
+    /// Nothing is in flight: pass a FIN on once the source ended (the sink
+    /// may already be gone; the other direction will see that), stop when
+    /// the source has nothing, or spend one unit of budget on a read.
+    fn drained<D: ShutdownWrite>(
+        &mut self,
+        dst: &mut D,
+        src_ready: &Readiness,
+        budget: &mut usize,
+    ) -> Option<Pump> {
+        if self.eof {
+            if !self.shut {
+                self.shut = true;
+                let _ = dst.shutdown_write();
+            }
+            return Some(Pump::Idle);
+        }
+        if !src_ready.readable {
+            return Some(Pump::Idle);
+        }
+        if *budget == 0 {
+            return Some(Pump::Budget);
+        }
+        *budget -= 1;
+        None
     }
 
     /// Queues bytes to be sent before anything relayed (e.g. a PROXY header).
@@ -227,42 +252,26 @@ impl Direction {
                     Some(b) => b,
                     None => return Pump::Idle,
                 };
-                match write(dst, &buf[self.start..self.end]) {
-                    IoStatus::Progress(n) => {
-                        self.start += n;
-                        self.bytes += n as u64;
-                        if self.start == self.end {
-                            self.start = 0;
-                            self.end = 0;
-                        }
-                        continue;
+                let status = write(dst, &buf[self.start..self.end]);
+                if let IoStatus::Progress(n) = status {
+                    self.start += n;
+                    if self.start == self.end {
+                        self.start = 0;
+                        self.end = 0;
                     }
-                    IoStatus::WouldBlock => {
-                        dst_ready.writable = false;
-                        return Pump::Idle;
-                    }
-                    IoStatus::Closed => return Pump::SinkFailed(io::ErrorKind::WriteZero.into()),
-                    IoStatus::Error(e) => return Pump::SinkFailed(e),
+                }
+                match self.sent(status, dst_ready) {
+                    Some(stop) => return stop,
+                    None => continue,
                 }
             }
             // 2. Buffer empty.
-            if self.eof {
-                self.release(pool);
-                if !self.shut {
-                    self.shut = true;
-                    // The sink may already be gone; the other direction will see it.
-                    let _ = dst.shutdown_write();
+            if let Some(stop) = self.drained(dst, src_ready, &mut budget) {
+                if !matches!(stop, Pump::Budget) {
+                    self.release(pool);
                 }
-                return Pump::Idle;
+                return stop;
             }
-            if !src_ready.readable {
-                self.release(pool);
-                return Pump::Idle;
-            }
-            if budget == 0 {
-                return Pump::Budget;
-            }
-            budget -= 1;
             let buf = self.buf.get_or_insert_with(|| pool.take());
             match read(src, &mut buf[self.end..]) {
                 IoStatus::Progress(n) => self.end += n,
