@@ -745,6 +745,7 @@ fn note(r: &mut Readiness, ready: Ready) {
     // A hang-up or error is "readable": the next read reports it.
     r.readable |= ready.readable || ready.read_closed || ready.error;
     r.writable |= ready.writable || ready.write_closed || ready.error;
+    r.hangup |= ready.read_closed || ready.error;
 }
 
 fn failure(e: &io::Error, side: &'static str) -> End {

@@ -20,6 +20,9 @@ use super::buffer::{Buf, BufPool};
 pub struct Readiness {
     pub readable: bool,
     pub writable: bool,
+    /// The peer's FIN or an error was reported: read until 0 / an error,
+    /// never conclude "drained" from a short read.
+    pub hangup: bool,
 }
 
 #[derive(Default)]
@@ -252,8 +255,13 @@ impl Direction {
                     Some(b) => b,
                     None => return Pump::Idle,
                 };
+                let want = self.end - self.start;
                 let status = write(dst, &buf[self.start..self.end]);
                 if let IoStatus::Progress(n) = status {
+                    // A short write filled the send buffer: wait for the edge.
+                    if n < want {
+                        dst_ready.writable = false;
+                    }
                     self.start += n;
                     if self.start == self.end {
                         self.start = 0;
@@ -273,8 +281,17 @@ impl Direction {
                 return stop;
             }
             let buf = self.buf.get_or_insert_with(|| pool.take());
+            let room = buf.len() - self.end;
             match read(src, &mut buf[self.end..]) {
-                IoStatus::Progress(n) => self.end += n,
+                IoStatus::Progress(n) => {
+                    self.end += n;
+                    // A short read emptied the socket's receive queue: new
+                    // data will raise a new edge, so skip the read that
+                    // would only say EAGAIN (one syscall less per message).
+                    if n < room && !src_ready.hangup {
+                        src_ready.readable = false;
+                    }
+                }
                 IoStatus::WouldBlock => {
                     src_ready.readable = false;
                     self.release(pool);
@@ -361,7 +378,46 @@ mod tests {
     const RW: Readiness = Readiness {
         readable: true,
         writable: true,
+        hangup: false,
     };
+    /// As after an event that reported the peer's FIN: read to the end.
+    const RW_HUP: Readiness = Readiness {
+        readable: true,
+        writable: true,
+        hangup: true,
+    };
+
+    #[test]
+    fn a_short_read_means_drained_unless_a_hangup_was_seen() {
+        let mut pool = BufPool::new(4);
+        let mut d = Direction::default();
+        let mut src = Src {
+            chunks: vec![b"req".to_vec(), b"more".to_vec()],
+            eof: false,
+        };
+        let mut sink = Sink {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let (mut sr, mut dr) = (RW, RW);
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert_eq!(sink.data, b"req", "no second read after a short one");
+        assert!(!sr.readable);
+        // With a hang-up pending, reading goes on to the end of the stream.
+        let mut src = Src {
+            chunks: vec![b"a".to_vec(), b"b".to_vec()],
+            eof: true,
+        };
+        let mut d = Direction::default();
+        let (mut sr, mut dr) = (RW_HUP, RW);
+        let mut sink = Sink {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert_eq!(sink.data, b"ab");
+        assert!(sink.shut, "the FIN was passed on");
+    }
 
     #[test]
     fn relays_bytes_then_passes_fin_and_returns_the_buffer() {
@@ -376,7 +432,7 @@ mod tests {
             room: usize::MAX,
             ..Default::default()
         };
-        let (mut sr, mut dr) = (RW, RW);
+        let (mut sr, mut dr) = (RW_HUP, RW);
         assert!(matches!(
             d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64),
             Pump::Idle
@@ -429,7 +485,7 @@ mod tests {
             room: usize::MAX,
             ..Default::default()
         };
-        let (mut sr, mut dr) = (RW, RW);
+        let (mut sr, mut dr) = (RW_HUP, RW);
         assert!(matches!(
             d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 3),
             Pump::Budget
