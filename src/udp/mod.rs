@@ -372,6 +372,11 @@ impl UdpProxy {
                     for (buf, meta) in batch.iter() {
                         self.client_datagram(ctx, i, buf, meta);
                     }
+                    // A partial batch emptied the queue; every datagram that
+                    // arrives later raises a new edge. Skip the EAGAIN call.
+                    if n < batch.capacity() {
+                        break;
+                    }
                 }
                 IoStatus::WouldBlock => break,
                 IoStatus::Closed => break,
@@ -620,6 +625,9 @@ impl UdpProxy {
                         self.flows.datagram_out(id, now, buf.len());
                     }
                     self.flush_replies(ctx, li);
+                    if n < self.batch.capacity() {
+                        break; // drained, as on the listener side
+                    }
                 }
                 IoStatus::WouldBlock | IoStatus::Closed => break,
                 IoStatus::Error(e) => {
