@@ -159,7 +159,7 @@ impl RecvBatch {
                     fd,
                     self.hdrs.as_mut_ptr(),
                     self.n as libc::c_uint,
-                    libc::MSG_DONTWAIT,
+                    libc::MSG_DONTWAIT as _, // c_int on glibc, c_uint on musl
                     std::ptr::null_mut(),
                 )
             };
@@ -509,7 +509,7 @@ impl SendBatch {
                 sock.as_raw_fd(),
                 self.hdrs.as_mut_ptr(),
                 n as libc::c_uint,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as _, // c_int on glibc, c_uint on musl
             )
         };
         if rc < 0 {
