@@ -10,6 +10,7 @@ pub mod config;
 pub mod health;
 pub mod logging;
 pub mod proxy_protocol;
+pub mod reload;
 pub mod run;
 pub mod runtime;
 pub mod servers;

@@ -16,6 +16,7 @@ use reactor::LoopGroup;
 
 use crate::config::{Plan, Protocol};
 use crate::logging;
+use crate::reload;
 use crate::runtime::Runtime;
 use crate::tcp::TcpListenerSock;
 use crate::udp::UdpListenerSock;
@@ -60,43 +61,12 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
     let signals = handled_signals();
 
     let workers = plan.server.workers.max(1);
-    let mut tcp: Vec<Vec<TcpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();
-    let mut udp: Vec<Vec<UdpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();
+    let all: Vec<usize> = (0..plan.listeners.len()).collect();
     let mut next = 0usize;
-    let mut sockets = 0usize;
-    for (li, l) in plan.listeners.iter().enumerate() {
-        if l.protocol == Protocol::Udp {
-            if let Err(f) = bind_udp_listener(li, l, workers, &mut next, &mut sockets, &mut udp) {
-                return startup_error(f);
-            }
-            continue;
-        }
-        let opts = BindOptions {
-            reuseport: l.reuseport,
-            ..BindOptions::default()
-        };
-        let copies = if l.reuseport { workers } else { 1 };
-        for copy in 0..copies {
-            let bound = match bind_spec_tcp(&l.bind, &opts) {
-                Ok(b) => b,
-                Err(f) => return startup_error(format!("listener {} ({}): {f}", l.name, l.bind)),
-            };
-            for (port, sock) in bound {
-                let w = if l.reuseport {
-                    copy
-                } else {
-                    assign(next, workers)
-                };
-                next += usize::from(!l.reuseport);
-                sockets += 1;
-                tcp[w].push(TcpListenerSock {
-                    plan: li,
-                    port,
-                    sock,
-                });
-            }
-        }
-    }
+    let Bound { tcp, udp, sockets } = match bind_listeners(&plan, &all, workers, &mut next) {
+        Ok(b) => b,
+        Err(e) => return startup_error(e),
+    };
 
     if let Err(e) = drop_privileges(plan.server.user.as_deref(), plan.server.group.as_deref()) {
         return startup_error(e);
@@ -107,7 +77,14 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
             return startup_error(format!("cannot write pid_file {}: {e}", p.display()));
         }
     }
-    let code = serve(plan, config_path, logs, tcp, udp, sockets, &signals);
+    let code = serve(
+        plan,
+        config_path,
+        logs,
+        Bound { tcp, udp, sockets },
+        next,
+        &signals,
+    );
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
@@ -116,17 +93,21 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
 
 fn serve(
     plan: Plan,
-    _config_path: &Path,
+    config_path: &Path,
     logs: &logging::Logs,
-    mut tcp: Vec<Vec<TcpListenerSock>>,
-    mut udp: Vec<Vec<UdpListenerSock>>,
-    sockets: usize,
+    bound: Bound,
+    mut next: usize,
     signals: &SigSet,
 ) -> i32 {
+    let Bound {
+        mut tcp,
+        mut udp,
+        sockets,
+    } = bound;
     let workers = tcp.len();
     let shutdown_timeout = plan.server.shutdown_timeout;
     let listeners = plan.listeners.len();
-    let rt = Arc::new(Runtime::new(plan));
+    let mut rt = Arc::new(Runtime::new(plan));
     let access = logs.access.clone();
     let group = match LoopGroup::start(workers, "nvelox", |i| {
         Worker::new(
@@ -147,7 +128,9 @@ fn serve(
         match wait_signal(signals, Duration::from_millis(500)) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => break,
             Some(Signal::SIGHUP) => {
-                log::warn!("SIGHUP: configuration reload is not supported yet; keeping the running configuration")
+                if let Some(new) = reload(&rt, config_path, &group, &mut next) {
+                    rt = new;
+                }
             }
             Some(Signal::SIGUSR1) => logs.reopen(),
             _ => {}
@@ -163,9 +146,10 @@ fn serve(
         "shutting down: no new connections; waiting up to {}s for {open} open connections",
         shutdown_timeout.as_secs_f64()
     );
-    group.broadcast(Msg::Shutdown {
-        deadline: Instant::now() + shutdown_timeout,
-    });
+    let deadline = Instant::now() + shutdown_timeout;
+    for s in group.senders() {
+        let _ = s.send(Msg::Shutdown { deadline });
+    }
     let results = group.join();
     let mut code = EXIT_OK;
     for r in results {
@@ -181,23 +165,161 @@ fn serve(
 /// Binds a UDP listener with PKTINFO (replies leave from the address the
 /// client reached): one socket per port spread over the loops, or with
 /// `reuseport` one socket per port per loop.
-fn bind_udp_listener(
-    li: usize,
+/// Listening sockets, per event loop.
+struct Bound {
+    tcp: Vec<Vec<TcpListenerSock>>,
+    udp: Vec<Vec<UdpListenerSock>>,
+    sockets: usize,
+}
+
+/// Binds the listeners `which` of `plan`, spreading plain sockets over the
+/// loops round-robin from `*next` and giving `reuseport` ones a socket per
+/// loop. All or nothing: on failure every socket bound here is closed.
+fn bind_listeners(
+    plan: &Plan,
+    which: &[usize],
+    workers: usize,
+    next: &mut usize,
+) -> Result<Bound, String> {
+    let mut tcp: Vec<Vec<TcpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut udp: Vec<Vec<UdpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut sockets = 0usize;
+    for &li in which {
+        let l = &plan.listeners[li];
+        let opts = BindOptions {
+            reuseport: l.reuseport,
+            recv_pktinfo: l.protocol == Protocol::Udp,
+            ..BindOptions::default()
+        };
+        match l.protocol {
+            Protocol::Tcp => spread(
+                l,
+                workers,
+                next,
+                &mut sockets,
+                &mut tcp,
+                || bind_spec_tcp(&l.bind, &opts),
+                |port, sock| TcpListenerSock {
+                    plan: li,
+                    port,
+                    sock,
+                },
+            )?,
+            Protocol::Udp => spread(
+                l,
+                workers,
+                next,
+                &mut sockets,
+                &mut udp,
+                || bind_spec_udp(&l.bind, &opts),
+                |port, sock| UdpListenerSock {
+                    plan: li,
+                    port,
+                    sock,
+                },
+            )?,
+        }
+    }
+    Ok(Bound { tcp, udp, sockets })
+}
+
+/// SIGHUP: loads and validates the configuration again. An invalid file is
+/// logged and changes nothing. Otherwise listeners with the same socket are
+/// kept (with their connections), dropped ones are closed, new ones bound,
+/// and new connections use the new plan; open connections and UDP sessions
+/// finish under the configuration they started with. Returns the new runtime.
+fn reload(
+    rt: &Arc<Runtime>,
+    config_path: &Path,
+    group: &LoopGroup<Msg>,
+    next: &mut usize,
+) -> Option<Arc<Runtime>> {
+    log::info!("SIGHUP: reloading {}", config_path.display());
+    let mut plan = match crate::config::load(config_path) {
+        Ok(p) => p,
+        Err(errors) => {
+            log::error!(
+                "reload refused, the running configuration stays in force; {} is invalid:\n{errors}",
+                config_path.display()
+            );
+            return None;
+        }
+    };
+    for w in &plan.warnings {
+        log::warn!("{w}");
+    }
+    for note in reload::keep_restart_only_settings(&rt.plan, &mut plan) {
+        log::warn!("reload: {note}");
+    }
+    log::set_max_level(plan.logging.level);
+    let keep = reload::keep_map(&rt.plan, &plan);
+    let added = reload::added(&plan, &keep);
+    let removed = keep.iter().filter(|k| k.is_none()).count();
+    let keep = Arc::new(keep);
+    // Phase 1: free the ports of removed listeners before binding new ones.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut waiting = 0;
+    for s in group.senders() {
+        let msg = Msg::CloseRemoved {
+            keep: Arc::clone(&keep),
+            done: tx.clone(),
+        };
+        waiting += usize::from(s.send(msg).is_ok());
+    }
+    for _ in 0..waiting {
+        if rx.recv_timeout(Duration::from_secs(5)).is_err() {
+            log::warn!("reload: an event loop did not confirm closing its listeners");
+            break;
+        }
+    }
+    let workers = group.len();
+    let mut bound = match bind_listeners(&plan, &added, workers, next) {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!(
+                "reload: {e}; the new listeners are not started, everything else is applied"
+            );
+            Bound {
+                tcp: (0..workers).map(|_| Vec::new()).collect(),
+                udp: (0..workers).map(|_| Vec::new()).collect(),
+                sockets: 0,
+            }
+        }
+    };
+    let new_rt = Arc::new(Runtime::reloaded(plan, rt, &keep));
+    for (i, s) in group.senders().iter().enumerate() {
+        let _ = s.send(Msg::Apply {
+            rt: Arc::clone(&new_rt),
+            keep: Arc::clone(&keep),
+            tcp: std::mem::take(&mut bound.tcp[i]),
+            udp: std::mem::take(&mut bound.udp[i]),
+        });
+    }
+    log::info!(
+        "configuration reloaded: {} listeners kept, {} added ({} sockets), {} removed",
+        keep.iter().filter(|k| k.is_some()).count(),
+        added.len(),
+        bound.sockets,
+        removed
+    );
+    Some(new_rt)
+}
+
+/// Binds one listener (once, or once per loop with `reuseport`) and hands
+/// its sockets to the loops: plain sockets round-robin from `*next`, a
+/// `reuseport` listener one socket per port per loop.
+fn spread<S, L>(
     l: &crate::config::ListenerPlan,
     workers: usize,
     next: &mut usize,
     sockets: &mut usize,
-    udp: &mut [Vec<UdpListenerSock>],
+    per_loop: &mut [Vec<L>],
+    bind: impl Fn() -> Result<Vec<(u16, S)>, reactor::listener::BindFailure>,
+    wrap: impl Fn(u16, S) -> L,
 ) -> Result<(), String> {
-    let opts = BindOptions {
-        reuseport: l.reuseport,
-        recv_pktinfo: true,
-        ..BindOptions::default()
-    };
     let copies = if l.reuseport { workers } else { 1 };
     for copy in 0..copies {
-        let bound = bind_spec_udp(&l.bind, &opts)
-            .map_err(|f| format!("listener {} ({}): {f}", l.name, l.bind))?;
+        let bound = bind().map_err(|f| format!("listener {} ({}): {f}", l.name, l.bind))?;
         for (port, sock) in bound {
             let w = if l.reuseport {
                 copy
@@ -206,11 +328,7 @@ fn bind_udp_listener(
             };
             *next += usize::from(!l.reuseport);
             *sockets += 1;
-            udp[w].push(UdpListenerSock {
-                plan: li,
-                port,
-                sock,
-            });
+            per_loop[w].push(wrap(port, sock));
         }
     }
     Ok(())

@@ -3,17 +3,22 @@
 //! behind `max_connections`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::config::Plan;
 use crate::servers::BackendRt;
 
 pub struct Runtime {
     pub plan: Plan,
-    pub backends: Vec<BackendRt>,
-    /// Open TCP connections + UDP sessions, all listeners.
-    pub active: AtomicUsize,
-    /// Per listener plan (all its ports and reuseport sockets together).
-    pub listener_active: Vec<AtomicUsize>,
+    /// Shared with the previous configuration when a reload left a backend
+    /// unchanged, so its health, balancer state and counts carry over.
+    pub backends: Vec<Arc<BackendRt>>,
+    /// Open TCP connections + UDP sessions, all listeners; the same counter
+    /// across reloads (connections of the old configuration still count).
+    pub active: Arc<AtomicUsize>,
+    /// Per listener plan (all its ports and reuseport sockets together);
+    /// carried over for listeners a reload kept.
+    pub listener_active: Vec<Arc<AtomicUsize>>,
 }
 
 impl Runtime {
@@ -26,15 +31,45 @@ impl Runtime {
             .backends
             .iter()
             .enumerate()
-            .map(|(i, b)| BackendRt::new(b, seed ^ (i as u64).wrapping_mul(0x9E37_79B9)))
+            .map(|(i, b)| {
+                Arc::new(BackendRt::new(
+                    b,
+                    seed ^ (i as u64).wrapping_mul(0x9E37_79B9),
+                ))
+            })
             .collect();
-        let listener_active = plan.listeners.iter().map(|_| AtomicUsize::new(0)).collect();
+        let listener_active = plan
+            .listeners
+            .iter()
+            .map(|_| Arc::new(AtomicUsize::new(0)))
+            .collect();
         Runtime {
             plan,
             backends,
-            active: AtomicUsize::new(0),
+            active: Arc::new(AtomicUsize::new(0)),
             listener_active,
         }
+    }
+
+    /// The runtime for a reloaded `plan`. `keep[old] = Some(new)` maps each
+    /// listener of `old` that the new plan keeps (same socket) to its new
+    /// index; those keep their connection counters. Backends whose plan is
+    /// unchanged are shared with `old`, so their health, balancer state and
+    /// connection counts carry over.
+    pub fn reloaded(plan: Plan, old: &Runtime, keep: &[Option<usize>]) -> Runtime {
+        let mut fresh = Runtime::new(plan);
+        fresh.active = Arc::clone(&old.active);
+        for (o, n) in keep.iter().enumerate() {
+            if let (Some(n), Some(counter)) = (n, old.listener_active.get(o)) {
+                fresh.listener_active[*n] = Arc::clone(counter);
+            }
+        }
+        for b in fresh.backends.iter_mut() {
+            if let Some(same) = old.backends.iter().find(|ob| ob.plan == b.plan) {
+                *b = Arc::clone(same);
+            }
+        }
+        fresh
     }
 
     /// Reserves up to `want` connection slots for listener `li` under both
@@ -62,14 +97,24 @@ impl Runtime {
         }
     }
 
-    /// True when listener `li` could take one more connection now.
+    /// True when a listener paused at a cap should accept again: below
+    /// both caps by a small margin (hysteresis: 1% of the cap), so a
+    /// listener at the edge does not flap between paused and accepting on
+    /// every close.
     pub fn has_room(&self, li: usize) -> bool {
         let cap = self.plan.listeners[li]
             .max_connections
             .unwrap_or(usize::MAX);
-        self.active.load(Ordering::Acquire) < self.plan.server.max_connections
-            && self.listener_active[li].load(Ordering::Acquire) < cap
+        below_resume_mark(
+            self.active.load(Ordering::Acquire),
+            self.plan.server.max_connections,
+        ) && below_resume_mark(self.listener_active[li].load(Ordering::Acquire), cap)
     }
+}
+
+/// `count` is low enough to resume accepting under `cap`.
+fn below_resume_mark(count: usize, cap: usize) -> bool {
+    count < cap.saturating_sub(cap / 100)
 }
 
 fn reserve_on(counter: &AtomicUsize, cap: usize, want: usize) -> usize {
@@ -130,6 +175,21 @@ mod tests {
         assert_eq!(reserve_on(&c, 3, 2), 1);
         assert_eq!(reserve_on(&c, 3, 2), 0);
         assert_eq!(c.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn resume_mark_has_hysteresis_on_big_caps_only() {
+        assert!(
+            below_resume_mark(1, 2),
+            "small caps resume as soon as one closes"
+        );
+        assert!(!below_resume_mark(2, 2));
+        assert!(
+            !below_resume_mark(9_950, 10_000),
+            "within 1% of the cap: stay paused"
+        );
+        assert!(below_resume_mark(9_899, 10_000));
+        assert!(below_resume_mark(5, usize::MAX));
     }
 
     #[test]

@@ -42,10 +42,25 @@ pub enum Timer {
 }
 
 /// Messages from the main thread.
-#[derive(Clone, Debug)]
 pub enum Msg {
     /// Stop accepting; finish open connections until `deadline`.
     Shutdown { deadline: Instant },
+    /// Reload, phase 1: close the listeners the new configuration drops
+    /// (`keep[old plan index]` is `None`), then acknowledge on `done` so the
+    /// main thread may bind their ports again.
+    CloseRemoved {
+        keep: Arc<Vec<Option<usize>>>,
+        done: std::sync::mpsc::Sender<()>,
+    },
+    /// Reload, phase 2: switch new connections to `rt`, relabel kept
+    /// listeners, start the added ones. Open connections and sessions keep
+    /// the configuration they started under.
+    Apply {
+        rt: Arc<Runtime>,
+        keep: Arc<Vec<Option<usize>>>,
+        tcp: Vec<TcpListenerSock>,
+        udp: Vec<UdpListenerSock>,
+    },
 }
 
 pub struct Worker {
@@ -128,6 +143,25 @@ impl Handler for Worker {
                 self.udp.stop_listening(ctx);
                 self.health.stop(ctx);
                 ctx.set_timer(deadline, Timer::DrainDeadline);
+            }
+            Msg::CloseRemoved { keep, done } => {
+                if !self.draining {
+                    self.tcp.close_removed_listeners(ctx, &keep);
+                    self.udp.close_removed_listeners(ctx, &keep);
+                }
+                let _ = done.send(());
+            }
+            Msg::Apply { rt, keep, tcp, udp } => {
+                if self.draining {
+                    return Action::Continue;
+                }
+                self.health.stop(ctx);
+                self.health = HealthChecker::new(Arc::clone(&rt));
+                if ctx.loop_index() == 0 {
+                    self.health.start(ctx);
+                }
+                self.tcp.apply_reload(ctx, Arc::clone(&rt), &keep, tcp);
+                self.udp.apply_reload(ctx, rt, &keep, udp);
             }
         }
         Action::Continue

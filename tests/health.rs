@@ -617,3 +617,38 @@ fn backend_reset_mid_transfer_resets_the_client() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     assert!(got > 0, "the reset came before any data was relayed");
 }
+
+#[test]
+fn a_server_at_its_max_connections_is_skipped_until_one_closes() {
+    let a = Backend::start(Mode::NamedEcho("a"));
+    let b = Backend::start(Mode::NamedEcho("b"));
+    let port = free_port();
+    let n = Nvelox::start(&config(
+        port,
+        2,
+        &[
+            format!("{{ address: \"{}\", max_connections: 1 }}", a.addr),
+            quoted(b.addr),
+        ],
+        "",
+    ));
+    let hold = |want: &str| {
+        let s = TcpStream::connect_timeout(&lb(port), WAIT).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), want);
+        s
+    };
+    let first = hold("a");
+    // a is full: round robin would alternate, but every new client goes to b.
+    let held: Vec<TcpStream> = (0..4).map(|_| hold("b")).collect();
+    drop(first);
+    // Once nvelox has seen the close, a takes clients again.
+    assert!(
+        eventually(WAIT, || served_by(port) == "a"),
+        "{}",
+        n.stderr_text()
+    );
+    drop(held);
+}

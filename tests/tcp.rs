@@ -419,3 +419,78 @@ fn access_log_has_one_line_per_connection() {
         assert!(line.contains(field), "{field} missing in {line}");
     }
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_client_that_never_reads_costs_bounded_memory() {
+    // The backend pushes as fast as it can; the client never reads.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0usize;
+        s.set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        while sent < (256 << 20) {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break, // blocked: backpressure reached the backend
+            }
+        }
+        tx.send(sent).unwrap();
+    });
+    let port = free_port();
+    let n = Nvelox::start(&config(port, "roundrobin", &[quoted(addr)], "", ""));
+    let before = rss_kib(n.pid());
+    let _idle_reader = connect(port);
+    let sent = rx.recv_timeout(WAIT).unwrap();
+    let grown = rss_kib(n.pid()).saturating_sub(before);
+    assert!(
+        sent < (64 << 20),
+        "the backend was never slowed down: {sent} bytes accepted"
+    );
+    assert!(
+        grown < 4096,
+        "RSS grew by {grown} KiB for one stalled connection"
+    );
+}
+
+#[test]
+fn global_max_connections_caps_all_listeners_together() {
+    let b = Backend::start(Mode::NamedEcho("s"));
+    let (p1, p2) = (free_port(), free_port());
+    let yaml = format!(
+        "server:\n  workers: 1\n  max_connections: 2\nlisteners:\n  - name: one\n    bind: \"127.0.0.1:{p1}\"\n    default_backend: pool\n  - name: two\n    bind: \"127.0.0.1:{p2}\"\n    default_backend: pool\nbackends:\n  - name: pool\n    servers: [\"{}\"]\n",
+        b.addr
+    );
+    let _n = Nvelox::start(&yaml);
+    let greet = |s: &TcpStream| {
+        let mut line = String::new();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line
+    };
+    let a = connect(p1);
+    assert_eq!(greet(&a), "s\n");
+    let c = connect(p2);
+    assert_eq!(greet(&c), "s\n");
+    let third = connect(p2);
+    third
+        .set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    assert!(
+        (&third).read(&mut [0u8; 4]).is_err(),
+        "a third connection was served over the global cap"
+    );
+    drop(a);
+    third.set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(greet(&third), "s\n");
+}

@@ -84,6 +84,21 @@ pub fn drain(dst: &mut impl Write, buf: &[u8], written: &mut usize) -> IoStatus 
     IoStatus::Progress(*written - start)
 }
 
+/// Where a non-blocking `connect` stands, after a readiness event:
+/// `Ok(true)` connected, `Ok(false)` still in progress, `Err` failed (the
+/// socket's pending error, e.g. `ConnectionRefused`).
+pub fn connect_result(s: &mio::net::TcpStream) -> io::Result<bool> {
+    if let Some(e) = s.take_error()? {
+        return Err(e);
+    }
+    match s.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -387,7 +387,7 @@ fn stream_progress(
     conv: &Conversation,
 ) -> Verdict {
     if !*connected {
-        match connect_result(s) {
+        match reactor::io::connect_result(s) {
             Ok(false) => return Verdict::Pending,
             Ok(true) => *connected = true,
             Err(e) => return Verdict::Down(failure_of(&e)),
@@ -434,18 +434,5 @@ fn datagram_progress(s: &mut UdpSocket, conv: &Conversation) -> Verdict {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Verdict::Down(failure_of(&e)),
         }
-    }
-}
-
-/// `Ok(true)` connected, `Ok(false)` still in progress, `Err` failed.
-fn connect_result(s: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = s.take_error()? {
-        return Err(e);
-    }
-    match s.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
-        Err(e) => Err(e),
     }
 }

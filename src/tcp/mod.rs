@@ -56,6 +56,9 @@ enum Phase {
 }
 
 struct Conn {
+    /// The configuration this connection was accepted under: a reload
+    /// does not change an established connection's backend or timeouts.
+    rt: Arc<Runtime>,
     listener: usize,
     client: TcpStream,
     client_token: Token,
@@ -144,11 +147,67 @@ impl TcpProxy {
     }
 
     pub fn start(&mut self, ctx: &mut Ctx<Worker>) {
-        for (i, slot) in self.listeners.iter_mut().enumerate() {
-            match ctx.register(&mut slot.l.sock, Interest::READABLE, Tag::TcpListener(i)) {
-                Ok(t) => slot.token = Some(t),
-                Err(e) => log::error!("cannot register listener port {}: {e}", slot.l.port),
+        for i in 0..self.listeners.len() {
+            self.register_listener(ctx, i);
+        }
+    }
+
+    fn register_listener(&mut self, ctx: &mut Ctx<Worker>, i: usize) {
+        let slot = &mut self.listeners[i];
+        match ctx.register(&mut slot.l.sock, Interest::READABLE, Tag::TcpListener(i)) {
+            Ok(t) => slot.token = Some(t),
+            Err(e) => log::error!("cannot register listener port {}: {e}", slot.l.port),
+        }
+    }
+
+    /// Reload, phase 1: closes the listeners whose plan index maps to no
+    /// listener of the new plan (their port may be re-bound by the new one).
+    /// Established connections are not touched.
+    pub fn close_removed_listeners(&mut self, ctx: &mut Ctx<Worker>, keep: &[Option<usize>]) {
+        for mut slot in std::mem::take(&mut self.listeners) {
+            if keep.get(slot.l.plan).copied().flatten().is_some() {
+                self.listeners.push(slot);
+                continue;
             }
+            if let Some(t) = slot.token {
+                if slot.paused {
+                    ctx.forget(t);
+                } else {
+                    ctx.deregister(&mut slot.l.sock, t);
+                }
+            }
+        }
+        // Listener tags are indexes into `listeners`: renumber the survivors.
+        for (i, slot) in self.listeners.iter().enumerate() {
+            if let Some(tag) = slot.token.and_then(|t| ctx.tag_mut(t)) {
+                *tag = Tag::TcpListener(i);
+            }
+        }
+    }
+
+    /// Reload, phase 2: new connections use `rt`; kept listeners are
+    /// relabelled with their index in the new plan; `added` start listening.
+    pub fn apply_reload(
+        &mut self,
+        ctx: &mut Ctx<Worker>,
+        rt: Arc<Runtime>,
+        keep: &[Option<usize>],
+        added: Vec<TcpListenerSock>,
+    ) {
+        self.rt = rt;
+        for slot in self.listeners.iter_mut() {
+            if let Some(Some(j)) = keep.get(slot.l.plan) {
+                slot.l.plan = *j;
+            }
+        }
+        for l in added {
+            self.listeners.push(ListenerSlot {
+                l,
+                token: None,
+                paused: false,
+            });
+            let i = self.listeners.len() - 1;
+            self.register_listener(ctx, i);
         }
     }
 
@@ -263,6 +322,7 @@ impl TcpProxy {
             }
         };
         entry.insert(Conn {
+            rt: Arc::clone(&self.rt),
             listener: plan,
             client: stream,
             client_token: token,
@@ -296,11 +356,12 @@ impl TcpProxy {
     /// PROXY header is complete, records the original endpoints and starts
     /// connecting. Garbage closes the connection with a log line.
     fn read_header(&mut self, ctx: &mut Ctx<Worker>, id: ConnId) {
-        let accept = match self.rt.plan.listeners[self.conns[id.0].listener].accept_proxy {
-            AcceptProxy::V1 => Accept::V1,
-            AcceptProxy::V2 => Accept::V2,
-            AcceptProxy::Any | AcceptProxy::Off => Accept::Any,
-        };
+        let accept =
+            match self.conns[id.0].rt.plan.listeners[self.conns[id.0].listener].accept_proxy {
+                AcceptProxy::V1 => Accept::V1,
+                AcceptProxy::V2 => Accept::V2,
+                AcceptProxy::Any | AcceptProxy::Off => Accept::Any,
+            };
         let c = &mut self.conns[id.0];
         let Phase::AwaitingHeader(buf) = &mut c.phase else {
             return;
@@ -339,7 +400,7 @@ impl TcpProxy {
             if let Some(n) = self.header_warn.allow(ctx.now()) {
                 log::warn!(
                     "listener {}: closing {}: {why} ({n} similar messages suppressed)",
-                    self.rt.plan.listeners[c.listener].name,
+                    c.rt.plan.listeners[c.listener].name,
                     show(&c.peer)
                 );
             }
@@ -361,7 +422,7 @@ impl TcpProxy {
     /// Tries servers until a non-blocking connect is under way, or closes
     /// the client when none is left.
     fn connect_next(&mut self, ctx: &mut Ctx<Worker>, id: ConnId) {
-        let rt = Arc::clone(&self.rt);
+        let rt = Arc::clone(&self.conns[id.0].rt);
         loop {
             let c = &mut self.conns[id.0];
             let backend_idx = rt.plan.listeners[c.listener].backend;
@@ -435,7 +496,7 @@ impl TcpProxy {
     /// The current connect attempt failed: forget the upstream, count the
     /// failure, try the next server.
     fn connect_failed(&mut self, ctx: &mut Ctx<Worker>, id: ConnId, why: &'static str) {
-        let rt = Arc::clone(&self.rt);
+        let rt = Arc::clone(&self.conns[id.0].rt);
         let c = &mut self.conns[id.0];
         if let Some(k) = c.timer.take() {
             ctx.cancel_timer(k);
@@ -465,7 +526,7 @@ impl TcpProxy {
                     if let Some(n) = self.header_warn.allow(ctx.now()) {
                         log::warn!(
                             "listener {}: closing {}: no PROXY header within {}s ({n} similar messages suppressed)",
-                            self.rt.plan.listeners[c.listener].name,
+                            c.rt.plan.listeners[c.listener].name,
                             show(&c.peer),
                             PROXY_HEADER_TIMEOUT.as_secs()
                         );
@@ -479,7 +540,7 @@ impl TcpProxy {
 
     pub fn on_idle_timer(&mut self, ctx: &mut Ctx<Worker>, id: ConnId) {
         let idle = match self.conns.get(id.0) {
-            Some(c) => self.rt.plan.listeners[c.listener].idle_timeout,
+            Some(c) => c.rt.plan.listeners[c.listener].idle_timeout,
             None => return,
         };
         let c = &mut self.conns[id.0];
@@ -511,7 +572,7 @@ impl TcpProxy {
         note(&mut c.upstream_ready, ready);
         if matches!(c.phase, Phase::Connecting) {
             let Some((s, _)) = &c.upstream else { return };
-            match connect_result(s) {
+            match reactor::io::connect_result(s) {
                 Ok(false) => return,
                 Ok(true) => self.connected(ctx, id),
                 Err(_) => return self.connect_failed(ctx, id, "connect refused"),
@@ -521,7 +582,7 @@ impl TcpProxy {
     }
 
     fn connected(&mut self, ctx: &mut Ctx<Worker>, id: ConnId) {
-        let rt = &self.rt;
+        let rt = Arc::clone(&self.conns[id.0].rt);
         let c = &mut self.conns[id.0];
         c.phase = Phase::Relaying;
         if let Some(k) = c.timer.take() {
@@ -561,7 +622,7 @@ impl TcpProxy {
             return;
         };
         let before = c.up.bytes + c.down.bytes;
-        let (up, down) = if self.rt.plan.listeners[c.listener].zero_copy {
+        let (up, down) = if c.rt.plan.listeners[c.listener].zero_copy {
             (
                 c.up.pump_zero_copy(
                     &mut c.client,
@@ -638,7 +699,7 @@ impl TcpProxy {
         if reset {
             set_rst(&c.client);
         }
-        let rt = Arc::clone(&self.rt);
+        let rt = Arc::clone(&c.rt);
         let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
         let server = c.server.map(|sid| backend.server(sid).target(c.port));
         if let Some((mut s, t)) = c.upstream.take() {
@@ -684,19 +745,7 @@ fn note(r: &mut Readiness, ready: Ready) {
     // A hang-up or error is "readable": the next read reports it.
     r.readable |= ready.readable || ready.read_closed || ready.error;
     r.writable |= ready.writable || ready.write_closed || ready.error;
-}
-
-/// `Ok(true)` connected, `Ok(false)` still in progress, `Err` failed.
-fn connect_result(s: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = s.take_error()? {
-        return Err(e);
-    }
-    match s.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
-        Err(e) => Err(e),
-    }
+    r.hangup |= ready.read_closed || ready.error;
 }
 
 fn failure(e: &io::Error, side: &'static str) -> End {

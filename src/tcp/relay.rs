@@ -20,6 +20,9 @@ use super::buffer::{Buf, BufPool};
 pub struct Readiness {
     pub readable: bool,
     pub writable: bool,
+    /// The peer's FIN or an error was reported: read until 0 / an error,
+    /// never conclude "drained" from a short read.
+    pub hangup: bool,
 }
 
 #[derive(Default)]
@@ -130,35 +133,18 @@ impl Direction {
                 if !dst_ready.writable {
                     return Pump::Idle;
                 }
-                match pipe.splice_out(dst.as_raw_fd()) {
-                    IoStatus::Progress(n) => {
-                        self.bytes += n as u64;
-                        continue;
-                    }
-                    IoStatus::WouldBlock => {
-                        dst_ready.writable = false;
-                        return Pump::Idle;
-                    }
-                    IoStatus::Closed => return Pump::SinkFailed(io::ErrorKind::WriteZero.into()),
-                    IoStatus::Error(e) => return Pump::SinkFailed(e),
+                let status = pipe.splice_out(dst.as_raw_fd());
+                match self.sent(status, dst_ready) {
+                    Some(stop) => return stop,
+                    None => continue,
                 }
             }
-            if self.eof {
-                self.release_pipe(pipes);
-                if !self.shut {
-                    self.shut = true;
-                    let _ = dst.shutdown_write();
+            if let Some(stop) = self.drained(dst, src_ready, &mut budget) {
+                if !matches!(stop, Pump::Budget) {
+                    self.release_pipe(pipes);
                 }
-                return Pump::Idle;
+                return stop;
             }
-            if !src_ready.readable {
-                self.release_pipe(pipes);
-                return Pump::Idle;
-            }
-            if budget == 0 {
-                return Pump::Budget;
-            }
-            budget -= 1;
             if self.pipe.is_none() {
                 match pipes.take() {
                     Ok(p) => self.pipe = Some(p),
@@ -186,6 +172,48 @@ impl Direction {
                 IoStatus::Error(e) => return Pump::SourceFailed(e),
             }
         }
+    }
+
+    /// Accounts for one write to the sink; `Some` when the pump must stop.
+    fn sent(&mut self, status: IoStatus, dst_ready: &mut Readiness) -> Option<Pump> {
+        match status {
+            IoStatus::Progress(n) => {
+                self.bytes += n as u64;
+                None
+            }
+            IoStatus::WouldBlock => {
+                dst_ready.writable = false;
+                Some(Pump::Idle)
+            }
+            IoStatus::Closed => Some(Pump::SinkFailed(io::ErrorKind::WriteZero.into())),
+            IoStatus::Error(e) => Some(Pump::SinkFailed(e)),
+        }
+    }
+
+    /// Nothing is in flight: pass a FIN on once the source ended (the sink
+    /// may already be gone; the other direction will see that), stop when
+    /// the source has nothing, or spend one unit of budget on a read.
+    fn drained<D: ShutdownWrite>(
+        &mut self,
+        dst: &mut D,
+        src_ready: &Readiness,
+        budget: &mut usize,
+    ) -> Option<Pump> {
+        if self.eof {
+            if !self.shut {
+                self.shut = true;
+                let _ = dst.shutdown_write();
+            }
+            return Some(Pump::Idle);
+        }
+        if !src_ready.readable {
+            return Some(Pump::Idle);
+        }
+        if *budget == 0 {
+            return Some(Pump::Budget);
+        }
+        *budget -= 1;
+        None
     }
 
     /// Queues bytes to be sent before anything relayed (e.g. a PROXY header).
@@ -227,45 +255,43 @@ impl Direction {
                     Some(b) => b,
                     None => return Pump::Idle,
                 };
-                match write(dst, &buf[self.start..self.end]) {
-                    IoStatus::Progress(n) => {
-                        self.start += n;
-                        self.bytes += n as u64;
-                        if self.start == self.end {
-                            self.start = 0;
-                            self.end = 0;
-                        }
-                        continue;
-                    }
-                    IoStatus::WouldBlock => {
+                let want = self.end - self.start;
+                let status = write(dst, &buf[self.start..self.end]);
+                if let IoStatus::Progress(n) = status {
+                    // A short write filled the send buffer: wait for the edge.
+                    if n < want {
                         dst_ready.writable = false;
-                        return Pump::Idle;
                     }
-                    IoStatus::Closed => return Pump::SinkFailed(io::ErrorKind::WriteZero.into()),
-                    IoStatus::Error(e) => return Pump::SinkFailed(e),
+                    self.start += n;
+                    if self.start == self.end {
+                        self.start = 0;
+                        self.end = 0;
+                    }
+                }
+                match self.sent(status, dst_ready) {
+                    Some(stop) => return stop,
+                    None => continue,
                 }
             }
             // 2. Buffer empty.
-            if self.eof {
-                self.release(pool);
-                if !self.shut {
-                    self.shut = true;
-                    // The sink may already be gone; the other direction will see it.
-                    let _ = dst.shutdown_write();
+            if let Some(stop) = self.drained(dst, src_ready, &mut budget) {
+                if !matches!(stop, Pump::Budget) {
+                    self.release(pool);
                 }
-                return Pump::Idle;
+                return stop;
             }
-            if !src_ready.readable {
-                self.release(pool);
-                return Pump::Idle;
-            }
-            if budget == 0 {
-                return Pump::Budget;
-            }
-            budget -= 1;
             let buf = self.buf.get_or_insert_with(|| pool.take());
+            let room = buf.len() - self.end;
             match read(src, &mut buf[self.end..]) {
-                IoStatus::Progress(n) => self.end += n,
+                IoStatus::Progress(n) => {
+                    self.end += n;
+                    // A short read emptied the socket's receive queue: new
+                    // data will raise a new edge, so skip the read that
+                    // would only say EAGAIN (one syscall less per message).
+                    if n < room && !src_ready.hangup {
+                        src_ready.readable = false;
+                    }
+                }
                 IoStatus::WouldBlock => {
                     src_ready.readable = false;
                     self.release(pool);
@@ -352,7 +378,46 @@ mod tests {
     const RW: Readiness = Readiness {
         readable: true,
         writable: true,
+        hangup: false,
     };
+    /// As after an event that reported the peer's FIN: read to the end.
+    const RW_HUP: Readiness = Readiness {
+        readable: true,
+        writable: true,
+        hangup: true,
+    };
+
+    #[test]
+    fn a_short_read_means_drained_unless_a_hangup_was_seen() {
+        let mut pool = BufPool::new(4);
+        let mut d = Direction::default();
+        let mut src = Src {
+            chunks: vec![b"req".to_vec(), b"more".to_vec()],
+            eof: false,
+        };
+        let mut sink = Sink {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let (mut sr, mut dr) = (RW, RW);
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert_eq!(sink.data, b"req", "no second read after a short one");
+        assert!(!sr.readable);
+        // With a hang-up pending, reading goes on to the end of the stream.
+        let mut src = Src {
+            chunks: vec![b"a".to_vec(), b"b".to_vec()],
+            eof: true,
+        };
+        let mut d = Direction::default();
+        let (mut sr, mut dr) = (RW_HUP, RW);
+        let mut sink = Sink {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert_eq!(sink.data, b"ab");
+        assert!(sink.shut, "the FIN was passed on");
+    }
 
     #[test]
     fn relays_bytes_then_passes_fin_and_returns_the_buffer() {
@@ -367,7 +432,7 @@ mod tests {
             room: usize::MAX,
             ..Default::default()
         };
-        let (mut sr, mut dr) = (RW, RW);
+        let (mut sr, mut dr) = (RW_HUP, RW);
         assert!(matches!(
             d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64),
             Pump::Idle
@@ -420,7 +485,7 @@ mod tests {
             room: usize::MAX,
             ..Default::default()
         };
-        let (mut sr, mut dr) = (RW, RW);
+        let (mut sr, mut dr) = (RW_HUP, RW);
         assert!(matches!(
             d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 3),
             Pump::Budget

@@ -63,6 +63,8 @@ pub struct Upstream {
     timer: Option<TimerKey>,
     /// Every datagram upstream starts with a PROXY v2 DGRAM header.
     send_proxy: bool,
+    /// The configuration the session started under (a reload does not move it).
+    rt: Arc<Runtime>,
     /// `accept_proxy`: the original client and destination from the
     /// header of the latest datagram.
     origin: Option<(SocketAddr, SocketAddr)>,
@@ -154,7 +156,9 @@ impl std::fmt::Display for Refused {
 pub struct UdpProxy {
     rt: Arc<Runtime>,
     access: AccessLog,
-    listeners: Vec<ListenerSlot>,
+    /// Indexed by `FlowKey::listener`; a slot closed by a reload stays
+    /// `None` so the other indexes never move.
+    listeners: Vec<Option<ListenerSlot>>,
     flows: FlowTable<Upstream>,
     batch: RecvBatch,
     replies: SendBatch,
@@ -168,6 +172,10 @@ pub struct UdpProxy {
 }
 
 /// The client's address for balancing and logs: IPv4-mapped shown as IPv4.
+fn slot_of(listeners: &[Option<ListenerSlot>], i: usize) -> Option<&ListenerSlot> {
+    listeners.get(i).and_then(Option::as_ref)
+}
+
 fn show(a: &SocketAddr) -> String {
     SocketAddr::new(a.ip().to_canonical(), a.port()).to_string()
 }
@@ -225,7 +233,7 @@ impl UdpProxy {
             access,
             listeners: listeners
                 .into_iter()
-                .map(|l| ListenerSlot { l, token: None })
+                .map(|l| Some(ListenerSlot { l, token: None }))
                 .collect(),
             flows: FlowTable::new(),
             batch: RecvBatch::new(RECV_BATCH),
@@ -257,11 +265,73 @@ impl UdpProxy {
             // Size the shared budget now that every listener is bound.
             let _ = fd_budget();
         }
-        for (i, slot) in self.listeners.iter_mut().enumerate() {
-            match ctx.register(&mut slot.l.sock, Interest::READABLE, Tag::UdpListener(i)) {
-                Ok(t) => slot.token = Some(t),
-                Err(e) => log::error!("cannot register udp listener port {}: {e}", slot.l.port),
+        for i in 0..self.listeners.len() {
+            self.register_listener(ctx, i);
+        }
+    }
+
+    fn register_listener(&mut self, ctx: &mut Ctx<Worker>, i: usize) {
+        let Some(slot) = self.listeners[i].as_mut() else {
+            return;
+        };
+        match ctx.register(&mut slot.l.sock, Interest::READABLE, Tag::UdpListener(i)) {
+            Ok(t) => slot.token = Some(t),
+            Err(e) => log::error!("cannot register udp listener port {}: {e}", slot.l.port),
+        }
+    }
+
+    /// Reload, phase 1: closes the listeners whose plan index maps to no
+    /// listener of the new plan, and ends their sessions (their replies
+    /// could no longer leave from the address the client reached).
+    pub fn close_removed_listeners(&mut self, ctx: &mut Ctx<Worker>, keep: &[Option<usize>]) {
+        let mut closed = Vec::new();
+        for (i, entry) in self.listeners.iter_mut().enumerate() {
+            if entry
+                .as_ref()
+                .is_some_and(|s| keep.get(s.l.plan).copied().flatten().is_none())
+            {
+                if let Some(mut slot) = entry.take() {
+                    if let Some(t) = slot.token {
+                        ctx.deregister(&mut slot.l.sock, t);
+                    }
+                }
+                closed.push(i);
             }
+        }
+        for id in self.flows.ids() {
+            if self
+                .flows
+                .get(id)
+                .is_some_and(|f| closed.contains(&f.key.listener))
+            {
+                self.end(ctx, id, "listener removed by reload", false);
+            }
+        }
+    }
+
+    /// Reload, phase 2: new sessions use `rt`; kept listeners are relabelled
+    /// with their new plan index; `added` sockets start listening. Open
+    /// sessions keep the configuration they started under.
+    pub fn apply_reload(
+        &mut self,
+        ctx: &mut Ctx<Worker>,
+        rt: Arc<Runtime>,
+        keep: &[Option<usize>],
+        added: Vec<UdpListenerSock>,
+    ) {
+        self.rt = rt;
+        for slot in self.listeners.iter_mut().flatten() {
+            if let Some(Some(j)) = keep.get(slot.l.plan) {
+                slot.l.plan = *j;
+            }
+        }
+        if !added.is_empty() {
+            let _ = fd_budget();
+        }
+        for l in added {
+            self.listeners.push(Some(ListenerSlot { l, token: None }));
+            let i = self.listeners.len() - 1;
+            self.register_listener(ctx, i);
         }
     }
 
@@ -269,7 +339,7 @@ impl UdpProxy {
     /// has nothing in flight to drain).
     pub fn stop_listening(&mut self, ctx: &mut Ctx<Worker>) {
         self.stopped = true;
-        for mut slot in self.listeners.drain(..) {
+        for mut slot in self.listeners.drain(..).flatten() {
             if let Some(t) = slot.token {
                 ctx.deregister(&mut slot.l.sock, t);
             }
@@ -292,7 +362,7 @@ impl UdpProxy {
                 ctx.requeue(token, Ready::READABLE);
                 break;
             }
-            let status = match self.listeners.get(i) {
+            let status = match slot_of(&self.listeners, i) {
                 Some(slot) => batch.recv(&slot.l.sock),
                 None => break,
             };
@@ -302,6 +372,11 @@ impl UdpProxy {
                     for (buf, meta) in batch.iter() {
                         self.client_datagram(ctx, i, buf, meta);
                     }
+                    // A partial batch emptied the queue; every datagram that
+                    // arrives later raises a new edge. Skip the EAGAIN call.
+                    if n < batch.capacity() {
+                        break;
+                    }
                 }
                 IoStatus::WouldBlock => break,
                 IoStatus::Closed => break,
@@ -309,7 +384,7 @@ impl UdpProxy {
                     // Not re-queued: a new datagram brings a new edge, and a
                     // persistent error must not become a busy loop.
                     if let Some(n) = self.err_warn.allow(ctx.now()) {
-                        let port = self.listeners.get(i).map(|s| s.l.port).unwrap_or(0);
+                        let port = slot_of(&self.listeners, i).map(|s| s.l.port).unwrap_or(0);
                         log::warn!(
                             "udp receive on port {port}: {e} ({n} similar messages suppressed)"
                         );
@@ -329,7 +404,7 @@ impl UdpProxy {
         li: usize,
         buf: &'a [u8],
     ) -> Result<(&'a [u8], Option<Origin>), String> {
-        let plan = self.listeners.get(li).map(|s| s.l.plan).unwrap_or(0);
+        let plan = slot_of(&self.listeners, li).map(|s| s.l.plan).unwrap_or(0);
         if self.rt.plan.listeners[plan].accept_proxy == AcceptProxy::Off {
             return Ok((buf, None));
         }
@@ -389,7 +464,7 @@ impl UdpProxy {
             f.io.origin = origin;
         }
         let out = if f.io.send_proxy {
-            let Some(slot) = self.listeners.get(li) else {
+            let Some(slot) = slot_of(&self.listeners, li) else {
                 return;
             };
             let (src, dst) =
@@ -421,7 +496,7 @@ impl UdpProxy {
             _ => &mut self.full_warn,
         };
         if let Some(n) = limiter.allow(ctx.now()) {
-            let plan = self.listeners.get(li).map(|s| s.l.plan).unwrap_or(0);
+            let plan = slot_of(&self.listeners, li).map(|s| s.l.plan).unwrap_or(0);
             let name = self
                 .rt
                 .plan
@@ -448,7 +523,7 @@ impl UdpProxy {
             return Err(Refused::Stopped);
         }
         let now = ctx.now();
-        let (plan, port) = match self.listeners.get(key.listener) {
+        let (plan, port) = match slot_of(&self.listeners, key.listener) {
             Some(s) => (s.l.plan, s.l.port),
             None => return Err(Refused::Stopped),
         };
@@ -493,6 +568,7 @@ impl UdpProxy {
             plan,
             timer: None,
             send_proxy: backend.plan.send_proxy == Some(ProxyVersion::V2),
+            rt: Arc::clone(&rt),
             origin,
         };
         let id = match self.flows.insert(key, local_ip, now, lp.idle_timeout, up) {
@@ -535,8 +611,8 @@ impl UdpProxy {
                     budget = budget.saturating_sub(n.max(1));
                     if first_reply {
                         // A reply proves the server takes this session.
-                        let rt = &self.rt;
                         if let Some(f) = self.flows.get(id) {
+                            let rt = &f.io.rt;
                             let backend = &rt.backends[rt.plan.listeners[f.io.plan].backend];
                             backend.report_success(f.io.server, now);
                         }
@@ -549,6 +625,9 @@ impl UdpProxy {
                         self.flows.datagram_out(id, now, buf.len());
                     }
                     self.flush_replies(ctx, li);
+                    if n < self.batch.capacity() {
+                        break; // drained, as on the listener side
+                    }
                 }
                 IoStatus::WouldBlock | IoStatus::Closed => break,
                 IoStatus::Error(e) => {
@@ -568,7 +647,7 @@ impl UdpProxy {
     }
 
     fn flush_replies(&mut self, ctx: &Ctx<Worker>, li: usize) {
-        let Some(slot) = self.listeners.get(li) else {
+        let Some(slot) = slot_of(&self.listeners, li) else {
             self.replies.clear();
             return;
         };
@@ -628,7 +707,7 @@ impl UdpProxy {
                 let _ = ctx.registry().deregister(&mut f.io.sock);
             }
         }
-        let rt = Arc::clone(&self.rt);
+        let rt = Arc::clone(&f.io.rt);
         let lp = &rt.plan.listeners[f.io.plan];
         let backend = &rt.backends[lp.backend];
         if failed {

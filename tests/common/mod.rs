@@ -92,37 +92,7 @@ impl Nvelox {
     }
 
     pub fn spawn(yaml: &str) -> Nvelox {
-        let dir = TempDir::new("run");
-        let yaml = yaml.replace("{dir}", dir.0.to_str().unwrap());
-        let cfg = dir.path("nvelox.yaml");
-        std::fs::write(&cfg, yaml).unwrap();
-        let mut child = Command::new(bin())
-            .arg("-c")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        let store = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if std::env::var_os("NVELOX_TEST_VERBOSE").is_some() {
-                    eprintln!("[nvelox] {line}");
-                }
-                store.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        Nvelox {
-            child,
-            dir,
-            stderr,
-            lines: rx,
-        }
+        Nvelox::spawn_with(yaml, |_| {})
     }
 
     /// Waits until a stderr line contains `needle` (lines already seen count).

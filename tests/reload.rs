@@ -1,0 +1,148 @@
+//! SIGHUP configuration reload through the real binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use common::*;
+
+fn tcp_listener(name: &str, port: u16, backend: &str) -> String {
+    format!("  - name: {name}\n    bind: \"127.0.0.1:{port}\"\n    default_backend: {backend}\n")
+}
+
+fn backend(name: &str, server: SocketAddr) -> String {
+    format!("  - name: {name}\n    servers: [\"{server}\"]\n")
+}
+
+fn yaml(listeners: &[String], backends: &[String]) -> String {
+    format!(
+        "server:\n  workers: 2\nlogging:\n  level: info\nlisteners:\n{}backends:\n{}",
+        listeners.concat(),
+        backends.concat()
+    )
+}
+
+fn write_config(n: &Nvelox, text: &str) {
+    std::fs::write(n.dir.path("nvelox.yaml"), text).unwrap();
+}
+
+fn greeting(port: u16) -> String {
+    first_line(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn reload(n: &Nvelox, expect: &str) {
+    let before = n.stderr_text().matches(expect).count();
+    n.signal(libc::SIGHUP);
+    assert!(
+        eventually(WAIT, || n.stderr_text().matches(expect).count() > before),
+        "no {expect:?} after SIGHUP:\n{}",
+        n.stderr_text()
+    );
+}
+
+#[test]
+fn reload_switches_backends_and_listeners_without_cutting_open_connections() {
+    let (a, b) = (
+        Backend::start(Mode::NamedEcho("a")),
+        Backend::start(Mode::NamedEcho("b")),
+    );
+    let (kept, dropped, added) = (free_port(), free_port(), free_port());
+    let n = Nvelox::start(&yaml(
+        &[
+            tcp_listener("web", kept, "pool"),
+            tcp_listener("old", dropped, "pool"),
+        ],
+        &[backend("pool", a.addr)],
+    ));
+    assert_eq!(greeting(kept), "a");
+    // An open connection through the listener that stays.
+    let mut open = TcpStream::connect(("127.0.0.1", kept)).unwrap();
+    open.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reader = BufReader::new(open.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "a\n");
+
+    write_config(
+        &n,
+        &yaml(
+            &[
+                tcp_listener("web", kept, "pool2"),
+                tcp_listener("new", added, "pool2"),
+            ],
+            &[backend("pool2", b.addr)],
+        ),
+    );
+    reload(&n, "configuration reloaded");
+    assert_eq!(greeting(kept), "b", "new connections use the new backend");
+    assert_eq!(greeting(added), "b", "the added listener serves");
+    assert!(
+        eventually(WAIT, || TcpStream::connect(("127.0.0.1", dropped)).is_err()),
+        "the removed listener still accepts"
+    );
+    // The connection opened before the reload still relays to its server.
+    open.write_all(b"still here\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "still here\n");
+    open.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+}
+
+#[test]
+fn an_invalid_file_on_reload_keeps_the_running_configuration() {
+    let a = Backend::start(Mode::NamedEcho("a"));
+    let port = free_port();
+    let n = Nvelox::start(&yaml(
+        &[tcp_listener("web", port, "pool")],
+        &[backend("pool", a.addr)],
+    ));
+    write_config(
+        &n,
+        "listeners:\n  - name: web\n    bind: \":0\"\n    default_backend: nowhere\n",
+    );
+    reload(&n, "reload refused");
+    let err = n.stderr_text();
+    assert!(err.contains("nowhere"), "the reason is logged: {err}");
+    assert_eq!(greeting(port), "a", "still serving the old configuration");
+}
+
+#[test]
+fn a_udp_session_survives_a_reload() {
+    let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        // Answers with the port the datagram came from: the session's upstream socket.
+        while let Ok((_, from)) = echo.recv_from(&mut buf) {
+            let _ = echo.send_to(from.port().to_string().as_bytes(), from);
+        }
+    });
+    let port = free_port();
+    let udp = |idle: &str| {
+        format!(
+            "server:\n  workers: 1\nlogging:\n  level: info\nlisteners:\n  - name: u\n    bind: \"127.0.0.1:{port}\"\n    protocol: udp\n    default_backend: e\n    idle_timeout: {idle}\nbackends:\n  - name: e\n    servers: [\"{echo_addr}\"]\n"
+        )
+    };
+    let n = Nvelox::start(&udp("30s"));
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ask = |msg: &[u8]| {
+        c.send_to(msg, ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 64];
+        let (len, _) = c.recv_from(&mut buf).unwrap();
+        buf[..len].to_vec()
+    };
+    let before = ask(b"one");
+    write_config(&n, &udp("20s"));
+    reload(&n, "configuration reloaded");
+    assert_eq!(
+        ask(b"two"),
+        before,
+        "the session (its upstream socket) was replaced"
+    );
+    assert!(!n.stderr_text().contains("listener removed by reload"));
+}
