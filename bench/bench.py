@@ -618,7 +618,7 @@ def udp_rate(port: int, secs: float) -> dict:
 
 def section_udp(cfg, targets: dict, p: Ports, work: Path, nvelox_udp: bool) -> dict:
     rate_rows = []
-    paths = [("direct", None, p.udp_echo), ("nvelox", targets.get("nvelox"), p.nv_udp),
+    paths = [("direct", targets.get("udp_echo"), p.udp_echo), ("nvelox", targets.get("nvelox"), p.nv_udp),
              ("nginx", targets.get("nginx"), p.ng_udp)]
     for name, proxy, port in paths:
         if name == "nvelox" and not nvelox_udp:
@@ -976,7 +976,9 @@ def render(res: dict, cfg) -> str:
         w(f"## 5. UDP request/response ({cfg.udp_secs} s, 16 sessions with one 64-byte request "
           f"outstanding each) and memory per session ({cfg.udp_sessions} sessions)")
         w("")
-        w("HAProxy has no UDP load balancing.")
+        w("HAProxy has no UDP load balancing. In the direct row, the CPU columns are those of")
+        w("the echo backend itself (`bench/udp_echo.c`: batched receive + send, no other work):")
+        w("the kernel's cost of one datagram in and one out, half of what a proxy must do.")
         w("")
         w("| path | req/s | x direct | vs nginx | proxy CPU us/req | user % | lost (re-sent after 200 ms) |")
         w("|---|---:|---:|---:|---:|---:|---:|")
@@ -1167,14 +1169,16 @@ def main() -> int:
         Proc("iperf3-server", ["iperf3", "-s", "-B", LOCAL_IP, "-p", str(p.iperf)], work, LOAD_CPU)
         (work / "origin.conf").write_text(nginx_origin_conf(work, p))
         Proc("origin", ["nginx", "-p", str(work), "-c", str(work / "origin.conf")], work, LOAD_CPU)
-        Proc("udp-echo", [str(BUILD / "udp_echo"), str(p.udp_echo)], work, LOAD_CPU)
+        udp_echo = Proc("udp-echo", [str(BUILD / "udp_echo"), str(p.udp_echo)], work, LOAD_CPU)
         Proc("echo-backend", ["python3", str(BENCH / "tcp_idle.py"), "server", str(p.echo)], work,
              LOAD_CPU)
         if not wait_until(lambda: port_open(p.http) and echo_once(p.echo), 10):
             raise RuntimeError("backends did not start; see logs in " + str(work))
 
         # the proxies under test, each pinned to the proxy core
-        targets_: dict[str, Proxy] = {}
+        # not a proxy: its CPU per request is the kernel's cost of one receive
+        # and one send, the floor for half of what a UDP proxy does
+        targets_: dict[str, Proxy] = {"udp_echo": Proxy("udp echo", udp_echo, udp_echo.pid)}
         nlog = work / "nvelox.err.log"
         (work / "nvelox.yaml").write_text(nvelox_conf(p, nlog, udp=True))
         nv = Proc("nvelox", [str(nvelox_bin()), "-c", str(work / "nvelox.yaml")], work, PROXY_CPU)
