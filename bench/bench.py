@@ -1140,6 +1140,8 @@ def main() -> int:
     ap.add_argument("--nvelox", default=str(NVELOX_BIN), help="the nvelox binary to measure")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--json", default=str(BENCH / "last-run.json"))
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite --out from --json (e.g. after editing bench/notes.md)")
     cfg = ap.parse_args()
     cfg.tcp_secs = 2 if cfg.quick else 10
     cfg.wrk_secs = 2 if cfg.quick else 10
@@ -1147,6 +1149,13 @@ def main() -> int:
     cfg.idle_conns = 1000 if cfg.quick else 9000
     cfg.udp_sessions = 1000 if cfg.quick else 10000
     cfg.range_ports = 10000
+    if cfg.render_only:
+        res = json.loads(Path(cfg.json).read_text())
+        for k, v in res.get("config", {}).items():
+            setattr(cfg, k, v)
+        Path(cfg.out).write_text(render(res, cfg) + "\n")
+        print(f"wrote {cfg.out} from {cfg.json}")
+        return 0
     only = {int(x) for x in cfg.only.split(",") if x.strip()}
     NVELOX_BIN = Path(cfg.nvelox).resolve()
 
@@ -1163,6 +1172,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="nvelox-bench."))
     print(f"work dir (configs, logs): {work}", flush=True)
     res: dict = {"machine": machine_info(cfg)}
+    res["config"] = {k: getattr(cfg, k) for k in (
+        "quick", "tcp_secs", "wrk_secs", "udp_secs", "idle_conns", "udp_sessions", "range_ports")}
     t_start = time.monotonic()
     try:
         # backends on the load core
