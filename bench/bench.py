@@ -655,6 +655,10 @@ def section_udp(cfg, targets: dict, p: Ports, work: Path, nvelox_udp: bool) -> d
         after = proxy.rss()
         replied = int(line.split("=", 1)[1]) if "=" in line else 0
         release_clients(clients)
+        # The proxy keeps its sessions (one upstream socket and ephemeral
+        # port each) until they expire; stop it so that the next proxy's
+        # 10,000 sessions do not run out of ephemeral ports.
+        proxy.proc.stop()
         row = {"proxy": name, "n": n, "replied": replied, "rss_before": before,
                "rss_after": after, "bytes_per_session": (after - before) / max(replied, 1)}
         sess_rows.append(row)
@@ -903,6 +907,9 @@ def render(res: dict, cfg) -> str:
       f"{' '.join(res.get('loadavg_end', ['?']))} (other engineers build on this machine)")
     for k, v in m["versions"].items():
         w(f"- {k}: {v}")
+    for rr in res.get("reruns", []):
+        w(f"- re-run on {rr['date']} (load average {' '.join(rr['loadavg'][0])} -> "
+          f"{' '.join(rr['loadavg'][1])}, {rr['nvelox']}): sections {', '.join(rr['sections'])}")
     w("- Set-up: every proxy runs one worker (nvelox `workers: 1`, HAProxy `nbthread 1`,")
     w("  nginx `worker_processes 1`) pinned to core 1; load generators and backends share")
     w("  core 0. Proxy CPU = utime+stime from /proc/PID/stat (nginx: the worker) around")
@@ -1140,6 +1147,8 @@ def main() -> int:
     ap.add_argument("--nvelox", default=str(NVELOX_BIN), help="the nvelox binary to measure")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--json", default=str(BENCH / "last-run.json"))
+    ap.add_argument("--merge", action="store_true",
+                    help="update only the sections run now in --json (noted in the report)")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite --out from --json (e.g. after editing bench/notes.md)")
     cfg = ap.parse_args()
@@ -1241,6 +1250,17 @@ def main() -> int:
         stop_all()
     res["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     res["duration_s"] = time.monotonic() - t_start
+    if cfg.merge and Path(cfg.json).exists():
+        base = json.loads(Path(cfg.json).read_text())
+        sections = [k for k in ("tcp", "keepalive", "close", "idle", "udp", "ports", "footprint")
+                    if k in res]
+        base.setdefault("reruns", []).append({
+            "date": res["machine"]["date"], "sections": sections,
+            "loadavg": [res["machine"]["loadavg_start"], res["loadavg_end"]],
+            "nvelox": res["machine"]["versions"]["nvelox"]})
+        for k in sections:
+            base[k] = res[k]
+        res = base
     Path(cfg.json).write_text(json.dumps(res, indent=1, default=str) + "\n")
     Path(cfg.out).write_text(render(res, cfg) + "\n")
     print(f"done in {res['duration_s']:.0f} s: wrote {cfg.out} and {cfg.json}", flush=True)
