@@ -99,6 +99,22 @@ pub fn connect_result(s: &mio::net::TcpStream) -> io::Result<bool> {
     }
 }
 
+/// [`connect_result`] for a readiness event: a plain writable edge with no
+/// pending socket error is a finished connect (Linux reports a failed one
+/// with an error or hang-up), which saves the `getpeername` probe.
+pub fn connect_result_for(
+    s: &mio::net::TcpStream,
+    ready: &crate::handler::Ready,
+) -> io::Result<bool> {
+    if ready.writable && !ready.error && !ready.write_closed && !ready.read_closed {
+        return match s.take_error()? {
+            Some(e) => Err(e),
+            None => Ok(true),
+        };
+    }
+    connect_result(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

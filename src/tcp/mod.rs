@@ -453,6 +453,8 @@ impl TcpProxy {
             let addr = backend.server(sid).target(c.port);
             match TcpStream::connect(addr) {
                 Ok(mut s) => {
+                    // Small writes (PROXY header, request/response) go out at once.
+                    let _ = s.set_nodelay(true);
                     match ctx.register(
                         &mut s,
                         Interest::READABLE | Interest::WRITABLE,
@@ -501,8 +503,8 @@ impl TcpProxy {
         if let Some(k) = c.timer.take() {
             ctx.cancel_timer(k);
         }
-        if let Some((mut s, t)) = c.upstream.take() {
-            ctx.deregister(&mut s, t);
+        if let Some((_closed_on_drop, t)) = c.upstream.take() {
+            ctx.forget(t);
         }
         let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
         if let Some(sid) = c.server.take() {
@@ -572,7 +574,7 @@ impl TcpProxy {
         note(&mut c.upstream_ready, ready);
         if matches!(c.phase, Phase::Connecting) {
             let Some((s, _)) = &c.upstream else { return };
-            match reactor::io::connect_result(s) {
+            match reactor::io::connect_result_for(s, &ready) {
                 Ok(false) => return,
                 Ok(true) => self.connected(ctx, id),
                 Err(_) => return self.connect_failed(ctx, id, "connect refused"),
@@ -695,15 +697,17 @@ impl TcpProxy {
             ctx.cancel_timer(k);
         }
         let reset = matches!(end, End::Reset(_));
-        ctx.deregister(&mut c.client, c.client_token);
+        // Closing the fd removes it from epoll: no EPOLL_CTL_DEL needed
+        // (the fds are never duplicated), only the token goes.
+        ctx.forget(c.client_token);
         if reset {
             set_rst(&c.client);
         }
         let rt = Arc::clone(&c.rt);
         let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
         let server = c.server.map(|sid| backend.server(sid).target(c.port));
-        if let Some((mut s, t)) = c.upstream.take() {
-            ctx.deregister(&mut s, t);
+        if let Some((s, t)) = c.upstream.take() {
+            ctx.forget(t);
             if reset {
                 set_rst(&s);
             }

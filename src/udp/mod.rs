@@ -699,13 +699,10 @@ impl UdpProxy {
         if let Some(k) = f.io.timer.take() {
             ctx.cancel_timer(k);
         }
-        match f.io.token {
-            Some(t) => {
-                ctx.deregister(&mut f.io.sock, t);
-            }
-            None => {
-                let _ = ctx.registry().deregister(&mut f.io.sock);
-            }
+        // The socket is closed when `f` drops, which also removes it from
+        // epoll: only the token needs to go.
+        if let Some(t) = f.io.token {
+            ctx.forget(t);
         }
         let rt = Arc::clone(&f.io.rt);
         let lp = &rt.plan.listeners[f.io.plan];
