@@ -167,7 +167,8 @@ impl Handler for Worker {
         Action::Continue
     }
 
-    fn on_tick(&mut self, _ctx: &mut Ctx<Self>) -> Action {
+    fn on_tick(&mut self, ctx: &mut Ctx<Self>) -> Action {
+        self.udp.flush_pending(ctx);
         if self.finished_draining() {
             Action::Stop
         } else {

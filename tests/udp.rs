@@ -554,7 +554,9 @@ fn sessions_give_back_their_sockets_when_they_expire() {
     let n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(b.addr)],
-        "    idle_timeout: 300ms\n",
+        // Long enough that all 50 sessions are open at once even on a
+        // loaded machine, short enough to keep the test quick.
+        "    idle_timeout: 1500ms\n",
         2,
     ));
     let pid = n.pid();

@@ -624,45 +624,47 @@ impl TcpProxy {
             return;
         };
         let before = c.up.bytes + c.down.bytes;
-        let (up, down) = if c.rt.plan.listeners[c.listener].zero_copy {
-            (
-                c.up.pump_zero_copy(
-                    &mut c.client,
-                    &mut c.client_ready,
-                    upstream,
-                    &mut c.upstream_ready,
-                    &mut self.pool,
-                    &mut self.pipes,
-                    DEFAULT_BUDGET,
-                ),
-                c.down.pump_zero_copy(
-                    upstream,
-                    &mut c.upstream_ready,
-                    &mut c.client,
-                    &mut c.client_ready,
-                    &mut self.pool,
-                    &mut self.pipes,
-                    DEFAULT_BUDGET,
-                ),
+        let zero_copy = c.rt.plan.listeners[c.listener].zero_copy;
+        c.up.fin_by_close = c.down.is_done();
+        let up = if zero_copy {
+            c.up.pump_zero_copy(
+                &mut c.client,
+                &mut c.client_ready,
+                upstream,
+                &mut c.upstream_ready,
+                &mut self.pool,
+                &mut self.pipes,
+                DEFAULT_BUDGET,
             )
         } else {
-            (
-                c.up.pump(
-                    &mut c.client,
-                    &mut c.client_ready,
-                    upstream,
-                    &mut c.upstream_ready,
-                    &mut self.pool,
-                    DEFAULT_BUDGET,
-                ),
-                c.down.pump(
-                    upstream,
-                    &mut c.upstream_ready,
-                    &mut c.client,
-                    &mut c.client_ready,
-                    &mut self.pool,
-                    DEFAULT_BUDGET,
-                ),
+            c.up.pump(
+                &mut c.client,
+                &mut c.client_ready,
+                upstream,
+                &mut c.upstream_ready,
+                &mut self.pool,
+                DEFAULT_BUDGET,
+            )
+        };
+        c.down.fin_by_close = c.up.is_done();
+        let down = if zero_copy {
+            c.down.pump_zero_copy(
+                upstream,
+                &mut c.upstream_ready,
+                &mut c.client,
+                &mut c.client_ready,
+                &mut self.pool,
+                &mut self.pipes,
+                DEFAULT_BUDGET,
+            )
+        } else {
+            c.down.pump(
+                upstream,
+                &mut c.upstream_ready,
+                &mut c.client,
+                &mut c.client_ready,
+                &mut self.pool,
+                DEFAULT_BUDGET,
             )
         };
         if c.up.bytes + c.down.bytes != before {

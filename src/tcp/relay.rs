@@ -42,6 +42,10 @@ pub struct Direction {
     pipe: Option<PipePair>,
     /// Zero-copy could not get a pipe (fd exhaustion): copy from now on.
     pub splice_failed: bool,
+    /// The other direction is finished, so this FIN is the last event of
+    /// the connection: the caller's `close()` sends it, `shutdown` would be
+    /// a wasted syscall.
+    pub fin_by_close: bool,
 }
 
 /// Largest single splice(2) request.
@@ -202,7 +206,9 @@ impl Direction {
         if self.eof {
             if !self.shut {
                 self.shut = true;
-                let _ = dst.shutdown_write();
+                if !self.fin_by_close {
+                    let _ = dst.shutdown_write();
+                }
             }
             return Some(Pump::Idle);
         }

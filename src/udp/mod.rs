@@ -80,6 +80,9 @@ const FD_RESERVE: usize = 64;
 /// Receive slots per `recvmmsg`: 16 x 64 KiB per loop, allocated on first use.
 const RECV_BATCH: usize = 16;
 
+/// Replies queued for one `sendmmsg` at most (bytes).
+const REPLY_BATCH_BYTES: usize = 256 * 1024;
+
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How many upstream sockets the whole process may hold: the fd table is a
@@ -169,6 +172,9 @@ pub struct UdpProxy {
     down_warn: LogLimiter,
     err_warn: LogLimiter,
     header_warn: LogLimiter,
+    /// The listener the queued `replies` leave from, and their size.
+    pending_li: Option<usize>,
+    pending_bytes: usize,
 }
 
 /// The client's address for balancing and logs: IPv4-mapped shown as IPv4.
@@ -244,6 +250,8 @@ impl UdpProxy {
             down_warn: LogLimiter::new(WARN_INTERVAL),
             err_warn: LogLimiter::new(WARN_INTERVAL),
             header_warn: LogLimiter::new(Duration::from_secs(1)),
+            pending_li: None,
+            pending_bytes: 0,
         }
     }
 
@@ -617,14 +625,21 @@ impl UdpProxy {
                             backend.report_success(f.io.server, now);
                         }
                     }
+                    let incoming: usize = self.batch.iter().map(|(b, _)| b.len()).sum();
+                    if self.pending_li.is_some_and(|p| p != li)
+                        || self.pending_bytes + incoming > REPLY_BATCH_BYTES
+                    {
+                        self.flush_pending(ctx);
+                    }
                     for (buf, meta) in self.batch.iter() {
                         if meta.truncated {
                             continue;
                         }
                         self.replies.push(buf, Some(client), from);
+                        self.pending_bytes += buf.len();
                         self.flows.datagram_out(id, now, buf.len());
                     }
-                    self.flush_replies(ctx, li);
+                    self.pending_li = Some(li);
                     if n < self.batch.capacity() {
                         break; // drained, as on the listener side
                     }
@@ -643,6 +658,17 @@ impl UdpProxy {
                 log::debug!("{} -> {}: {e}", show(&f.key.client), f.io.target);
             }
             self.end(ctx, id, "server unreachable", true);
+        }
+    }
+
+    /// Sends the replies queued during this event batch: one `sendmmsg`
+    /// for the replies of every session that answered in the same wakeup.
+    /// Called when the batch is full, when replies for another listener
+    /// come, and after every batch of events (`Worker::on_tick`).
+    pub fn flush_pending(&mut self, ctx: &Ctx<Worker>) {
+        if let Some(li) = self.pending_li.take() {
+            self.pending_bytes = 0;
+            self.flush_replies(ctx, li);
         }
     }
 
