@@ -42,6 +42,11 @@ pub struct Direction {
     pipe: Option<PipePair>,
     /// Zero-copy could not get a pipe (fd exhaustion): copy from now on.
     pub splice_failed: bool,
+    /// Zero-copy: a read filled a whole buffer, so this direction carries
+    /// bulk data and moves it with splice from now on. Until then small
+    /// messages are copied: one recv + one send is cheaper than two splices
+    /// through a pipe (HAProxy's "splice-auto").
+    splicing: bool,
     /// The other direction is finished, so this FIN is the last event of
     /// the connection: the caller's `close()` sends it, `shutdown` would be
     /// a wasted syscall.
@@ -126,7 +131,7 @@ impl Direction {
         pipes: &mut PipePool,
         mut budget: usize,
     ) -> Pump {
-        if self.splice_failed || self.end > self.start {
+        if self.splice_failed || !self.splicing || self.end > self.start {
             return self.pump(src, src_ready, dst, dst_ready, pool, budget);
         }
         if let Some(stop) = self.write_preamble(dst, dst_ready) {
@@ -291,6 +296,7 @@ impl Direction {
             match read(src, &mut buf[self.end..]) {
                 IoStatus::Progress(n) => {
                     self.end += n;
+                    self.splicing |= n == buf.len();
                     // A short read emptied the socket's receive queue: new
                     // data will raise a new edge, so skip the read that
                     // would only say EAGAIN (one syscall less per message).
@@ -497,5 +503,58 @@ mod tests {
             Pump::Budget
         ));
         assert_eq!(sink.data.len(), 300);
+    }
+
+    impl ShutdownWrite for std::os::unix::net::UnixStream {
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            self.shutdown(std::net::Shutdown::Write)
+        }
+    }
+
+    #[test]
+    fn zero_copy_copies_small_messages_and_splices_bulk() {
+        use std::os::unix::net::UnixStream;
+        let (mut client, mut src) = UnixStream::pair().unwrap();
+        let (mut dst, mut server) = UnixStream::pair().unwrap();
+        for s in [&src, &dst, &server] {
+            s.set_nonblocking(true).unwrap();
+        }
+        let mut pool = BufPool::new(4);
+        let mut pipes = PipePool::new(4);
+        let mut d = Direction::default();
+        client.write_all(b"small request").unwrap();
+        let (mut sr, mut dr) = (RW, RW);
+        d.pump_zero_copy(
+            &mut src, &mut sr, &mut dst, &mut dr, &mut pool, &mut pipes, 64,
+        );
+        let mut got = [0u8; 13];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"small request");
+        assert_eq!(pipes.idle(), 0, "a small message was spliced");
+        // A burst that fills a whole buffer switches the direction to splice.
+        let big = vec![9u8; 4 * super::super::buffer::BUF_SIZE];
+        client.write_all(&big).unwrap();
+        let mut received = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        for _ in 0..100_000 {
+            if received.len() >= big.len() {
+                break;
+            }
+            sr.readable = true;
+            dr.writable = true;
+            d.pump_zero_copy(
+                &mut src, &mut sr, &mut dst, &mut dr, &mut pool, &mut pipes, 64,
+            );
+            if let Ok(n) = server.read(&mut chunk) {
+                received.extend_from_slice(&chunk[..n]);
+            }
+        }
+        assert!(received == big);
+        assert!(d.splicing, "bulk data did not switch to splice");
+        assert_eq!(
+            pipes.idle(),
+            1,
+            "the pipe went back to the pool once drained"
+        );
     }
 }
