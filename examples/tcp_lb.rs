@@ -98,7 +98,20 @@ fn main() {
     );
     println!("         echo hi | nc -u -w1 127.0.0.1 8053");
     println!("stop:    Ctrl-C");
-    match Command::new(bin).args(["-c", &config]).status() {
+    let mut cmd = Command::new(bin);
+    cmd.args(["-c", &config]);
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls prctl(2), which is async-signal-safe; it touches no memory of
+    // the parent.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            // The balancer goes away with this demo, however it ends.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    match cmd.status() {
         Ok(st) => std::process::exit(st.code().unwrap_or(0)),
         Err(e) => {
             eprintln!("cannot run nvelox: {e}");
