@@ -349,8 +349,8 @@ fn handled_signals() -> SigSet {
 
 fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
     let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
     };
     // SAFETY: `set` is a valid, initialised sigset_t borrowed for the call;
     // a null siginfo pointer is allowed; `ts` lives across the call.
