@@ -100,7 +100,9 @@ pub fn init(settings: &LoggingSettings) -> Result<Logs, String> {
                 message
             ))
         })
-        .level(settings.level);
+        // fern passes everything; the global max level filters, so a reload
+        // can raise or lower it (`log::set_max_level`).
+        .level(log::LevelFilter::Trace);
     let error_file = match &settings.error_log {
         LogTarget::Stderr => {
             dispatch = dispatch.chain(io::stderr());
@@ -115,6 +117,7 @@ pub fn init(settings: &LoggingSettings) -> Result<Logs, String> {
     };
     // A second init in the same process (tests) keeps the first logger.
     let _ = dispatch.apply();
+    log::set_max_level(settings.level);
     let (access, access_thread) = match &settings.access_log {
         None => (AccessLog::off(), None),
         Some(path) => {

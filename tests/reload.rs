@@ -146,3 +146,39 @@ fn a_udp_session_survives_a_reload() {
     );
     assert!(!n.stderr_text().contains("listener removed by reload"));
 }
+
+#[test]
+fn reload_changes_the_log_level() {
+    let a = Backend::start(Mode::NamedEcho("a"));
+    let port = free_port();
+    let text = |level: &str| {
+        yaml(
+            &[tcp_listener("web", port, "pool")],
+            &[backend("pool", a.addr)],
+        )
+        .replace("level: info", &format!("level: {level}"))
+    };
+    let n = Nvelox::start(&text("info"));
+    write_config(&n, &text("debug"));
+    reload(&n, "configuration reloaded");
+    // A refused server is logged at debug level only.
+    let dead = free_port();
+    write_config(
+        &n,
+        &yaml(
+            &[tcp_listener("web", port, "pool")],
+            &[backend(
+                "pool",
+                format!("127.0.0.1:{dead}").parse().unwrap(),
+            )],
+        )
+        .replace("level: info", "level: debug"),
+    );
+    reload(&n, "configuration reloaded");
+    let _ = TcpStream::connect(("127.0.0.1", port)).map(|mut s| {
+        let _ = s.set_read_timeout(Some(WAIT));
+        let mut b = Vec::new();
+        let _ = s.read_to_end(&mut b);
+    });
+    n.wait_for_line("DEBUG", WAIT);
+}
