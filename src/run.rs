@@ -319,7 +319,18 @@ fn spread<S, L>(
 ) -> Result<(), String> {
     let copies = if l.reuseport { workers } else { 1 };
     for copy in 0..copies {
-        let bound = bind().map_err(|f| format!("listener {} ({}): {f}", l.name, l.bind))?;
+        let bound = bind().map_err(|f| {
+            let hint = match f.error.raw_os_error() {
+                Some(libc::EMFILE) | Some(libc::ENFILE) => format!(
+                    " (the file-descriptor limit is {}; a port range needs one per port: raise it with `ulimit -n` or LimitNOFILE)",
+                    reactor::sys::fd_limit()
+                ),
+                Some(libc::EACCES) => " (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_string(),
+                Some(libc::EADDRINUSE) => " (another process, or another listener of this file, holds it)".to_string(),
+                _ => String::new(),
+            };
+            format!("listener {} ({}): {f}{hint}", l.name, l.bind)
+        })?;
         for (port, sock) in bound {
             let w = if l.reuseport {
                 copy
