@@ -141,3 +141,32 @@ fn check_flag_and_run_agree_on_the_shipped_default() {
     assert_eq!(code, 0);
     assert_eq!(out, "configuration OK\n");
 }
+
+#[test]
+fn a_range_beyond_the_fd_limit_exits_2_and_says_to_raise_it() {
+    use std::os::unix::process::CommandExt;
+    let base = free_port_range(200);
+    let yaml = format!(
+        "server:\n  workers: 1\nlisteners:\n  - name: big\n    bind: \"127.0.0.1:{base}-{}\"\n    default_backend: b\nbackends:\n  - name: b\n    servers: [\"127.0.0.1:9\"]\n",
+        base + 199
+    );
+    let mut n = Nvelox::spawn_with(&yaml, |cmd| {
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of
+        // the parent; the closure runs in the child between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 64,
+                    rlim_max: 64,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    assert_eq!(n.wait_exit(WAIT), Some(2));
+    let err = n.stderr_text();
+    assert!(err.contains("file-descriptor limit is 64"), "{err}");
+}
