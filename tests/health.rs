@@ -584,23 +584,7 @@ fn ten_thousand_connections_leak_no_fds_and_little_memory() {
 
 #[test]
 fn backend_reset_mid_transfer_resets_the_client() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    thread::spawn(move || {
-        if let Ok((s, _)) = l.accept() {
-            let mut w = &s;
-            let chunk = vec![7u8; 64 * 1024];
-            for _ in 0..4 {
-                if w.write_all(&chunk).is_err() {
-                    return;
-                }
-            }
-            thread::sleep(Duration::from_millis(100));
-            socket2::SockRef::from(&s)
-                .set_linger(Some(Duration::ZERO))
-                .unwrap();
-        }
-    });
+    let addr = resetting_backend(vec![7u8; 4 * 64 * 1024]);
     let port = free_port();
     let _n = Nvelox::start(&config(port, 1, &[quoted(addr)], ""));
     let mut c = TcpStream::connect_timeout(&lb(port), WAIT).unwrap();

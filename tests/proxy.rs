@@ -269,47 +269,15 @@ fn zero_copy_half_close_and_no_pipes_held_by_idle_connections() {
 
 #[test]
 fn zero_copy_passes_a_backend_reset_on_as_a_reset() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.write_all(b"partial").unwrap();
-        thread::sleep(Duration::from_millis(100));
-        socket2::SockRef::from(&s)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(s);
-    });
+    let addr = resetting_backend(b"partial".to_vec());
     let port = free_port();
     let _n = Nvelox::start(&yaml(port, addr, "    zero_copy: true\n", ""));
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let mut buf = Vec::new();
-    let r = s.read_to_end(&mut buf);
-    assert_eq!(&buf, b"partial");
-    let e = r.expect_err("a reset must reach the client as a reset, not a FIN");
-    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+    expect_reset_after(TcpStream::connect(("127.0.0.1", port)).unwrap(), b"partial");
 }
 
 #[test]
 fn zero_copy_backpressure_bounds_memory_for_a_client_that_never_reads() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.set_write_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let chunk = vec![1u8; 64 * 1024];
-        let mut sent = 0usize;
-        while sent < (256 << 20) {
-            match s.write(&chunk) {
-                Ok(n) => sent += n,
-                Err(_) => break,
-            }
-        }
-        tx.send(sent).unwrap();
-    });
+    let (addr, rx) = firehose_backend();
     let port = free_port();
     let _n = Nvelox::start(&yaml(port, addr, "    zero_copy: true\n", ""));
     let _never_reads = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -370,25 +370,10 @@ fn a_taken_port_exits_2_with_a_clear_message() {
 
 #[test]
 fn backend_reset_mid_stream_resets_the_client() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.write_all(b"partial").unwrap();
-        thread::sleep(Duration::from_millis(100));
-        socket2::SockRef::from(&s)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(s);
-    });
+    let addr = resetting_backend(b"partial".to_vec());
     let port = free_port();
     let _n = Nvelox::start(&config(port, "roundrobin", &[quoted(addr)], "", ""));
-    let mut s = connect(port);
-    let mut buf = Vec::new();
-    let r = s.read_to_end(&mut buf);
-    assert_eq!(&buf, b"partial");
-    let e = r.expect_err("a reset must reach the client as a reset, not a FIN");
-    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+    expect_reset_after(connect(port), b"partial");
 }
 
 #[test]
@@ -427,23 +412,7 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn a_client_that_never_reads_costs_bounded_memory() {
     // The backend pushes as fast as it can; the client never reads.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        let chunk = vec![7u8; 64 * 1024];
-        let mut sent = 0usize;
-        s.set_write_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        while sent < (256 << 20) {
-            match s.write(&chunk) {
-                Ok(n) => sent += n,
-                Err(_) => break, // blocked: backpressure reached the backend
-            }
-        }
-        tx.send(sent).unwrap();
-    });
+    let (addr, rx) = firehose_backend();
     let port = free_port();
     let n = Nvelox::start(&config(port, "roundrobin", &[quoted(addr)], "", ""));
     let before = rss_kib(n.pid());

@@ -371,3 +371,53 @@ impl Nvelox {
             .count()
     }
 }
+
+/// A backend that sends `payload` to its first client, waits a moment and
+/// then resets the connection (SO_LINGER 0).
+pub fn resetting_backend(payload: Vec<u8>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            if s.write_all(&payload).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        }
+    });
+    addr
+}
+
+/// Reads `s` to its end and asserts it got `expected` and then a reset.
+pub fn expect_reset_after(mut s: TcpStream, expected: &[u8]) {
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = Vec::new();
+    let r = s.read_to_end(&mut buf);
+    assert_eq!(buf, expected);
+    let e = r.expect_err("a reset must reach the client as a reset, not a FIN");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+}
+
+/// A backend that writes to its first client as fast as it can, up to
+/// 256 MiB, until a write blocks for 500 ms; reports how much it wrote.
+pub fn firehose_backend() -> (SocketAddr, mpsc::Receiver<usize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0usize;
+        while sent < (256 << 20) {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break, // blocked: backpressure reached the backend
+            }
+        }
+        let _ = tx.send(sent);
+    });
+    (addr, rx)
+}
