@@ -574,6 +574,16 @@ mod tests {
         out
     }
 
+    /// A plain (no PKTINFO) socket on 127.0.0.1, ephemeral port.
+    fn loopback_v4() -> mio::net::UdpSocket {
+        bind_udp(
+            "127.0.0.1:0".parse().unwrap(),
+            BindHost::Ip("127.0.0.1".parse().unwrap()),
+            &BindOptions::default(),
+        )
+        .unwrap()
+    }
+
     fn client(addr: &str) -> StdUdp {
         let c = StdUdp::bind(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -622,12 +632,7 @@ mod tests {
 
     #[test]
     fn without_pktinfo_local_ip_is_none() {
-        let s = bind_udp(
-            "127.0.0.1:0".parse().unwrap(),
-            BindHost::Ip("127.0.0.1".parse().unwrap()),
-            &BindOptions::default(),
-        )
-        .unwrap();
+        let s = loopback_v4();
         let c = client("127.0.0.1:0");
         c.send_to(b"x", s.local_addr().unwrap()).unwrap();
         let got = recv_n(&mut RecvBatch::new(1), &s, 1);
@@ -692,12 +697,7 @@ mod tests {
     fn empty_and_largest_datagrams_pass_whole_both_ways() {
         let host = BindHost::Ip("127.0.0.1".parse().unwrap());
         let s = bind_udp("127.0.0.1:0".parse().unwrap(), host, &PKTINFO).unwrap();
-        let peer_sock = bind_udp(
-            "127.0.0.1:0".parse().unwrap(),
-            host,
-            &BindOptions::default(),
-        )
-        .unwrap();
+        let peer_sock = loopback_v4();
         let big = pattern(65_507, 7);
         let to = s.local_addr().unwrap();
         assert!(matches!(
@@ -746,19 +746,8 @@ mod tests {
 
     #[test]
     fn batches_many_datagrams_in_order_and_drains_to_would_block() {
-        let host = BindHost::Ip("127.0.0.1".parse().unwrap());
-        let s = bind_udp(
-            "127.0.0.1:0".parse().unwrap(),
-            host,
-            &BindOptions::default(),
-        )
-        .unwrap();
-        let sender = bind_udp(
-            "127.0.0.1:0".parse().unwrap(),
-            host,
-            &BindOptions::default(),
-        )
-        .unwrap();
+        let s = loopback_v4();
+        let sender = loopback_v4();
         sender.connect(s.local_addr().unwrap()).unwrap();
         let mut out = SendBatch::new();
         for i in 0..100u32 {
@@ -779,19 +768,8 @@ mod tests {
 
     #[test]
     fn send_batch_error_drops_only_the_failing_datagram() {
-        let host = BindHost::Ip("127.0.0.1".parse().unwrap());
-        let s = bind_udp(
-            "127.0.0.1:0".parse().unwrap(),
-            host,
-            &BindOptions::default(),
-        )
-        .unwrap();
-        let sender = bind_udp(
-            "127.0.0.1:0".parse().unwrap(),
-            host,
-            &BindOptions::default(),
-        )
-        .unwrap();
+        let s = loopback_v4();
+        let sender = loopback_v4();
         let to = Some(s.local_addr().unwrap());
         // An IPv6 destination on an IPv4 socket: the kernel refuses it.
         let bad = Some("[::1]:9".parse().unwrap());
@@ -815,16 +793,10 @@ mod tests {
 
     #[test]
     fn connection_refused_is_reported_with_its_kind() {
-        let host = BindHost::Ip("127.0.0.1".parse().unwrap());
         let gone = StdUdp::bind("127.0.0.1:0").unwrap();
         let dead = gone.local_addr().unwrap();
         drop(gone);
-        let s = bind_udp(
-            "127.0.0.1:0".parse().unwrap(),
-            host,
-            &BindOptions::default(),
-        )
-        .unwrap();
+        let s = loopback_v4();
         s.connect(dead).unwrap();
         let mut out = SendBatch::new();
         out.push(b"anyone?", None, None);
