@@ -9,6 +9,8 @@
 //! With `--loops N` (N > 1) every port gets one `SO_REUSEPORT` socket per
 //! loop, so the kernel spreads clients over the loops. Stop it with Ctrl-C.
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "support/echo_server.rs"]
 mod echo_server;
 
@@ -17,37 +19,15 @@ use std::sync::Arc;
 
 use echo_server::{EchoServer, EchoStats};
 use reactor::listener::{bind_spec_tcp, bind_spec_udp, BindOptions};
-use reactor::{sys, BindSpec, LoopGroup};
+use reactor::{sys, LoopGroup};
 
-struct Args {
-    spec: BindSpec,
-    loops: usize,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut spec = None;
-    let mut loops = 1;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--loops" => {
-                let v = it.next().ok_or("--loops needs a number")?;
-                loops = v
-                    .parse()
-                    .map_err(|_| format!("--loops: {v:?} is not a number"))?;
-            }
-            "-h" | "--help" => return Err("usage: echo [ADDR[:PORT[-LAST]]] [--loops N]".into()),
-            s => spec = Some(BindSpec::parse(s).map_err(|e| e.to_string())?),
-        }
-    }
-    let spec = match spec {
-        Some(s) => s,
-        None => BindSpec::parse("127.0.0.1:7007").map_err(|e| e.to_string())?,
-    };
-    Ok(Args {
-        spec,
-        loops: loops.max(1),
-    })
+fn parse_args() -> Result<args::Args, String> {
+    args::parse(
+        "usage: echo [ADDR[:PORT[-LAST]]] [--loops N]",
+        "127.0.0.1:7007",
+        1,
+        &[],
+    )
 }
 
 fn main() -> ExitCode {

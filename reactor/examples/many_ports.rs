@@ -9,6 +9,8 @@
 //! cargo run -p nvelox-reactor --example many_ports -- --exit-after-ready   # for benchmarks
 //! ```
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "support/echo_server.rs"]
 mod echo_server;
 
@@ -19,45 +21,17 @@ use std::time::{Duration, Instant};
 use echo_server::{EchoServer, EchoStats};
 use reactor::group::assign;
 use reactor::listener::{bind_spec_tcp, BindOptions};
-use reactor::{sys, BindSpec, LoopGroup};
+use reactor::{sys, LoopGroup};
 
-struct Args {
-    spec: BindSpec,
-    loops: usize,
-    exit_after_ready: bool,
-}
+const EXIT_AFTER_READY: &str = "--exit-after-ready";
 
-fn parse_args() -> Result<Args, String> {
-    let mut spec = None;
-    let mut loops = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut exit_after_ready = false;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--exit-after-ready" => exit_after_ready = true,
-            "--loops" => {
-                let v = it.next().ok_or("--loops needs a number")?;
-                loops = v
-                    .parse()
-                    .map_err(|_| format!("--loops: {v:?} is not a number"))?;
-            }
-            "-h" | "--help" => {
-                return Err(
-                    "usage: many_ports [ADDR:FIRST-LAST] [--loops N] [--exit-after-ready]".into(),
-                )
-            }
-            s => spec = Some(BindSpec::parse(s).map_err(|e| e.to_string())?),
-        }
-    }
-    let spec = match spec {
-        Some(s) => s,
-        None => BindSpec::parse("127.0.0.1:20000-29999").map_err(|e| e.to_string())?,
-    };
-    Ok(Args {
-        spec,
-        loops: loops.max(1),
-        exit_after_ready,
-    })
+fn parse_args() -> Result<args::Args, String> {
+    args::parse(
+        "usage: many_ports [ADDR:FIRST-LAST] [--loops N] [--exit-after-ready]",
+        "127.0.0.1:20000-29999",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        &[EXIT_AFTER_READY],
+    )
 }
 
 fn mib(bytes: Option<u64>) -> String {
@@ -139,7 +113,7 @@ fn main() -> ExitCode {
         mib(sys::rss_bytes()),
         mib(rss_before)
     );
-    if args.exit_after_ready {
+    if args.flags.contains(&EXIT_AFTER_READY) {
         let failed = group.stop().into_iter().any(|r| r.is_err());
         return if failed {
             ExitCode::from(2)
