@@ -76,6 +76,9 @@ pub struct Nvelox {
     pub dir: TempDir,
     pub stderr: Arc<Mutex<Vec<String>>>,
     lines: Receiver<String>,
+    /// The thread copying the child's stderr; joined once the child exited
+    /// so that `stderr_text` is complete after `wait_exit`.
+    reader: Option<thread::JoinHandle<()>>,
 }
 
 pub fn bin() -> &'static str {
@@ -137,6 +140,10 @@ impl Nvelox {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(st) = self.child.try_wait().unwrap() {
+                // The child is gone, so its stderr is at EOF: the reader ends.
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
                 return st.code();
             }
             thread::sleep(Duration::from_millis(20));
@@ -344,7 +351,7 @@ impl Nvelox {
         let (tx, rx) = mpsc::channel();
         let err = child.stderr.take().unwrap();
         let store = Arc::clone(&stderr);
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if std::env::var_os("NVELOX_TEST_VERBOSE").is_some() {
                     eprintln!("[nvelox] {line}");
@@ -358,6 +365,7 @@ impl Nvelox {
             dir,
             stderr,
             lines: rx,
+            reader: Some(reader),
         }
     }
 
