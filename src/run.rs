@@ -5,7 +5,7 @@
 //! thread with `sigtimedwait`, so no handler runs in an async-signal context
 //! and the loops only ever hear about them through their mailboxes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -414,9 +414,4 @@ fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), String
         group.unwrap_or("-")
     );
     Ok(())
-}
-
-/// For `--check`-style callers that only need the path type.
-pub fn default_config_path() -> PathBuf {
-    PathBuf::from("conf/nvelox.yaml")
 }

@@ -74,10 +74,6 @@ impl BackendRt {
         }
     }
 
-    pub fn is_up(&self, id: ServerId, now: Instant) -> bool {
-        lock(&self.servers[id.0].health).is_usable(now)
-    }
-
     /// Picks a server not yet in `tried` and counts a connection on it.
     /// The caller must call [`release`](Self::release) exactly once for it.
     pub fn acquire(&self, client: IpAddr, tried: &Tried, now: Instant) -> Option<ServerId> {

@@ -33,8 +33,4 @@ impl BufPool {
             self.free.push(buf);
         }
     }
-
-    pub fn free_count(&self) -> usize {
-        self.free.len()
-    }
 }

@@ -84,10 +84,6 @@ impl Direction {
         self.buf.is_some()
     }
 
-    pub fn holds_pipe(&self) -> bool {
-        self.pipe.is_some()
-    }
-
     /// Gives the pipe back (connection closing, or drained and idle).
     pub fn release_pipe(&mut self, pipes: &mut PipePool) {
         if let Some(p) = self.pipe.take() {
