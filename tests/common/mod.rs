@@ -50,13 +50,24 @@ pub fn free_port() -> u16 {
 }
 
 /// `n` consecutive ports free for TCP on both 127.0.0.1 and 127.0.0.2.
+/// Chosen below the kernel's ephemeral range, so a port that `free_port`
+/// (port 0) or any outgoing connection gets can never fall inside it.
 pub fn free_port_range(n: u16) -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10000u16, ephemeral_low.saturating_sub(n));
+    assert!(
+        high > low,
+        "no room for {n} ports below the ephemeral range"
+    );
     let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
     for _ in 0..200 {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let base = 20000 + ((seed >> 33) % 25000) as u16;
+        let base = low + ((seed >> 33) % u64::from(high - low)) as u16;
         let ok = (base..base + n).all(|p| {
             TcpListener::bind(("127.0.0.1", p)).is_ok()
                 && TcpListener::bind(("127.0.0.2", p)).is_ok()
