@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod health;
+pub mod limits;
 pub mod logging;
 pub mod proxy_protocol;
 pub mod reload;
