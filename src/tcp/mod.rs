@@ -546,7 +546,7 @@ impl TcpProxy {
             None => return,
         };
         let c = &mut self.conns[id.0];
-        let due = c.last_active + idle;
+        let due = crate::clock::after(c.last_active, idle);
         if ctx.now() >= due {
             c.timer = None;
             self.close(ctx, id, End::Normal("idle timeout"));
