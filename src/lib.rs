@@ -8,6 +8,7 @@ pub mod balancer;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod health;
 pub mod logging;
 pub mod proxy_protocol;
