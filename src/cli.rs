@@ -5,6 +5,7 @@
 //! balancer itself is `run::run`'s job; this module only loads the plan and
 //! hands it over.
 
+use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -76,6 +77,28 @@ pub struct Validate {
     pub file: PathBuf,
 }
 
+/// A contradictory command line (argh already refuses unknown flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageError {
+    /// `--check` together with the `validate` subcommand.
+    CheckAndValidate,
+    /// `-c FILE` together with `validate FILE`.
+    ConfigAndValidate,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::CheckAndValidate => f.write_str("use either --check or validate, not both"),
+            UsageError::ConfigAndValidate => f.write_str(
+                "validate takes the file as its argument; drop -c (or use -c FILE --check)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -91,20 +114,17 @@ impl Cli {
     }
 
     /// Resolves flags into one mode; contradictory combinations are usage errors.
-    pub fn mode(self) -> Result<Mode, String> {
+    pub fn mode(self) -> Result<Mode, UsageError> {
         if self.version {
             return Ok(Mode::Version);
         }
         match self.command {
             Some(Command::Validate(v)) => {
                 if self.check {
-                    return Err("use either --check or validate, not both".to_string());
+                    return Err(UsageError::CheckAndValidate);
                 }
                 if self.config.is_some() {
-                    return Err(
-                        "validate takes the file as its argument; drop -c (or use -c FILE --check)"
-                            .to_string(),
-                    );
+                    return Err(UsageError::ConfigAndValidate);
                 }
                 Ok(Mode::Check(v.file))
             }
@@ -203,7 +223,10 @@ mod tests {
     use crate::config::include::tests::TempDir;
 
     fn mode(args: &[&str]) -> Result<Mode, String> {
-        Cli::parse(args).map_err(|e| e.output)?.mode()
+        Cli::parse(args)
+            .map_err(|e| e.output)?
+            .mode()
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -225,8 +248,16 @@ mod tests {
 
     #[test]
     fn usage_errors() {
-        assert!(mode(&["--check", "validate", "y.yaml"]).is_err());
-        assert!(mode(&["-c", "x.yaml", "validate", "y.yaml"]).is_err());
+        let usage = |args: &[&str]| Cli::parse(args).unwrap().mode().unwrap_err();
+        assert_eq!(
+            usage(&["--check", "validate", "y.yaml"]),
+            UsageError::CheckAndValidate
+        );
+        assert_eq!(
+            usage(&["-c", "x.yaml", "validate", "y.yaml"]),
+            UsageError::ConfigAndValidate
+        );
+        assert!(UsageError::CheckAndValidate.to_string().contains("--check"));
         assert!(mode(&["validate"]).is_err());
         assert!(mode(&["--bogus"]).is_err());
         assert!(mode(&["-c"]).is_err());

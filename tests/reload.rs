@@ -182,3 +182,60 @@ fn reload_changes_the_log_level() {
     });
     n.wait_for_line("DEBUG", WAIT);
 }
+
+/// A UDP server answering every datagram with `name`.
+fn named_udp_server(name: &'static str) -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((_, from)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(name.as_bytes(), from);
+        }
+    });
+    addr
+}
+
+#[test]
+fn reloads_adding_and_removing_a_udp_listener_keep_each_port_on_its_backend() {
+    // The removed listener's slot is reused by the next added one: the
+    // datagrams of each port must still reach that port's own backend.
+    let (k, x) = (named_udp_server("k"), named_udp_server("x"));
+    let udp = |name: &str, port: u16, backend: &str| {
+        format!("  - {{ name: {name}, bind: \"127.0.0.1:{port}\", protocol: udp, default_backend: {backend}, idle_timeout: 30s }}\n")
+    };
+    let backends = [backend("kb", k), backend("xb", x)];
+    let kept = free_port();
+    let n = Nvelox::start(&yaml(&[udp("kept", kept, "kb")], &backends));
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let ask = |port: u16| {
+        // Bounded retries: the first datagram may race the listener's registration.
+        for _ in 0..5 {
+            c.send_to(b"?", ("127.0.0.1", port)).unwrap();
+            let mut buf = [0u8; 16];
+            if let Ok((len, _)) = c.recv_from(&mut buf) {
+                return String::from_utf8_lossy(&buf[..len]).into_owned();
+            }
+        }
+        panic!("no answer through port {port}");
+    };
+    assert_eq!(ask(kept), "k");
+    for round in 0..4 {
+        let extra = free_port();
+        // Listed first, so the kept listener's plan index moves too.
+        write_config(
+            &n,
+            &yaml(
+                &[udp("extra", extra, "xb"), udp("kept", kept, "kb")],
+                &backends,
+            ),
+        );
+        reload(&n, "configuration reloaded");
+        assert_eq!(ask(extra), "x", "round {round}: the added listener");
+        assert_eq!(ask(kept), "k", "round {round}: the kept listener");
+        write_config(&n, &yaml(&[udp("kept", kept, "kb")], &backends));
+        reload(&n, "configuration reloaded");
+        assert_eq!(ask(kept), "k", "round {round}: after the removal");
+    }
+}

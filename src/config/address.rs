@@ -10,18 +10,17 @@ use std::net::{IpAddr, Ipv6Addr, ToSocketAddrs};
 
 /// Turns a host name into addresses. The system one uses `getaddrinfo`.
 pub trait Resolver {
-    fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, String>;
+    fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
 }
 
 /// `getaddrinfo` through std's `ToSocketAddrs`.
 pub struct SystemResolver;
 
 impl Resolver for SystemResolver {
-    fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+    fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
         (host, 0u16)
             .to_socket_addrs()
             .map(|it| it.map(|sa| sa.ip()).collect())
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -117,9 +116,9 @@ pub fn parse_server_address(
     }
     let ips = resolver
         .resolve(host)
-        .map_err(|reason| AddressError::Unresolved {
+        .map_err(|e| AddressError::Unresolved {
             host: host.to_string(),
-            reason,
+            reason: e.to_string(),
         })?;
     // Prefer IPv4 when a name has both: backends on dual-stack hosts are far
     // more often listening on IPv4 only than the other way round.
@@ -171,12 +170,15 @@ pub(crate) mod tests {
     pub(crate) struct FakeResolver;
 
     impl Resolver for FakeResolver {
-        fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
             match host {
                 "db.test" => Ok(vec!["::5".parse().unwrap(), "10.9.9.9".parse().unwrap()]),
                 "v6only.test" => Ok(vec!["::6".parse().unwrap()]),
                 "empty.test" => Ok(vec![]),
-                _ => Err("Name or service not known".to_string()),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "Name or service not known",
+                )),
             }
         }
     }

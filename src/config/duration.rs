@@ -2,7 +2,7 @@
 //! a bare integer meaning seconds, and Go-style sums such as `1m30s`.
 //!
 //! This module owns the syntax only; which durations may be zero is decided
-//! by `validate.rs`, which knows what each key means.
+//! by `validate`, which knows what each key means.
 
 use std::fmt;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! nothing (an empty `conf.d` is a normal state).
 //!
 //! What included files may contain, and the guard against a file including
-//! itself, are `validate.rs`'s job.
+//! itself, are `validate`'s job.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -17,4 +17,4 @@ pub mod validate;
 pub use duration::{parse_duration, DurationError};
 pub use error::{ConfigError, ConfigErrors};
 pub use plan::*;
-pub use validate::{load, load_str, load_str_with, load_with, NOT_YET_SUPPORTED};
+pub use validate::{load, load_str, load_str_with, load_with};

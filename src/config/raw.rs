@@ -3,7 +3,7 @@
 //! Every struct denies unknown keys, so a typo is an error with a line, not
 //! a silently ignored setting. Scalars are kept as [`Text`] (the value as
 //! written, whether the user quoted it or not) and are interpreted by
-//! `validate.rs`: that way one bad duration or port does not hide the next
+//! `validate`: that way one bad duration or port does not hide the next
 //! one, and `protocol: "tcp"`, `weight: "3"` and `version: 2` all load as
 //! Go Nvelox users write them. Only the *shape* (map vs list vs scalar) and
 //! key names are checked here.

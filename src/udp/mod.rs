@@ -16,6 +16,7 @@
 //! included — so the client recognises them.
 
 pub mod flow_table;
+mod listeners;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,6 +37,7 @@ use crate::proxy_protocol::{
 use crate::runtime::{LogLimiter, Runtime};
 use crate::worker::{Tag, Timer, Worker};
 pub use flow_table::{Flow, FlowCounters, FlowId, FlowKey, FlowTable, IdleCheck};
+use listeners::{ListenerSlot, ListenerSlots};
 
 /// One UDP listening socket owned by this loop (one port of a listener's
 /// bind, or one `SO_REUSEPORT` copy of it).
@@ -44,11 +46,6 @@ pub struct UdpListenerSock {
     pub plan: usize,
     pub port: u16,
     pub sock: UdpSocket,
-}
-
-struct ListenerSlot {
-    l: UdpListenerSock,
-    token: Option<Token>,
 }
 
 /// The shell's part of a session: its upstream socket and what to give back.
@@ -159,9 +156,9 @@ impl std::fmt::Display for Refused {
 pub struct UdpProxy {
     rt: Arc<Runtime>,
     access: AccessLog,
-    /// Indexed by `FlowKey::listener`; a slot closed by a reload stays
-    /// `None` so the other indexes never move.
-    listeners: Vec<Option<ListenerSlot>>,
+    /// Indexed by `FlowKey::listener`; a slot closed by a reload is reused
+    /// by the next added listener, the other indexes never move.
+    listeners: ListenerSlots,
     flows: FlowTable<Upstream>,
     batch: RecvBatch,
     replies: SendBatch,
@@ -178,10 +175,6 @@ pub struct UdpProxy {
 }
 
 /// The client's address for balancing and logs: IPv4-mapped shown as IPv4.
-fn slot_of(listeners: &[Option<ListenerSlot>], i: usize) -> Option<&ListenerSlot> {
-    listeners.get(i).and_then(Option::as_ref)
-}
-
 fn show(a: &SocketAddr) -> String {
     SocketAddr::new(a.ip().to_canonical(), a.port()).to_string()
 }
@@ -237,10 +230,7 @@ impl UdpProxy {
         UdpProxy {
             rt,
             access,
-            listeners: listeners
-                .into_iter()
-                .map(|l| Some(ListenerSlot { l, token: None }))
-                .collect(),
+            listeners: ListenerSlots::new(listeners),
             flows: FlowTable::new(),
             batch: RecvBatch::new(RECV_BATCH),
             replies: SendBatch::new(),
@@ -273,13 +263,13 @@ impl UdpProxy {
             // Size the shared budget now that every listener is bound.
             let _ = fd_budget();
         }
-        for i in 0..self.listeners.len() {
+        for i in self.listeners.ids() {
             self.register_listener(ctx, i);
         }
     }
 
     fn register_listener(&mut self, ctx: &mut Ctx<Worker>, i: usize) {
-        let Some(slot) = self.listeners[i].as_mut() else {
+        let Some(slot) = self.listeners.get_mut(i) else {
             return;
         };
         match ctx.register(&mut slot.l.sock, Interest::READABLE, Tag::UdpListener(i)) {
@@ -292,19 +282,15 @@ impl UdpProxy {
     /// listener of the new plan, and ends their sessions (their replies
     /// could no longer leave from the address the client reached).
     pub fn close_removed_listeners(&mut self, ctx: &mut Ctx<Worker>, keep: &[Option<usize>]) {
+        // Replies queued for a closing listener leave now, before its slot
+        // can be reused by a listener added in phase 2.
+        self.flush_pending(ctx);
         let mut closed = Vec::new();
-        for (i, entry) in self.listeners.iter_mut().enumerate() {
-            if entry
-                .as_ref()
-                .is_some_and(|s| keep.get(s.l.plan).copied().flatten().is_none())
-            {
-                if let Some(mut slot) = entry.take() {
-                    if let Some(t) = slot.token {
-                        ctx.deregister(&mut slot.l.sock, t);
-                    }
-                }
-                closed.push(i);
+        for (i, mut slot) in self.listeners.remove_unkept(keep) {
+            if let Some(t) = slot.token {
+                ctx.deregister(&mut slot.l.sock, t);
             }
+            closed.push(i);
         }
         for id in self.flows.ids() {
             if self
@@ -328,17 +314,12 @@ impl UdpProxy {
         added: Vec<UdpListenerSock>,
     ) {
         self.rt = rt;
-        for slot in self.listeners.iter_mut().flatten() {
-            if let Some(Some(j)) = keep.get(slot.l.plan) {
-                slot.l.plan = *j;
-            }
-        }
+        self.listeners.relabel(keep);
         if !added.is_empty() {
             let _ = fd_budget();
         }
         for l in added {
-            self.listeners.push(Some(ListenerSlot { l, token: None }));
-            let i = self.listeners.len() - 1;
+            let i = self.listeners.insert(l);
             self.register_listener(ctx, i);
         }
     }
@@ -347,7 +328,7 @@ impl UdpProxy {
     /// has nothing in flight to drain).
     pub fn stop_listening(&mut self, ctx: &mut Ctx<Worker>) {
         self.stopped = true;
-        for mut slot in self.listeners.drain(..).flatten() {
+        for mut slot in self.listeners.drain() {
             if let Some(t) = slot.token {
                 ctx.deregister(&mut slot.l.sock, t);
             }
@@ -370,7 +351,7 @@ impl UdpProxy {
                 ctx.requeue(token, Ready::READABLE);
                 break;
             }
-            let status = match slot_of(&self.listeners, i) {
+            let status = match self.listeners.get(i) {
                 Some(slot) => batch.recv(&slot.l.sock),
                 None => break,
             };
@@ -392,7 +373,7 @@ impl UdpProxy {
                     // Not re-queued: a new datagram brings a new edge, and a
                     // persistent error must not become a busy loop.
                     if let Some(n) = self.err_warn.allow(ctx.now()) {
-                        let port = slot_of(&self.listeners, i).map(|s| s.l.port).unwrap_or(0);
+                        let port = self.listeners.get(i).map(|s| s.l.port).unwrap_or(0);
                         log::warn!(
                             "udp receive on port {port}: {e} ({n} similar messages suppressed)"
                         );
@@ -412,7 +393,7 @@ impl UdpProxy {
         li: usize,
         buf: &'a [u8],
     ) -> Result<(&'a [u8], Option<Origin>), String> {
-        let plan = slot_of(&self.listeners, li).map(|s| s.l.plan).unwrap_or(0);
+        let plan = self.listeners.get(li).map(|s| s.l.plan).unwrap_or(0);
         if self.rt.plan.listeners[plan].accept_proxy == AcceptProxy::Off {
             return Ok((buf, None));
         }
@@ -472,7 +453,7 @@ impl UdpProxy {
             f.io.origin = origin;
         }
         let out = if f.io.send_proxy {
-            let Some(slot) = slot_of(&self.listeners, li) else {
+            let Some(slot) = self.listeners.get(li) else {
                 return;
             };
             let (src, dst) =
@@ -504,7 +485,7 @@ impl UdpProxy {
             _ => &mut self.full_warn,
         };
         if let Some(n) = limiter.allow(ctx.now()) {
-            let plan = slot_of(&self.listeners, li).map(|s| s.l.plan).unwrap_or(0);
+            let plan = self.listeners.get(li).map(|s| s.l.plan).unwrap_or(0);
             let name = self
                 .rt
                 .plan
@@ -531,7 +512,7 @@ impl UdpProxy {
             return Err(Refused::Stopped);
         }
         let now = ctx.now();
-        let (plan, port) = match slot_of(&self.listeners, key.listener) {
+        let (plan, port) = match self.listeners.get(key.listener) {
             Some(s) => (s.l.plan, s.l.port),
             None => return Err(Refused::Stopped),
         };
@@ -673,7 +654,7 @@ impl UdpProxy {
     }
 
     fn flush_replies(&mut self, ctx: &Ctx<Worker>, li: usize) {
-        let Some(slot) = slot_of(&self.listeners, li) else {
+        let Some(slot) = self.listeners.get(li) else {
             self.replies.clear();
             return;
         };

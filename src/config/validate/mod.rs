@@ -1,0 +1,372 @@
+//! YAML files -> a checked [`Plan`], or every problem found.
+//!
+//! This module owns the meaning of each key: defaults, allowed values,
+//! cross-references (a listener's `default_backend`), overlapping binds.
+//! It reads files (the main one and its includes) and may resolve server
+//! host names once, through a [`Resolver`]; it opens no sockets.
+//!
+//! `mod.rs` holds the entry points, the [`Validator`] state (sources, error
+//! list, line lookup) and the whole-document pass (`check`: sections, then
+//! cross-references). Each section's keys are checked in its own file:
+//! `scalars` (numbers, durations, flags, choices), `includes`, `server`
+//! (`server:` and `logging:`), `listeners`, `backends`, `health`.
+//!
+//! Errors are collected, not returned at the first one: an operator fixing a
+//! file wants the whole list. Each carries the file, the YAML path and the
+//! line (serde_yaml's position for syntax and unknown-key errors, the
+//! [`LineIndex`] for semantic ones).
+
+mod backends;
+mod health;
+mod includes;
+mod listeners;
+mod scalars;
+mod server;
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::address::{Resolver, SystemResolver};
+use super::error::{ConfigError, ConfigErrors};
+use super::locate::LineIndex;
+use super::plan::*;
+use super::raw::{self, RawBackend, RawConfig, RawListener, Text};
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_RETRIES: u32 = 3;
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 3;
+pub const DEFAULT_MAX_FAILS: u32 = 3;
+pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A typo guard: more event loops than this is never what was meant.
+const MAX_WORKERS: u64 = 1024;
+
+/// Loads `path` and everything it includes.
+pub fn load(path: &Path) -> Result<Plan, ConfigErrors> {
+    load_with(path, &SystemResolver)
+}
+
+/// [`load`] with a chosen host-name resolver.
+pub fn load_with(path: &Path, resolver: &dyn Resolver) -> Result<Plan, ConfigErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str_with(&text, path, resolver),
+        Err(e) => Err(ConfigErrors {
+            errors: vec![ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                path: String::new(),
+                message: format!("cannot read configuration file: {e}"),
+            }],
+        }),
+    }
+}
+
+/// Checks `text` as if it were the file `path_for_messages`; includes are
+/// resolved relative to that path's directory.
+pub fn load_str(text: &str, path_for_messages: &Path) -> Result<Plan, ConfigErrors> {
+    load_str_with(text, path_for_messages, &SystemResolver)
+}
+
+/// [`load_str`] with a chosen host-name resolver.
+pub fn load_str_with(
+    text: &str,
+    path_for_messages: &Path,
+    resolver: &dyn Resolver,
+) -> Result<Plan, ConfigErrors> {
+    let base_dir = match path_for_messages.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut v = Validator {
+        resolver,
+        base_dir,
+        sources: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let plan = v.check(text, path_for_messages);
+    match plan {
+        Some(mut plan) if v.errors.is_empty() => {
+            plan.warnings = sorted(v.warnings)
+                .into_iter()
+                .map(|w| w.to_string())
+                .collect();
+            Ok(plan)
+        }
+        _ => Err(ConfigErrors {
+            errors: sorted(v.errors),
+        }),
+    }
+}
+
+/// Index into `Validator::sources`.
+type FileId = usize;
+
+struct Source {
+    path: PathBuf,
+    index: LineIndex,
+}
+
+/// Where a listener or backend was written: file and YAML path in it.
+#[derive(Clone, Debug)]
+struct Origin {
+    file: FileId,
+    path: String,
+}
+
+pub(crate) struct Validator<'r> {
+    resolver: &'r dyn Resolver,
+    /// The main file's directory: relative log, pid and include paths start here.
+    base_dir: PathBuf,
+    sources: Vec<Source>,
+    /// Tagged with the file so the final list can be sorted file by file,
+    /// line by line, whatever order the checks ran in.
+    errors: Vec<(FileId, ConfigError)>,
+    warnings: Vec<(FileId, ConfigError)>,
+}
+
+/// Stable sort by file (main first, then includes in load order) and line.
+fn sorted(mut v: Vec<(FileId, ConfigError)>) -> Vec<ConfigError> {
+    v.sort_by_key(|(file, e)| (*file, e.line.unwrap_or(usize::MAX)));
+    v.into_iter().map(|(_, e)| e).collect()
+}
+
+/// A listener after its own checks, before cross-references.
+struct ListenerDraft {
+    origin: Origin,
+    name: Option<String>,
+    bind: Option<BindSpec>,
+    protocol: Protocol,
+    backend_name: Option<String>,
+    zero_copy: bool,
+    accept_proxy: AcceptProxy,
+    idle_timeout: Duration,
+    max_connections: Option<usize>,
+    reuseport: bool,
+}
+
+/// A backend after its own checks.
+struct BackendDraft {
+    origin: Origin,
+    name: Option<String>,
+    plan: BackendPlan,
+}
+
+fn key(parent: &str, k: &str) -> String {
+    format!("{parent}.{k}")
+}
+
+/// `a[1].b` -> `a[1]` -> `a` -> `""`.
+fn parent_path(p: &str) -> Option<&str> {
+    if p.is_empty() {
+        return None;
+    }
+    Some(p.rfind(['.', '[']).map_or("", |i| &p[..i]))
+}
+
+fn text(t: Option<&Text>) -> Option<&str> {
+    t.map(|t| t.as_str().trim())
+}
+
+impl Validator<'_> {
+    fn add_source(&mut self, path: &Path, text: &str) -> FileId {
+        self.sources.push(Source {
+            path: path.to_path_buf(),
+            index: LineIndex::new(text),
+        });
+        self.sources.len() - 1
+    }
+
+    /// The line of `path`, or of its nearest ancestor that the locator finds
+    /// (a missing key is reported on its parent's line; flow style on the
+    /// line of the enclosing block node).
+    fn line_of(&self, file: FileId, path: &str) -> Option<usize> {
+        let index = &self.sources[file].index;
+        let mut p = Some(path);
+        while let Some(cur) = p {
+            if cur.is_empty() {
+                return None;
+            }
+            if let Some(line) = index.locate(cur) {
+                return Some(line);
+            }
+            p = parent_path(cur);
+        }
+        None
+    }
+
+    fn located(&self, file: FileId, path: &str, message: String) -> ConfigError {
+        ConfigError {
+            file: self.sources[file].path.clone(),
+            line: self.line_of(file, path),
+            path: path.to_string(),
+            message,
+        }
+    }
+
+    fn error(&mut self, file: FileId, path: &str, message: impl Display) {
+        let e = self.located(file, path, message.to_string());
+        self.errors.push((file, e));
+    }
+
+    /// "FILE:LINE" of a node, for messages that point at a second place.
+    fn place(&self, origin: &Origin) -> String {
+        let file = self.sources[origin.file].path.display();
+        match self.line_of(origin.file, &origin.path) {
+            Some(line) => format!("{file}:{line}"),
+            None => file.to_string(),
+        }
+    }
+
+    fn parse_file(&mut self, file: FileId, text: &str) -> Option<RawConfig> {
+        match raw::parse(text) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let (path, message) = split_serde_error(&e);
+                let e = ConfigError {
+                    file: self.sources[file].path.clone(),
+                    line: e.location().map(|l| l.line()),
+                    path,
+                    message,
+                };
+                self.errors.push((file, e));
+                None
+            }
+        }
+    }
+
+    fn file_path(&self, s: &str) -> PathBuf {
+        self.base_dir.join(s)
+    }
+
+    // ---- the document
+
+    fn check(&mut self, text: &str, main_path: &Path) -> Option<Plan> {
+        let main = self.add_source(main_path, text);
+        let mut raw = self.parse_file(main, text)?;
+
+        let mut listeners: Vec<(Origin, RawListener)> = Vec::new();
+        let mut backends: Vec<(Origin, RawBackend)> = Vec::new();
+        includes::collect(main, &mut raw, &mut listeners, &mut backends);
+        if let Some(list) = raw.include.take() {
+            self.includes(main, main_path, &list, &mut listeners, &mut backends);
+        }
+
+        if let Some(v) = text_of(&raw.version) {
+            if v != "2" {
+                self.error(
+                    main,
+                    "version",
+                    format!("unsupported version {v:?} (only \"2\" is supported)"),
+                );
+            }
+        }
+        let server = self.server(main, raw.server.take().unwrap_or_default());
+        let logging = self.logging(main, raw.logging.take().unwrap_or_default());
+
+        let backend_drafts: Vec<BackendDraft> = backends
+            .into_iter()
+            .map(|(origin, b)| self.backend(origin, b))
+            .collect();
+        let listener_drafts: Vec<ListenerDraft> = listeners
+            .into_iter()
+            .map(|(origin, l)| self.listener(origin, l))
+            .collect();
+
+        let by_name = self.backend_names(&backend_drafts);
+        self.duplicate_listener_names(&listener_drafts);
+        self.overlapping_binds(&listener_drafts);
+
+        let mut plan_listeners = Vec::with_capacity(listener_drafts.len());
+        for l in listener_drafts {
+            let Some(name) = l.backend_name.as_deref() else {
+                continue;
+            };
+            let path = key(&l.origin.path, "default_backend");
+            let Some(&backend) = by_name.get(name) else {
+                let mut known: Vec<&str> = by_name.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                let known = if known.is_empty() {
+                    "no backends are defined".to_string()
+                } else {
+                    format!("defined backends: {}", known.join(", "))
+                };
+                self.error(
+                    l.origin.file,
+                    &path,
+                    format!("unknown backend {name:?} ({known})"),
+                );
+                continue;
+            };
+            let b = &backend_drafts[backend].plan;
+            if l.protocol == Protocol::Udp && b.send_proxy == Some(ProxyVersion::V1) {
+                self.error(
+                    l.origin.file,
+                    &path,
+                    format!(
+                        "backend {name:?} sends PROXY v1, which is TCP only; use send_proxy: v2 for UDP listeners"
+                    ),
+                );
+            }
+            if let (Some(bind), Some(name)) = (l.bind, l.name) {
+                plan_listeners.push(ListenerPlan {
+                    name,
+                    bind,
+                    protocol: l.protocol,
+                    backend,
+                    zero_copy: l.zero_copy,
+                    accept_proxy: l.accept_proxy,
+                    idle_timeout: l.idle_timeout,
+                    max_connections: l.max_connections,
+                    reuseport: l.reuseport,
+                });
+            }
+        }
+
+        Some(Plan {
+            server,
+            logging,
+            listeners: plan_listeners,
+            backends: backend_drafts.into_iter().map(|b| b.plan).collect(),
+            // Filled in, sorted, by `load_str_with`.
+            warnings: Vec::new(),
+        })
+    }
+}
+
+fn text_of(t: &Option<Text>) -> Option<&str> {
+    text(t.as_ref())
+}
+
+/// serde_yaml says `listeners[0]: unknown field ... at line 3 column 5`;
+/// the line is kept separately, so split off the path and drop the position.
+fn split_serde_error(e: &serde_yaml::Error) -> (String, String) {
+    let mut msg = e.to_string();
+    if let Some(loc) = e.location() {
+        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+        if let Some(stripped) = msg.strip_suffix(&suffix) {
+            msg = stripped.to_string();
+        }
+    }
+    if let Some((path, rest)) = msg.split_once(": ") {
+        let looks_like_path = !path.is_empty()
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.[]?-".contains(c));
+        if looks_like_path {
+            return (path.to_string(), rest.to_string());
+        }
+    }
+    (String::new(), msg)
+}
+
+#[cfg(test)]
+mod tests;
