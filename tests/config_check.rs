@@ -107,7 +107,7 @@ fn a_file_using_every_feature_checks_without_warnings() {
     let file = dir.join("w.yaml");
     std::fs::write(
         &file,
-        "listeners:\n  - name: a\n    bind: \"127.0.0.1:1\"\n    default_backend: b\nbackends:\n  - name: b\n    servers: [\"127.0.0.1:2\"]\n    health_check:\n      active: { type: tcp }\n",
+        "listeners:\n  - name: a\n    bind: \"127.0.0.1:1\"\n    backend: b\nbackends:\n  - name: b\n    servers: [\"127.0.0.1:2\"]\n    health_check:\n      active: { type: tcp }\n",
     )
     .unwrap();
     let out = nvelox(&["-c", file.to_str().unwrap(), "--check"]);

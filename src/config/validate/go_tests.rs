@@ -294,3 +294,13 @@ backends:
         "{errs:#?}"
     );
 }
+
+#[test]
+fn gos_warning_level_is_warn() {
+    let plan = load(&format!(
+        "logging:\n  level: warning\n{}",
+        listener("    backend: pool\n")
+    ))
+    .unwrap();
+    assert_eq!(plan.logging.level, log::LevelFilter::Warn);
+}

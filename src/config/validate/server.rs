@@ -71,6 +71,8 @@ impl Validator<'_> {
             &[
                 ("error", LevelFilter::Error),
                 ("warn", LevelFilter::Warn),
+                // Go Nvelox's spelling.
+                ("warning", LevelFilter::Warn),
                 ("info", LevelFilter::Info),
                 ("debug", LevelFilter::Debug),
                 ("trace", LevelFilter::Trace),
