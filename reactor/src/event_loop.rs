@@ -119,8 +119,10 @@ impl<H: Handler> Ctx<H> {
         self.timers.insert(at, timer)
     }
 
+    /// Arms `timer` for `after` from [`now`](Self::now). Never panics: a
+    /// delay too large for `Instant` (e.g. `Duration::MAX`) means "never".
     pub fn set_timer_after(&mut self, after: Duration, timer: H::Timer) -> TimerKey {
-        self.timers.insert(self.now + after, timer)
+        self.timers.insert_after(self.now, after, timer)
     }
 
     pub fn cancel_timer(&mut self, key: TimerKey) -> Option<H::Timer> {
@@ -219,7 +221,7 @@ impl<H: Handler> EventLoop<H> {
                 ctx.timers.next_deadline().map(|d| {
                     // Round up so we never wake a hair early and spin.
                     let wait = d.saturating_duration_since(Instant::now());
-                    let ms = wait.as_micros().div_ceil(1000) as u64;
+                    let ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
                     Duration::from_millis(ms)
                 })
             };

@@ -1,18 +1,37 @@
-//! A hashed timer wheel with millisecond resolution.
+//! A hierarchical timer wheel with millisecond resolution.
 //!
-//! Insert and cancel are O(1): entries live in a `Slab` and are chained into
-//! the slot for `deadline_ms % SLOTS` with intrusive doubly linked lists.
-//! Time is always passed in; the wheel never reads the clock. Deadlines are
-//! rounded up to the next millisecond, so a timer never fires early.
-//! Entries further away than one turn of the wheel simply stay in their slot
-//! and are skipped until their turn comes round ("far future" timers cost
-//! nothing extra until then).
+//! Owns the pending timers of one loop and the order in which they fire. It
+//! does not own the clock (time is always passed in; the wheel never reads
+//! it) nor what a timer means (the payload `T`).
+//!
+//! Eleven levels of 64 slots: a slot of level L spans 64^L milliseconds, so
+//! together they cover every `u64` millisecond tick and no deadline is ever
+//! clamped (a timer set `Duration::MAX` ahead simply never fires). An entry
+//! sits at the level of the highest 6-bit group in which its tick differs
+//! from the wheel's current tick; when the wheel reaches the start of its
+//! slot it moves ("cascades") to a lower level, so an entry is moved at most
+//! ten times in its life, whatever the number of other timers.
+//!
+//! Costs: insert and cancel are O(1) (entries live in a `Slab`, chained into
+//! their slot by intrusive doubly linked lists). Each level keeps a 64-bit
+//! map of its occupied slots, so [`TimerWheel::next_deadline`] is eleven
+//! `trailing_zeros`, never a walk over the entries, and
+//! [`TimerWheel::expire`] touches only the entries that fire or cascade.
+//! Deadlines are rounded up to the next millisecond: a timer never fires
+//! early, and timers fire in deadline order.
 
 use slab::Slab;
 use std::time::{Duration, Instant};
 
-const SLOTS: usize = 1024;
+const LEVEL_BITS: u32 = 6;
+const SLOTS: usize = 1 << LEVEL_BITS;
+/// 11 * 6 = 66 bits >= every `u64` tick.
+const LEVELS: usize = 11;
 const NIL: usize = usize::MAX;
+/// `next_deadline` never reports a wait longer than this: a timer further
+/// away costs one harmless wake a day instead of an `Instant` that may not
+/// be representable.
+const MAX_WAIT_MS: u64 = 86_400_000;
 
 /// Handle for cancelling a timer. Stale keys (fired or cancelled) are
 /// recognised by their generation and ignored.
@@ -24,8 +43,11 @@ pub struct TimerKey {
 
 #[derive(Debug)]
 struct Entry<T> {
+    /// Tick (ms since `origin`, rounded up) at which it fires.
     deadline: u64,
     generation: u64,
+    level: u8,
+    slot: u8,
     prev: usize,
     next: usize,
     value: T,
@@ -36,9 +58,47 @@ pub struct TimerWheel<T> {
     origin: Instant,
     /// Every tick < `current` has been processed.
     current: u64,
-    heads: Vec<usize>,
+    heads: Vec<[usize; SLOTS]>,
+    /// Bit s of `occupied[L]`: slot s of level L holds at least one entry.
+    occupied: [u64; LEVELS],
     entries: Slab<Entry<T>>,
     generation: u64,
+    /// Entries fired or moved by `expire` (what the O(1) tests count).
+    #[cfg(test)]
+    visited: u64,
+}
+
+/// The level at which `tick` is kept while the wheel stands at `current`.
+fn level_for(current: u64, tick: u64) -> usize {
+    let masked = (current ^ tick) | (SLOTS as u64 - 1);
+    let significant = 63 - masked.leading_zeros();
+    (significant / LEVEL_BITS) as usize
+}
+
+fn slot_for(level: usize, tick: u64) -> usize {
+    ((tick >> (LEVEL_BITS * level as u32)) & (SLOTS as u64 - 1)) as usize
+}
+
+/// The first tick covered by `slot` of `level`, in the level's block that
+/// contains `current`.
+fn slot_start(level: usize, current: u64, slot: usize) -> u64 {
+    let shift = LEVEL_BITS * level as u32;
+    let block_bits = shift + LEVEL_BITS;
+    let block = if block_bits >= 64 {
+        0
+    } else {
+        current & !((1u64 << block_bits) - 1)
+    };
+    block + ((slot as u64) << shift)
+}
+
+fn millis_ceil(d: Duration) -> u64 {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        ms.saturating_add(1)
+    } else {
+        ms
+    }
 }
 
 impl<T> TimerWheel<T> {
@@ -46,46 +106,87 @@ impl<T> TimerWheel<T> {
         TimerWheel {
             origin,
             current: 0,
-            heads: vec![NIL; SLOTS],
+            heads: vec![[NIL; SLOTS]; LEVELS],
+            occupied: [0; LEVELS],
             entries: Slab::new(),
             generation: 0,
+            #[cfg(test)]
+            visited: 0,
         }
     }
 
     fn tick_ceil(&self, at: Instant) -> u64 {
-        let d = at.saturating_duration_since(self.origin);
-        let ms = d.as_millis() as u64;
-        if d > Duration::from_millis(ms) {
-            ms + 1
-        } else {
-            ms
-        }
+        millis_ceil(at.saturating_duration_since(self.origin))
     }
 
     fn tick_floor(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.origin).as_millis() as u64
+        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Schedules `value` for `deadline` (a past deadline fires on the next `expire`).
     pub fn insert(&mut self, deadline: Instant, value: T) -> TimerKey {
-        let tick = self.tick_ceil(deadline).max(self.current);
+        let tick = self.tick_ceil(deadline);
+        self.insert_tick(tick, value)
+    }
+
+    /// Schedules `value` for `now + after`. Never panics: a deadline past
+    /// what `Instant` can hold is kept as "never" (the furthest tick).
+    pub fn insert_after(&mut self, now: Instant, after: Duration, value: T) -> TimerKey {
+        match now.checked_add(after) {
+            Some(at) => self.insert(at, value),
+            None => self.insert_tick(u64::MAX, value),
+        }
+    }
+
+    fn insert_tick(&mut self, tick: u64, value: T) -> TimerKey {
         self.generation += 1;
-        let slot = (tick % SLOTS as u64) as usize;
-        let head = self.heads[slot];
         let index = self.entries.insert(Entry {
-            deadline: tick,
+            deadline: tick.max(self.current),
             generation: self.generation,
+            level: 0,
+            slot: 0,
             prev: NIL,
-            next: head,
+            next: NIL,
             value,
         });
-        if head != NIL {
-            self.entries[head].prev = index;
-        }
-        self.heads[slot] = index;
+        self.link(index);
         TimerKey {
             index,
             generation: self.generation,
+        }
+    }
+
+    /// Chains entry `index` into the slot its deadline maps to from `current`.
+    fn link(&mut self, index: usize) {
+        let level = level_for(self.current, self.entries[index].deadline);
+        let slot = slot_for(level, self.entries[index].deadline);
+        let head = self.heads[level][slot];
+        let e = &mut self.entries[index];
+        e.level = level as u8;
+        e.slot = slot as u8;
+        e.prev = NIL;
+        e.next = head;
+        if head != NIL {
+            self.entries[head].prev = index;
+        }
+        self.heads[level][slot] = index;
+        self.occupied[level] |= 1 << slot;
+    }
+
+    /// Takes entry `index` out of its slot's list (it stays in the slab).
+    fn unlink(&mut self, index: usize) {
+        let e = &self.entries[index];
+        let (level, slot, prev, next) = (e.level as usize, e.slot as usize, e.prev, e.next);
+        if prev != NIL {
+            self.entries[prev].next = next;
+        } else {
+            self.heads[level][slot] = next;
+            if next == NIL {
+                self.occupied[level] &= !(1 << slot);
+            }
+        }
+        if next != NIL {
+            self.entries[next].prev = prev;
         }
     }
 
@@ -93,22 +194,18 @@ impl<T> TimerWheel<T> {
     /// fired or was cancelled.
     pub fn cancel(&mut self, key: TimerKey) -> Option<T> {
         match self.entries.get(key.index) {
-            Some(e) if e.generation == key.generation => Some(self.unlink(key.index)),
+            Some(e) if e.generation == key.generation => {
+                self.unlink(key.index);
+                Some(self.entries.remove(key.index).value)
+            }
             _ => None,
         }
     }
 
-    fn unlink(&mut self, index: usize) -> T {
-        let e = self.entries.remove(index);
-        if e.prev != NIL {
-            self.entries[e.prev].next = e.next;
-        } else {
-            self.heads[(e.deadline % SLOTS as u64) as usize] = e.next;
-        }
-        if e.next != NIL {
-            self.entries[e.next].prev = e.prev;
-        }
-        e.value
+    /// Entries fired or moved by `expire` so far.
+    #[cfg(test)]
+    fn visited(&self) -> u64 {
+        self.visited
     }
 
     pub fn len(&self) -> usize {
@@ -119,6 +216,29 @@ impl<T> TimerWheel<T> {
         self.entries.is_empty()
     }
 
+    /// The next slot to process and the tick at which it is due: the
+    /// earliest occupied slot over all levels. For a level above 0 that tick
+    /// is when its entries move down, never later than any of their deadlines.
+    fn next_expiration(&self) -> Option<(usize, usize, u64)> {
+        let mut best: Option<(usize, usize, u64)> = None;
+        for level in 0..LEVELS {
+            let occupied = self.occupied[level];
+            if occupied == 0 {
+                continue;
+            }
+            let ahead = occupied & (u64::MAX << slot_for(level, self.current));
+            // Slots behind `current` are never occupied; should one be, it
+            // is processed at once rather than lost.
+            let bits = if ahead != 0 { ahead } else { occupied };
+            let slot = bits.trailing_zeros() as usize;
+            let due = slot_start(level, self.current, slot).max(self.current);
+            if best.map_or(true, |(_, _, t)| due < t) {
+                best = Some((level, slot, due));
+            }
+        }
+        best
+    }
+
     /// Moves every timer due at `now` into `out`, in deadline order
     /// (timers with the same deadline in unspecified order).
     pub fn expire(&mut self, now: Instant, out: &mut Vec<T>) {
@@ -126,166 +246,42 @@ impl<T> TimerWheel<T> {
         if target < self.current {
             return;
         }
-        // More than a full turn behind: every slot is visited once.
-        let span = (target - self.current + 1).min(SLOTS as u64);
-        let start = self.current;
-        for step in 0..span {
-            let tick = start + step;
-            let slot = (tick % SLOTS as u64) as usize;
-            let mut due: Vec<(u64, usize)> = Vec::new();
-            let mut i = self.heads[slot];
+        while let Some((level, slot, due)) = self.next_expiration() {
+            if due > target {
+                break;
+            }
+            self.current = due;
+            let mut i = std::mem::replace(&mut self.heads[level][slot], NIL);
+            self.occupied[level] &= !(1 << slot);
             while i != NIL {
-                let e = &self.entries[i];
-                if e.deadline <= target {
-                    due.push((e.deadline, i));
+                #[cfg(test)]
+                {
+                    self.visited += 1;
                 }
-                i = e.next;
-            }
-            if due.len() > 1 {
-                due.sort_unstable();
-            }
-            // A catch-up pass over a whole turn can find later-deadline
-            // entries in an earlier slot; sort those at the end per slot is
-            // enough for the ms-ordering the loop relies on in practice.
-            for (_, idx) in due {
-                out.push(self.unlink(idx));
+                let next = self.entries[i].next;
+                if self.entries[i].deadline <= self.current {
+                    out.push(self.entries.remove(i).value);
+                } else {
+                    self.link(i);
+                }
+                i = next;
             }
         }
-        self.current = target + 1;
+        self.current = target.saturating_add(1);
     }
 
-    /// The earliest instant at which `expire` may have something to do, or
-    /// `None` when the wheel is empty. Looks at most one turn ahead; for
-    /// timers beyond it, returns the end of the turn (a harmless early wake).
+    /// The earliest instant at which `expire` may have something to do
+    /// (fire timers or move them down a level), or `None` when the wheel is
+    /// empty. O(1): it looks at the occupancy maps, not at the entries.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        for step in 0..SLOTS as u64 {
-            let tick = self.current + step;
-            let mut i = self.heads[(tick % SLOTS as u64) as usize];
-            while i != NIL {
-                let e = &self.entries[i];
-                if e.deadline <= tick {
-                    return Some(self.origin + Duration::from_millis(tick));
-                }
-                i = e.next;
-            }
-        }
-        Some(self.origin + Duration::from_millis(self.current + SLOTS as u64))
+        let (_, _, due) = self.next_expiration()?;
+        let tick = due.min(self.current.saturating_add(MAX_WAIT_MS));
+        self.origin
+            .checked_add(Duration::from_millis(tick))
+            .or_else(|| self.origin.checked_add(Duration::from_millis(self.current)))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    #[test]
-    fn fires_in_deadline_order_and_not_early() {
-        let t0 = Instant::now();
-        let mut w = TimerWheel::new(t0);
-        w.insert(t0 + ms(30), 3);
-        w.insert(t0 + ms(10), 1);
-        w.insert(t0 + ms(20), 2);
-        let mut out = Vec::new();
-        w.expire(t0 + ms(9), &mut out);
-        assert!(out.is_empty());
-        assert_eq!(w.next_deadline(), Some(t0 + ms(10)));
-        w.expire(t0 + ms(25), &mut out);
-        assert_eq!(out, vec![1, 2]);
-        w.expire(t0 + ms(30), &mut out);
-        assert_eq!(out, vec![1, 2, 3]);
-        assert!(w.is_empty());
-        assert_eq!(w.next_deadline(), None);
-    }
-
-    #[test]
-    fn sub_millisecond_deadline_rounds_up() {
-        let t0 = Instant::now();
-        let mut w = TimerWheel::new(t0);
-        w.insert(t0 + Duration::from_micros(1500), ());
-        let mut out = Vec::new();
-        w.expire(t0 + ms(1), &mut out);
-        assert!(out.is_empty());
-        w.expire(t0 + ms(2), &mut out);
-        assert_eq!(out.len(), 1);
-    }
-
-    #[test]
-    fn cancel_is_exact_and_stale_keys_are_ignored() {
-        let t0 = Instant::now();
-        let mut w = TimerWheel::new(t0);
-        let a = w.insert(t0 + ms(5), "a");
-        let b = w.insert(t0 + ms(5), "b");
-        assert_eq!(w.cancel(a), Some("a"));
-        assert_eq!(w.cancel(a), None);
-        let mut out = Vec::new();
-        w.expire(t0 + ms(5), &mut out);
-        assert_eq!(out, vec!["b"]);
-        assert_eq!(w.cancel(b), None, "fired timer cannot be cancelled");
-        // The freed slab slot is reused; the old key must not cancel the new timer.
-        let c = w.insert(t0 + ms(50), "c");
-        assert_eq!(w.cancel(a), None);
-        assert_eq!(w.cancel(c), Some("c"));
-    }
-
-    #[test]
-    fn far_future_timers_wait_their_turn() {
-        let t0 = Instant::now();
-        let mut w = TimerWheel::new(t0);
-        // Same slot as 5 ms, several turns later.
-        w.insert(t0 + ms(5 + 3 * SLOTS as u64), "far");
-        w.insert(t0 + ms(5), "near");
-        w.insert(t0 + Duration::from_secs(3600), "hour");
-        let mut out = Vec::new();
-        w.expire(t0 + ms(5), &mut out);
-        assert_eq!(out, vec!["near"]);
-        assert!(w.next_deadline().unwrap() > t0 + ms(5));
-        w.expire(t0 + ms(4 + 3 * SLOTS as u64), &mut out);
-        assert_eq!(out, vec!["near"]);
-        w.expire(t0 + ms(5 + 3 * SLOTS as u64), &mut out);
-        assert_eq!(out, vec!["near", "far"]);
-        w.expire(t0 + Duration::from_secs(3599), &mut out);
-        assert_eq!(out.len(), 2);
-        w.expire(t0 + Duration::from_secs(3600), &mut out);
-        assert_eq!(out, vec!["near", "far", "hour"]);
-    }
-
-    #[test]
-    fn past_deadline_fires_on_next_expire() {
-        let t0 = Instant::now();
-        let mut w = TimerWheel::new(t0);
-        let mut out = Vec::new();
-        w.expire(t0 + ms(100), &mut out);
-        w.insert(t0 + ms(10), 1);
-        w.expire(t0 + ms(101), &mut out);
-        assert_eq!(out, vec![1]);
-    }
-
-    #[test]
-    fn many_timers_stay_ordered() {
-        let t0 = Instant::now();
-        let mut w = TimerWheel::new(t0);
-        let mut seed = 12345u64;
-        for _ in 0..5000 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let d = (seed >> 33) % 5000;
-            w.insert(t0 + ms(d), d);
-        }
-        let mut out = Vec::new();
-        let mut now = t0;
-        while !w.is_empty() {
-            now += ms(7);
-            w.expire(now, &mut out);
-        }
-        assert_eq!(out.len(), 5000);
-        // Within each 7 ms step order is by deadline; across steps it is monotone.
-        assert!(out.windows(2).all(|p| p[0] <= p[1]));
-    }
-}
+#[path = "timer_tests.rs"]
+mod tests;

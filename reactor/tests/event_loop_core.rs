@@ -49,6 +49,41 @@ fn timers_fire_in_order_and_cancelled_ones_do_not() {
     assert_eq!(h.fired, vec![1, 3]);
 }
 
+/// Bug 1: `set_timer_after(Duration::MAX, ..)` panicked ("overflow when
+/// adding duration to instant"), and with `panic = "abort"` took the process.
+struct HugeTimers {
+    fired: Vec<u32>,
+}
+
+impl Handler for HugeTimers {
+    type Tag = ();
+    type Timer = u32;
+    type Message = ();
+    fn on_start(&mut self, ctx: &mut Ctx<Self>) -> Action {
+        ctx.set_timer_after(Duration::MAX, 9);
+        ctx.set_timer_after(Duration::from_secs(u64::MAX), 9);
+        ctx.set_timer_after(Duration::from_millis(u64::MAX), 9);
+        ctx.set_timer_after(Duration::from_millis(5), 1);
+        Action::Continue
+    }
+    fn on_ready(&mut self, _: &mut Ctx<Self>, _: Token, _: Ready) -> Action {
+        Action::Continue
+    }
+    fn on_timer(&mut self, ctx: &mut Ctx<Self>, t: u32) -> Action {
+        self.fired.push(t);
+        assert_eq!(ctx.timer_count(), 3, "the huge timers stay pending");
+        Action::Stop
+    }
+}
+
+#[test]
+fn timers_set_duration_max_ahead_never_panic_nor_fire() {
+    let ev = EventLoop::new().unwrap();
+    let mut h = HugeTimers { fired: vec![] };
+    ev.run(&mut h).unwrap();
+    assert_eq!(h.fired, vec![1]);
+}
+
 struct Counter {
     seen: mpsc::Sender<(usize, u64)>,
 }

@@ -33,6 +33,7 @@ impl Validator<'_> {
             b.connect_timeout.as_ref(),
             DEFAULT_CONNECT_TIMEOUT,
             false,
+            MAX_TIMEOUT,
         );
         let mut connect_set = b.connect_timeout.is_some().then(|| {
             let at = go::SetAt {

@@ -80,6 +80,7 @@ impl Validator<'_> {
             l.idle_timeout.as_ref(),
             idle_default,
             false,
+            MAX_IDLE_TIMEOUT,
         );
         let mut connect = None;
         if let Some(t) = &l.timeouts {
