@@ -118,13 +118,19 @@ fn a_file_using_every_feature_checks_without_warnings() {
         !err.contains("warning"),
         "no key is accepted-but-ignored any more: {err}"
     );
+    // The Go README's file uses the old `default_backend`: its only
+    // warnings are the deprecation, one per listener, with FILE:LINE.
     let out = nvelox(&["-c", "conf/examples/nvelox_go_compat.yaml", "--check"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        !text(&out.stderr).contains("warning"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = text(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    for (line, i) in [(29, 0), (35, 1)] {
+        assert!(
+            err.contains(&format!("warning: conf/examples/nvelox_go_compat.yaml:{line}: listeners[{i}].default_backend: `default_backend` is deprecated")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

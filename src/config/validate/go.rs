@@ -85,7 +85,7 @@ impl Validator<'_> {
 
     /// A Go timeout that nvelox needs a limit for: `0` is refused, naming
     /// Go's meaning; otherwise a duration > 0.
-    fn limited(&mut self, f: FileId, path: &str, t: &Text) -> Option<Duration> {
+    fn limited(&mut self, f: FileId, path: &str, t: &Text, max: Duration) -> Option<Duration> {
         if matches!(parse_duration(t.as_str().trim()), Ok(d) if d.is_zero()) {
             self.error(
                 f,
@@ -94,7 +94,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        let d = self.duration(f, path, Some(t), Duration::ZERO, false);
+        let d = self.duration(f, path, Some(t), Duration::ZERO, false, max);
         (!d.is_zero()).then_some(d)
     }
 
@@ -118,7 +118,7 @@ impl Validator<'_> {
             let path = key(&tp, name);
             if http {
                 // Go's meaning kept: `0` = no limit.
-                self.duration(f, &path, Some(value), Duration::ZERO, true);
+                self.duration(f, &path, Some(value), Duration::ZERO, true, MAX_TIMEOUT);
             } else {
                 self.error(
                     f,
@@ -139,11 +139,12 @@ impl Validator<'_> {
                 );
                 return None;
             }
-            self.limited(f, &path, v)
+            self.limited(f, &path, v, MAX_IDLE_TIMEOUT)
         });
         let connect = t.connect.as_ref().and_then(|v| {
             let path = key(&tp, "connect");
-            self.limited(f, &path, v).map(|value| SetAt { value, path })
+            self.limited(f, &path, v, MAX_TIMEOUT)
+                .map(|value| SetAt { value, path })
         });
         (idle, connect)
     }
@@ -167,12 +168,13 @@ impl Validator<'_> {
                 );
                 return None;
             }
-            self.limited(f, &path, v).map(|value| SetAt { value, path })
+            self.limited(f, &path, v, MAX_TIMEOUT)
+                .map(|value| SetAt { value, path })
         });
         let read = t.read.as_ref().map(|v| {
             let path = key(&tp, "read");
             // Go's meaning kept: `0` = no limit.
-            self.duration(f, &path, Some(v), Duration::ZERO, true);
+            self.duration(f, &path, Some(v), Duration::ZERO, true, MAX_TIMEOUT);
             path
         });
         (connect, read)

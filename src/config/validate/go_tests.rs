@@ -304,3 +304,20 @@ fn gos_warning_level_is_warn() {
     .unwrap();
     assert_eq!(plan.logging.level, log::LevelFilter::Warn);
 }
+
+#[test]
+fn go_timeouts_are_bounded_like_nvelox_ones() {
+    let errs = errors(&listener(
+        "    backend: pool\n    timeouts:\n      idle: 8000h\n      connect: 25h\n",
+    ));
+    has(
+        &errs,
+        "go.yaml:6: listeners[0].timeouts.idle: ",
+        "above the maximum",
+    );
+    has(
+        &errs,
+        "go.yaml:7: listeners[0].timeouts.connect: ",
+        "above the maximum",
+    );
+}

@@ -72,11 +72,11 @@ impl Validator<'_> {
             &[
                 ("error", LevelFilter::Error),
                 ("warn", LevelFilter::Warn),
-                // Go Nvelox's spelling.
-                ("warning", LevelFilter::Warn),
                 ("info", LevelFilter::Info),
                 ("debug", LevelFilter::Debug),
                 ("trace", LevelFilter::Trace),
+                // Go Nvelox's spelling, listed last.
+                ("warning", LevelFilter::Warn),
             ],
             LevelFilter::Info,
         );
