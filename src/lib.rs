@@ -6,9 +6,11 @@
 pub mod backend;
 pub mod balancer;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod events;
 pub mod health;
+pub mod limits;
 pub mod logging;
 pub mod proxy_protocol;
 pub mod reload;
