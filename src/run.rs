@@ -5,13 +5,17 @@
 //! thread with `sigtimedwait`, so no handler runs in an async-signal context
 //! and the loops only ever hear about them through their mailboxes.
 
+mod privileges;
+
+use std::fmt;
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 use reactor::group::assign;
-use reactor::listener::{bind_spec_tcp, bind_spec_udp, BindOptions};
+use reactor::listener::{bind_spec_tcp, bind_spec_udp, BindFailure, BindOptions};
 use reactor::LoopGroup;
 
 use crate::config::{Plan, Protocol};
@@ -21,6 +25,7 @@ use crate::runtime::Runtime;
 use crate::tcp::TcpListenerSock;
 use crate::udp::UdpListenerSock;
 use crate::worker::{Msg, Worker};
+use privileges::{drop_privileges, PidFile, PidFileError, PrivilegeError};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_STARTUP: i32 = 2;
@@ -45,8 +50,60 @@ pub fn run(plan: Plan, config_path: &Path) -> i32 {
     code
 }
 
-fn startup_error(msg: String) -> i32 {
-    log::error!("{msg}");
+/// Why the balancer could not start (exit code 2).
+#[derive(Debug)]
+enum StartError {
+    Bind(BindError),
+    PidFile(PidFileError),
+    Privileges(PrivilegeError),
+    EventLoops(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind(e) => e.fmt(f),
+            StartError::PidFile(e) => e.fmt(f),
+            StartError::Privileges(e) => e.fmt(f),
+            StartError::EventLoops(e) => write!(f, "cannot start event loops: {e}"),
+        }
+    }
+}
+
+/// A listener could not be bound; says what to do about the usual causes.
+#[derive(Debug)]
+struct BindError {
+    listener: String,
+    bind: String,
+    failure: BindFailure,
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "listener {} ({}): {}",
+            self.listener, self.bind, self.failure
+        )?;
+        match self.failure.error.raw_os_error() {
+            Some(libc::EMFILE) | Some(libc::ENFILE) => write!(
+                f,
+                " (the file-descriptor limit is {}; a port range needs one per port: raise it with `ulimit -n` or LimitNOFILE)",
+                reactor::sys::fd_limit()
+            ),
+            Some(libc::EACCES) => {
+                f.write_str(" (ports below 1024 need root or CAP_NET_BIND_SERVICE)")
+            }
+            Some(libc::EADDRINUSE) => {
+                f.write_str(" (another process, or another listener of this file, holds it)")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn startup_error(e: StartError) -> i32 {
+    log::error!("{e}");
     EXIT_STARTUP
 }
 
@@ -65,17 +122,21 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
     let mut next = 0usize;
     let Bound { tcp, udp, sockets } = match bind_listeners(&plan, &all, workers, &mut next) {
         Ok(b) => b,
-        Err(e) => return startup_error(e),
+        Err(e) => return startup_error(StartError::Bind(e)),
     };
 
+    // While still root (the logs are already open): the pid file's folder
+    // is usually root's (/run).
+    let pid_file = match plan.server.pid_file.as_deref().map(PidFile::write) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => return startup_error(StartError::PidFile(e)),
+    };
     if let Err(e) = drop_privileges(plan.server.user.as_deref(), plan.server.group.as_deref()) {
-        return startup_error(e);
-    }
-    let pid_file = plan.server.pid_file.clone();
-    if let Some(p) = &pid_file {
-        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
-            return startup_error(format!("cannot write pid_file {}: {e}", p.display()));
+        if let Some(p) = pid_file {
+            p.remove();
         }
+        return startup_error(StartError::Privileges(e));
     }
     let code = serve(
         plan,
@@ -85,8 +146,8 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
         next,
         &signals,
     );
-    if let Some(p) = &pid_file {
-        let _ = std::fs::remove_file(p);
+    if let Some(p) = pid_file {
+        p.remove();
     }
     code
 }
@@ -118,7 +179,7 @@ fn serve(
         )
     }) {
         Ok(g) => g,
-        Err(e) => return startup_error(format!("cannot start event loops: {e}")),
+        Err(e) => return startup_error(StartError::EventLoops(e)),
     };
     log::info!(
         "nvelox {} started: {listeners} listeners, {sockets} sockets, {workers} event loops",
@@ -162,9 +223,6 @@ fn serve(
     code
 }
 
-/// Binds a UDP listener with PKTINFO (replies leave from the address the
-/// client reached): one socket per port spread over the loops, or with
-/// `reuseport` one socket per port per loop.
 /// Listening sockets, per event loop.
 struct Bound {
     tcp: Vec<Vec<TcpListenerSock>>,
@@ -180,7 +238,7 @@ fn bind_listeners(
     which: &[usize],
     workers: usize,
     next: &mut usize,
-) -> Result<Bound, String> {
+) -> Result<Bound, BindError> {
     let mut tcp: Vec<Vec<TcpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();
     let mut udp: Vec<Vec<UdpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();
     let mut sockets = 0usize;
@@ -316,20 +374,13 @@ fn spread<S, L>(
     per_loop: &mut [Vec<L>],
     bind: impl Fn() -> Result<Vec<(u16, S)>, reactor::listener::BindFailure>,
     wrap: impl Fn(u16, S) -> L,
-) -> Result<(), String> {
+) -> Result<(), BindError> {
     let copies = if l.reuseport { workers } else { 1 };
     for copy in 0..copies {
-        let bound = bind().map_err(|f| {
-            let hint = match f.error.raw_os_error() {
-                Some(libc::EMFILE) | Some(libc::ENFILE) => format!(
-                    " (the file-descriptor limit is {}; a port range needs one per port: raise it with `ulimit -n` or LimitNOFILE)",
-                    reactor::sys::fd_limit()
-                ),
-                Some(libc::EACCES) => " (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_string(),
-                Some(libc::EADDRINUSE) => " (another process, or another listener of this file, holds it)".to_string(),
-                _ => String::new(),
-            };
-            format!("listener {} ({}): {f}{hint}", l.name, l.bind)
+        let bound = bind().map_err(|failure| BindError {
+            listener: l.name.clone(),
+            bind: l.bind.to_string(),
+            failure,
         })?;
         for (port, sock) in bound {
             let w = if l.reuseport {
@@ -370,48 +421,4 @@ fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
         return None;
     }
     Signal::try_from(n).ok()
-}
-
-/// setgid/setgroups/setuid to the configured user and group, when root.
-fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), String> {
-    use nix::unistd::{setgid, setgroups, setuid, Group, Uid, User};
-    if user.is_none() && group.is_none() {
-        return Ok(());
-    }
-    if !Uid::effective().is_root() {
-        log::warn!(
-            "server.user/server.group set but not started as root; keeping the current user"
-        );
-        return Ok(());
-    }
-    let u = match user {
-        Some(name) => Some(
-            User::from_name(name)
-                .map_err(|e| format!("server.user {name:?}: {e}"))?
-                .ok_or_else(|| format!("server.user {name:?}: no such user"))?,
-        ),
-        None => None,
-    };
-    let gid = match group {
-        Some(name) => Some(
-            Group::from_name(name)
-                .map_err(|e| format!("server.group {name:?}: {e}"))?
-                .ok_or_else(|| format!("server.group {name:?}: no such group"))?
-                .gid,
-        ),
-        None => u.as_ref().map(|u| u.gid),
-    };
-    if let Some(gid) = gid {
-        setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
-        setgid(gid).map_err(|e| format!("setgid({gid}): {e}"))?;
-    }
-    if let Some(u) = &u {
-        setuid(u.uid).map_err(|e| format!("setuid({}): {e}", u.uid))?;
-    }
-    log::info!(
-        "dropped privileges to user {:?} group {:?}",
-        user.unwrap_or("-"),
-        group.unwrap_or("-")
-    );
-    Ok(())
 }

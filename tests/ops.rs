@@ -71,6 +71,96 @@ fn privileges_are_dropped_after_binding_when_root() {
     );
 }
 
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn wait_file_contains(path: &std::path::Path, needle: &str) -> String {
+    assert!(
+        eventually(WAIT, || std::fs::read_to_string(path)
+            .is_ok_and(|s| s.contains(needle))),
+        "{} never contained {needle:?}: {:?}",
+        path.display(),
+        std::fs::read_to_string(path)
+    );
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The standard root start: pid file and logs in folders only root may
+/// write, `user: nobody`. Everything is opened before the drop.
+#[test]
+fn root_start_with_user_nobody_writes_pid_file_and_logs_into_root_only_folders() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!(
+            "SKIP root_start_with_user_nobody...: needs root (run the tests as root, as CI does)"
+        );
+        return;
+    }
+    if !std::fs::read_to_string("/etc/passwd")
+        .is_ok_and(|p| p.lines().any(|l| l.starts_with("nobody:")))
+    {
+        eprintln!("SKIP root_start_with_user_nobody...: needs a user `nobody`");
+        return;
+    }
+    let root_only = TempDir::new("root-only");
+    for d in ["run", "log"] {
+        let p = root_only.path(d);
+        std::fs::create_dir(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let (pid_path, error_log, access_log) = (
+        root_only.path("run/nvelox.pid"),
+        root_only.path("log/error.log"),
+        root_only.path("log/access.log"),
+    );
+    let b = Backend::start(Mode::Echo);
+    let port = free_port();
+    let mut n = Nvelox::spawn(&echo_yaml(
+        &format!("127.0.0.1:{port}"),
+        b.addr,
+        &format!("  user: nobody\n  pid_file: {}\n", pid_path.display()),
+        &format!(
+            "  error_log: {}\n  access_log: {}\n",
+            error_log.display(),
+            access_log.display()
+        ),
+    ));
+    wait_file_contains(&error_log, "started");
+    assert_eq!(
+        std::fs::read_to_string(&pid_path).unwrap().trim(),
+        n.pid().to_string()
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", n.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        !uid_line.split_whitespace().skip(1).any(|u| u == "0"),
+        "still root: {uid_line}"
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(roundtrip(addr, b"hi"), b"hi");
+    wait_file_contains(&access_log, "bytes_in=2");
+
+    // SIGUSR1 after rotation: `nobody` cannot create files there, so the
+    // reopen fails with a warning and logging goes on into the old files.
+    let rotated = root_only.path("log/access.log.1");
+    std::fs::rename(&access_log, &rotated).unwrap();
+    n.signal(libc::SIGUSR1);
+    wait_file_contains(&error_log, "cannot reopen access log");
+    wait_file_contains(&error_log, "cannot reopen error log");
+    assert_eq!(roundtrip(addr, b"again"), b"again");
+    wait_file_contains(&rotated, "bytes_in=5");
+    assert!(!access_log.exists());
+
+    n.signal(libc::SIGTERM);
+    assert_eq!(n.wait_exit(WAIT), Some(0));
+    // Documented: after the drop the pid file cannot be removed from a
+    // folder only root may write; it stays and the error log says why.
+    let errors = wait_file_contains(&error_log, "stopped");
+    assert!(errors.contains("left in place"), "{errors}");
+}
+
 #[test]
 fn sigusr1_reopens_the_access_log_after_rotation() {
     let b = Backend::start(Mode::Echo);
@@ -88,7 +178,7 @@ fn sigusr1_reopens_the_access_log_after_rotation() {
         .is_ok_and(|s| s.contains("bytes_in=3"))));
     std::fs::rename(&log, n.dir.path("access.log.1")).unwrap();
     n.signal(libc::SIGUSR1);
-    n.wait_for_line("reopened", WAIT);
+    n.wait_for_line("access log reopened", WAIT);
     roundtrip(addr, b"second");
     assert!(eventually(WAIT, || std::fs::read_to_string(&log)
         .is_ok_and(|s| s.contains("bytes_in=6"))));
