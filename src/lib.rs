@@ -7,6 +7,7 @@ pub mod backend;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod health;
 pub mod logging;
 pub mod proxy_protocol;

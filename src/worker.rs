@@ -1,45 +1,20 @@
 //! One event loop's handler: routes readiness, timers and messages to the
-//! TCP and UDP proxies it owns.
+//! TCP and UDP proxies and the health checker it owns.
+//!
+//! Does not own what tokens and timers mean (`events.rs`) or any protocol
+//! logic.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use reactor::{Action, Ctx, Handler, Ready, Token};
 
-use crate::health::{HealthChecker, ProbeId};
+use crate::events::{Tag, Timer};
+use crate::health::HealthChecker;
 use crate::logging::AccessLog;
 use crate::runtime::Runtime;
-use crate::tcp::{ConnId, TcpListenerSock, TcpProxy};
-use crate::udp::{FlowId, UdpListenerSock, UdpProxy};
-
-/// What a token stands for in this loop.
-#[derive(Clone, Copy, Debug)]
-pub enum Tag {
-    TcpListener(usize),
-    Client(ConnId),
-    Upstream(ConnId),
-    UdpListener(usize),
-    UdpUpstream(FlowId),
-    /// An active health probe's socket (loop 0 only).
-    Probe(ProbeId),
-}
-
-/// Timers of this loop.
-#[derive(Clone, Copy, Debug)]
-pub enum Timer {
-    Connect(ConnId),
-    Idle(ConnId),
-    /// Accepting was paused (fd exhaustion or a connection cap): try again.
-    AcceptRetry,
-    /// `shutdown_timeout` is over: close what is left.
-    DrainDeadline,
-    /// A UDP session's single idle timer.
-    UdpIdle(FlowId),
-    /// Start the next health probe of a server.
-    ProbeDue(ProbeId),
-    /// A health probe ran out of time.
-    ProbeTimeout(ProbeId),
-}
+use crate::tcp::{TcpListenerSock, TcpProxy};
+use crate::udp::{UdpListenerSock, UdpProxy};
 
 /// Messages from the main thread.
 pub enum Msg {
@@ -120,14 +95,14 @@ impl Handler for Worker {
 
     fn on_timer(&mut self, ctx: &mut Ctx<Self>, timer: Timer) -> Action {
         match timer {
-            Timer::Connect(id) => self.tcp.on_connect_timeout(ctx, id),
-            Timer::Idle(id) => self.tcp.on_idle_timer(ctx, id),
+            Timer::TcpDeadline(id) => self.tcp.on_deadline(ctx, id),
+            Timer::TcpIdle(id) => self.tcp.on_idle_timer(ctx, id),
             Timer::AcceptRetry => self.tcp.on_accept_retry(ctx),
             Timer::UdpIdle(id) => self.udp.on_idle_timer(ctx, id),
             Timer::ProbeDue(id) => self.health.on_due(ctx, id),
             Timer::ProbeTimeout(id) => self.health.on_timeout(ctx, id),
             Timer::DrainDeadline => {
-                self.tcp.close_all(ctx, "shutdown");
+                self.tcp.close_all(ctx);
                 self.udp.close_all(ctx, "shutdown");
                 return Action::Stop;
             }

@@ -27,8 +27,9 @@ use mio::net::{TcpStream, UdpSocket};
 use reactor::{Ctx, Interest, Ready, TimerKey, Token};
 
 use crate::config::CheckKind;
+use crate::events::{Tag, Timer};
 use crate::runtime::{LogLimiter, Runtime};
-use crate::worker::{Tag, Timer, Worker};
+use crate::worker::Worker;
 use probe::{Conversation, Failure, Verdict};
 use schedule::{first_probe, next_probe, Prng, ProbeTarget};
 

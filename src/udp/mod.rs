@@ -30,12 +30,13 @@ use reactor::{Ctx, Interest, IoStatus, Ready, TimerKey, Token, DEFAULT_BUDGET};
 
 use crate::balancer::{ServerId, Tried};
 use crate::config::{AcceptProxy, ProxyVersion};
+use crate::events::{Tag, Timer};
 use crate::logging::{timestamp, AccessLog};
 use crate::proxy_protocol::{
     write_v2, Accept, Command, Header, Parsed, Transport, V2_ADDR_MAX_LEN,
 };
 use crate::runtime::{LogLimiter, Runtime};
-use crate::worker::{Tag, Timer, Worker};
+use crate::worker::Worker;
 pub use flow_table::{Flow, FlowCounters, FlowId, FlowKey, FlowTable, IdleCheck};
 use listeners::{ListenerSlot, ListenerSlots};
 

@@ -1,0 +1,57 @@
+//! What a token and a timer stand for in one event loop: the [`Tag`] and
+//! [`Timer`] vocabulary shared by the loop's handler (`worker.rs`) and the
+//! parts it drives (`tcp/`, `udp/`, `health/`).
+//!
+//! Owns: the tag and timer enums, the connection index [`ConnId`], and the
+//! [`Loop`] bound the proxies take their `Ctx` under, so they depend on
+//! this small module instead of on the handler that routes to them.
+//! Does not own: the routing itself (`worker.rs`) or the main thread's
+//! messages (`worker::Msg`).
+
+use reactor::Handler;
+
+use crate::health::ProbeId;
+use crate::udp::flow_table::FlowId;
+
+/// Index of a TCP connection in its loop's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(pub usize);
+
+/// What a token stands for in this loop.
+#[derive(Clone, Copy, Debug)]
+pub enum Tag {
+    /// Index into the loop's TCP listener table.
+    TcpListener(usize),
+    Client(ConnId),
+    Upstream(ConnId),
+    /// Index into the loop's UDP listener table.
+    UdpListener(usize),
+    UdpUpstream(FlowId),
+    /// An active health probe's socket (loop 0 only).
+    Probe(ProbeId),
+}
+
+/// Timers of this loop.
+#[derive(Clone, Copy, Debug)]
+pub enum Timer {
+    /// A TCP connection's PROXY header or connect attempt is due.
+    TcpDeadline(ConnId),
+    /// Check a TCP connection for inactivity.
+    TcpIdle(ConnId),
+    /// Accepting was paused (fd exhaustion or a connection cap): try again.
+    AcceptRetry,
+    /// `shutdown_timeout` is over: close what is left.
+    DrainDeadline,
+    /// A UDP session's single idle timer.
+    UdpIdle(FlowId),
+    /// Start the next health probe of a server.
+    ProbeDue(ProbeId),
+    /// A health probe ran out of time.
+    ProbeTimeout(ProbeId),
+}
+
+/// Any handler whose tokens are [`Tag`]s and whose timers are [`Timer`]s:
+/// the proxies take `&mut Ctx<impl Loop>` (in practice the `Worker`).
+pub trait Loop: Handler<Tag = Tag, Timer = Timer> {}
+
+impl<H: Handler<Tag = Tag, Timer = Timer>> Loop for H {}

@@ -1,0 +1,251 @@
+//! Accepting TCP clients on this loop's listeners.
+//!
+//! Owns: the listener sockets and their tokens, reserving connection slots
+//! (`Runtime::reserve`) before accepting, pausing a listener at a cap or on
+//! an accept error (it is deregistered; clients wait in the kernel
+//! backlog), pausing every listener for [`ACCEPT_RETRY`] on fd exhaustion,
+//! resuming when there is room, and listener changes on reload and
+//! shutdown. Does not own what happens to an accepted client (`conn.rs`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use reactor::listener::{accept_batch, AcceptStop};
+use reactor::{Ctx, Interest, Ready, Token, DEFAULT_BUDGET};
+
+use super::conn::Conn;
+use super::phase::{ConnState, Limits};
+use super::{ConnId, TcpProxy};
+use crate::config::AcceptProxy;
+use crate::events::{Loop, Tag, Timer};
+
+/// How long accepting stays paused before it is tried again.
+pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// One listening socket owned by this loop.
+pub struct TcpListenerSock {
+    /// Index into `plan.listeners`.
+    pub plan: usize,
+    pub port: u16,
+    pub sock: TcpListener,
+}
+
+pub(super) struct ListenerSlot {
+    l: TcpListenerSock,
+    token: Option<Token>,
+    paused: bool,
+}
+
+impl ListenerSlot {
+    pub(super) fn new(l: TcpListenerSock) -> ListenerSlot {
+        ListenerSlot {
+            l,
+            token: None,
+            paused: false,
+        }
+    }
+
+    /// Takes the socket out of the loop (it closes when the slot drops).
+    fn unregister(&mut self, ctx: &mut Ctx<impl Loop>) {
+        if let Some(t) = self.token.take() {
+            if self.paused {
+                ctx.forget(t);
+            } else {
+                ctx.deregister(&mut self.l.sock, t);
+            }
+        }
+    }
+}
+
+impl TcpProxy {
+    pub fn start(&mut self, ctx: &mut Ctx<impl Loop>) {
+        for i in 0..self.listeners.len() {
+            self.register_listener(ctx, i);
+        }
+    }
+
+    fn register_listener(&mut self, ctx: &mut Ctx<impl Loop>, i: usize) {
+        let slot = &mut self.listeners[i];
+        match ctx.register(&mut slot.l.sock, Interest::READABLE, Tag::TcpListener(i)) {
+            Ok(t) => slot.token = Some(t),
+            Err(e) => log::error!("cannot register listener port {}: {e}", slot.l.port),
+        }
+    }
+
+    /// Reload, phase 1: closes the listeners whose plan index maps to no
+    /// listener of the new plan (their port may be re-bound by the new one).
+    /// Established connections are not touched.
+    pub fn close_removed_listeners(&mut self, ctx: &mut Ctx<impl Loop>, keep: &[Option<usize>]) {
+        for mut slot in std::mem::take(&mut self.listeners) {
+            if keep.get(slot.l.plan).copied().flatten().is_some() {
+                self.listeners.push(slot);
+            } else {
+                slot.unregister(ctx);
+            }
+        }
+        // Listener tags are indexes into `listeners`: renumber the survivors.
+        for (i, slot) in self.listeners.iter().enumerate() {
+            if let Some(tag) = slot.token.and_then(|t| ctx.tag_mut(t)) {
+                *tag = Tag::TcpListener(i);
+            }
+        }
+    }
+
+    /// Reload, phase 2: new connections use `rt`; kept listeners are
+    /// relabelled with their index in the new plan; `added` start listening.
+    pub fn apply_reload(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        rt: Arc<crate::runtime::Runtime>,
+        keep: &[Option<usize>],
+        added: Vec<TcpListenerSock>,
+    ) {
+        self.rt = rt;
+        for slot in self.listeners.iter_mut() {
+            if let Some(Some(j)) = keep.get(slot.l.plan) {
+                slot.l.plan = *j;
+            }
+        }
+        for l in added {
+            self.listeners.push(ListenerSlot::new(l));
+            let i = self.listeners.len() - 1;
+            self.register_listener(ctx, i);
+        }
+    }
+
+    /// Shutdown: close every listening socket; open connections continue.
+    pub fn stop_listening(&mut self, ctx: &mut Ctx<impl Loop>) {
+        self.stopped = true;
+        for mut slot in self.listeners.drain(..) {
+            slot.unregister(ctx);
+        }
+    }
+
+    fn pause(&mut self, ctx: &mut Ctx<impl Loop>, i: usize) {
+        let slot = &mut self.listeners[i];
+        if !slot.paused {
+            ctx.pause(&mut slot.l.sock);
+            slot.paused = true;
+        }
+        if !self.retry_armed {
+            self.retry_armed = true;
+            ctx.set_timer_after(ACCEPT_RETRY, Timer::AcceptRetry);
+        }
+    }
+
+    /// Resumes paused listeners that have room again (after a close).
+    pub(super) fn resume_paused(&mut self, ctx: &mut Ctx<impl Loop>) {
+        if self.stopped {
+            return;
+        }
+        for slot in self.listeners.iter_mut() {
+            if slot.paused && self.rt.has_room(slot.l.plan) {
+                if let Some(t) = slot.token {
+                    if ctx.resume(&mut slot.l.sock, t, Interest::READABLE).is_ok() {
+                        slot.paused = false;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn on_accept_retry(&mut self, ctx: &mut Ctx<impl Loop>) {
+        self.retry_armed = false;
+        self.resume_paused(ctx);
+        if self.listeners.iter().any(|s| s.paused) {
+            self.retry_armed = true;
+            ctx.set_timer_after(ACCEPT_RETRY, Timer::AcceptRetry);
+        }
+    }
+
+    pub fn on_listener_ready(&mut self, ctx: &mut Ctx<impl Loop>, i: usize, token: Token) {
+        let plan = self.listeners[i].l.plan;
+        let reserved = self.rt.reserve(plan, DEFAULT_BUDGET);
+        if reserved == 0 {
+            self.pause(ctx, i);
+            return;
+        }
+        let mut fresh = Vec::new();
+        let (n, stop) = accept_batch(&self.listeners[i].l.sock, reserved, |s, a| {
+            fresh.push((s, a))
+        });
+        self.rt.unreserve(plan, reserved - n);
+        for (stream, peer) in fresh {
+            self.open(ctx, i, stream, peer);
+        }
+        match stop {
+            AcceptStop::WouldBlock => {}
+            AcceptStop::Budget => {
+                if reserved < DEFAULT_BUDGET {
+                    // Stopped by a cap, not by the budget.
+                    self.pause(ctx, i);
+                } else {
+                    ctx.requeue(token, Ready::READABLE);
+                }
+            }
+            AcceptStop::FdExhausted(e) => {
+                if let Some(suppressed) = self.fd_warn.allow(ctx.now()) {
+                    log::warn!(
+                        "accept: {e}; pausing accepts for {} ms ({} similar messages suppressed)",
+                        ACCEPT_RETRY.as_millis(),
+                        suppressed
+                    );
+                }
+                for j in 0..self.listeners.len() {
+                    self.pause(ctx, j);
+                }
+            }
+            AcceptStop::Error(e) => {
+                log::error!("accept on port {}: {e}", self.listeners[i].l.port);
+                self.pause(ctx, i);
+            }
+        }
+    }
+
+    /// Registers an accepted client (its slot is already reserved) and
+    /// starts its life: waiting for a PROXY header, or connecting.
+    fn open(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        li: usize,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        let plan = self.listeners[li].l.plan;
+        let entry = self.conns.vacant_entry();
+        let id = ConnId(entry.key());
+        let token = match ctx.register(
+            &mut stream,
+            Interest::READABLE | Interest::WRITABLE,
+            Tag::Client(id),
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("cannot register client {peer}: {e}");
+                self.rt.unreserve(plan, 1);
+                return;
+            }
+        };
+        let lp = &self.rt.plan.listeners[plan];
+        let backend = &self.rt.backends[lp.backend].plan;
+        let limits = Limits {
+            retries: backend.retries,
+            connect_timeout: backend.connect_timeout,
+            idle_timeout: lp.idle_timeout,
+        };
+        let (state, first) =
+            ConnState::accepted(ctx.now(), lp.accept_proxy != AcceptProxy::Off, limits);
+        entry.insert(Conn::new(
+            Arc::clone(&self.rt),
+            plan,
+            self.listeners[li].l.port,
+            stream,
+            token,
+            peer,
+            state,
+        ));
+        self.apply(ctx, id, first);
+    }
+}

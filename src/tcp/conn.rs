@@ -1,0 +1,484 @@
+//! One TCP connection's life, as the socket shell of [`ConnState`]:
+//! choosing a server and connecting (with timeout and retries), relaying
+//! both directions, the idle timer, closing (with reset propagation) and
+//! the access-log line.
+//!
+//! Every decision (retry or give up, which timer, when idle, why it ended)
+//! is the state machine's (`phase.rs`); this file does the I/O, reports
+//! passive health outcomes and carries out the returned [`Action`]s.
+//! Does not own accepting (`accept.rs`) or the PROXY header intake
+//! (`header.rs`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use reactor::{Ctx, Interest, Ready, TimerKey, Token, DEFAULT_BUDGET};
+
+use super::phase::{Action, ConnState, Event, Phase, Reason, Relayed, TimerKind};
+use super::relay::{Direction, Readiness};
+use super::{client_ip, show, ConnId, TcpProxy};
+use crate::balancer::{ServerId, Tried};
+use crate::config::ProxyVersion;
+use crate::events::{Loop, Tag, Timer};
+use crate::logging::timestamp;
+use crate::proxy_protocol::{Header, Transport, Version};
+use crate::runtime::Runtime;
+
+pub(super) struct Conn {
+    /// The configuration this connection was accepted under: a reload
+    /// does not change an established connection's backend or timeouts.
+    pub(super) rt: Arc<Runtime>,
+    /// Index into `rt.plan.listeners`.
+    pub(super) listener: usize,
+    /// The port the client reached (a port-less server gets the same one).
+    port: u16,
+    pub(super) client: TcpStream,
+    client_token: Token,
+    pub(super) client_ready: Readiness,
+    upstream: Option<(TcpStream, Token)>,
+    upstream_ready: Readiness,
+    pub(super) peer: SocketAddr,
+    /// The original client and destination from an accepted PROXY header.
+    pub(super) origin: Option<(SocketAddr, SocketAddr)>,
+    /// `accept_proxy`: the client's bytes until the header is complete.
+    pub(super) header: Vec<u8>,
+    /// Client bytes read past the accepted PROXY header, sent upstream first.
+    pub(super) early: Vec<u8>,
+    pub(super) state: ConnState,
+    server: Option<ServerId>,
+    tried: Tried,
+    up: Direction,
+    down: Direction,
+    /// The one running timer (`Timer::TcpDeadline` or `Timer::TcpIdle`).
+    timer: Option<TimerKey>,
+}
+
+/// How one attempt to reach a server went.
+enum Attempt {
+    /// A non-blocking connect is under way.
+    Pending,
+    NoServer,
+    Failed,
+    OutOfFds,
+}
+
+impl Conn {
+    pub(super) fn new(
+        rt: Arc<Runtime>,
+        listener: usize,
+        port: u16,
+        client: TcpStream,
+        client_token: Token,
+        peer: SocketAddr,
+        state: ConnState,
+    ) -> Conn {
+        Conn {
+            rt,
+            listener,
+            port,
+            client,
+            client_token,
+            client_ready: Readiness::default(),
+            upstream: None,
+            upstream_ready: Readiness::default(),
+            peer,
+            origin: None,
+            header: Vec::new(),
+            early: Vec::new(),
+            state,
+            server: None,
+            tried: Tried::new(),
+            up: Direction::default(),
+            down: Direction::default(),
+            timer: None,
+        }
+    }
+
+    /// The client as the rest of the system sees it: from the PROXY header
+    /// when one was accepted, else the socket peer.
+    pub(super) fn client(&self) -> SocketAddr {
+        self.origin.map_or(self.peer, |(src, _)| src)
+    }
+
+    fn cancel_timer(&mut self, ctx: &mut Ctx<impl Loop>) {
+        if let Some(k) = self.timer.take() {
+            ctx.cancel_timer(k);
+        }
+    }
+}
+
+impl TcpProxy {
+    /// Carries out what the state machine decided.
+    pub(super) fn apply(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, action: Action) {
+        match action {
+            Action::Wait => {}
+            Action::Connect => {
+                if let Some(c) = self.conns.get_mut(id.0) {
+                    c.cancel_timer(ctx);
+                }
+                self.connect_next(ctx, id);
+            }
+            Action::Arm(at, kind) => {
+                if let Some(c) = self.conns.get_mut(id.0) {
+                    c.cancel_timer(ctx);
+                    let timer = match kind {
+                        TimerKind::Deadline => Timer::TcpDeadline(id),
+                        TimerKind::Idle => Timer::TcpIdle(id),
+                    };
+                    c.timer = Some(ctx.set_timer(at, timer));
+                }
+            }
+            Action::AbandonAttempt(why) => self.connect_failed(ctx, id, why),
+            Action::Requeue => {
+                if let Some(c) = self.conns.get(id.0) {
+                    ctx.requeue(c.client_token, Ready::READABLE);
+                }
+            }
+            Action::Close(reason) => self.close(ctx, id, reason),
+        }
+    }
+
+    /// Feeds `event` to connection `id`'s state machine and acts on it.
+    pub(super) fn step(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, event: Event<'_>) {
+        let now = ctx.now();
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let action = c.state.on(event, now);
+        self.apply(ctx, id, action);
+    }
+
+    /// Tries servers until a non-blocking connect is under way, or closes
+    /// the client when none is left.
+    fn connect_next(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        loop {
+            let event = match self.try_server(ctx, id) {
+                Some(Attempt::Pending) => Event::ConnectPending,
+                Some(Attempt::NoServer) => Event::NoServer,
+                Some(Attempt::Failed) => Event::AttemptFailed,
+                Some(Attempt::OutOfFds) => Event::OutOfFds,
+                None => return,
+            };
+            let now = ctx.now();
+            let action = self.conns[id.0].state.on(event, now);
+            match action {
+                Action::Connect => continue,
+                other => return self.apply(ctx, id, other),
+            }
+        }
+    }
+
+    /// Chooses the next server and starts a non-blocking connect to it.
+    fn try_server(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) -> Option<Attempt> {
+        let now = ctx.now();
+        let c = self.conns.get_mut(id.0)?;
+        let rt = Arc::clone(&c.rt);
+        let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
+        let client = c.client();
+        let Some(sid) = backend.acquire(client_ip(&client), &c.tried, now) else {
+            if let Some(n) = self.down_warn.allow(now) {
+                log::warn!(
+                    "listener {}: no server available in backend {} for {} ({n} similar messages suppressed)",
+                    rt.plan.listeners[c.listener].name,
+                    backend.plan.name,
+                    show(&client)
+                );
+            }
+            return Some(Attempt::NoServer);
+        };
+        c.state.on(Event::ServerChosen, now);
+        c.tried.insert(sid);
+        c.server = Some(sid);
+        let addr = backend.server(sid).target(c.port);
+        match TcpStream::connect(addr) {
+            Ok(mut s) => {
+                // Small writes (PROXY header, request/response) go out at once.
+                let _ = s.set_nodelay(true);
+                match ctx.register(
+                    &mut s,
+                    Interest::READABLE | Interest::WRITABLE,
+                    Tag::Upstream(id),
+                ) {
+                    Ok(t) => {
+                        c.upstream = Some((s, t));
+                        c.upstream_ready = Readiness::default();
+                        Some(Attempt::Pending)
+                    }
+                    Err(e) => {
+                        log::error!("cannot register upstream {addr}: {e}");
+                        backend.release(sid);
+                        c.server = None;
+                        Some(Attempt::Failed)
+                    }
+                }
+            }
+            Err(e) if crate::health::is_resource_exhaustion(&e) => {
+                // Our fd table is full, not the server's fault: no
+                // failure reported, no retry elsewhere (it would fail
+                // the same way); the client goes, which frees room.
+                backend.release(sid);
+                c.server = None;
+                if let Some(n) = self.fd_warn.allow(now) {
+                    log::warn!("connect to {addr}: {e}; closing clients until descriptors free up ({n} similar messages suppressed)");
+                }
+                Some(Attempt::OutOfFds)
+            }
+            Err(e) => {
+                log::debug!("connect to {addr} failed at once: {e}");
+                backend.report_failure(sid, now, "connect failed");
+                backend.release(sid);
+                c.server = None;
+                Some(Attempt::Failed)
+            }
+        }
+    }
+
+    /// The current connect attempt failed: forget the upstream, count the
+    /// failure, let the state machine choose between the next server and
+    /// giving up.
+    fn connect_failed(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, why: &'static str) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        c.cancel_timer(ctx);
+        if let Some((_closed_on_drop, t)) = c.upstream.take() {
+            ctx.forget(t);
+        }
+        let rt = Arc::clone(&c.rt);
+        let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
+        if let Some(sid) = c.server.take() {
+            log::debug!(
+                "{} -> {}: {why}",
+                show(&c.peer),
+                backend.server(sid).target(c.port)
+            );
+            backend.report_failure(sid, ctx.now(), why);
+            backend.release(sid);
+        }
+        self.step(ctx, id, Event::AttemptFailed);
+    }
+
+    /// The PROXY header or connect deadline passed.
+    pub fn on_deadline(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        let now = ctx.now();
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        c.timer = None;
+        let action = c.state.on(Event::Deadline, now);
+        if action == Action::Close(Reason::HeaderTimeout) {
+            if let Some(n) = self.header_warn.allow(now) {
+                log::warn!(
+                    "listener {}: closing {}: no PROXY header within {}s ({n} similar messages suppressed)",
+                    c.rt.plan.listeners[c.listener].name,
+                    show(&c.peer),
+                    super::PROXY_HEADER_TIMEOUT.as_secs()
+                );
+            }
+        }
+        self.apply(ctx, id, action);
+    }
+
+    pub fn on_idle_timer(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        c.timer = None;
+        self.step(ctx, id, Event::IdleTimer);
+    }
+
+    pub fn on_client_ready(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, ready: Ready) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        note(&mut c.client_ready, ready);
+        match c.state.phase() {
+            Phase::AwaitingHeader => self.read_header(ctx, id),
+            _ if c.state.is_relaying() => self.relay(ctx, id),
+            _ => {}
+        }
+    }
+
+    pub fn on_upstream_ready(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, ready: Ready) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        note(&mut c.upstream_ready, ready);
+        if matches!(c.state.phase(), Phase::Connecting { .. }) {
+            let Some((s, _)) = &c.upstream else { return };
+            match reactor::io::connect_result_for(s, &ready) {
+                Ok(false) => return,
+                Ok(true) => self.connected(ctx, id),
+                Err(_) => return self.connect_failed(ctx, id, "connect refused"),
+            }
+        }
+        self.relay(ctx, id);
+    }
+
+    /// The upstream connect completed: report the success, queue what goes
+    /// before the client's bytes (our PROXY header, bytes that came with
+    /// theirs), start relaying.
+    fn connected(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        let now = ctx.now();
+        let c = &mut self.conns[id.0];
+        let rt = Arc::clone(&c.rt);
+        let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
+        if let Some(sid) = c.server {
+            backend.report_success(sid, now);
+        }
+        let mut preamble = Vec::new();
+        if let Some(version) = backend.plan.send_proxy {
+            let (src, dst) = match c.origin {
+                Some(o) => o,
+                None => (c.peer, c.client.local_addr().unwrap_or(c.peer)),
+            };
+            let v = match version {
+                ProxyVersion::V1 => Version::V1,
+                ProxyVersion::V2 => Version::V2,
+            };
+            if let Err(e) = Header::proxy(v, Transport::Stream, src, dst).emit(&mut preamble) {
+                log::warn!("cannot write PROXY header for {}: {e}", show(&src));
+                preamble.clear();
+            }
+        }
+        preamble.append(&mut c.early);
+        if !preamble.is_empty() {
+            c.up.set_preamble(preamble);
+        }
+        self.step(ctx, id, Event::Connected);
+    }
+
+    fn relay(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        let now = ctx.now();
+        let c = &mut self.conns[id.0];
+        let Some((upstream, _)) = c.upstream.as_mut() else {
+            return;
+        };
+        let before = c.up.bytes + c.down.bytes;
+        let zero_copy = c.rt.plan.listeners[c.listener].zero_copy;
+        c.up.fin_by_close = c.down.is_done();
+        let up = if zero_copy {
+            c.up.pump_zero_copy(
+                &mut c.client,
+                &mut c.client_ready,
+                upstream,
+                &mut c.upstream_ready,
+                &mut self.pool,
+                &mut self.pipes,
+                DEFAULT_BUDGET,
+            )
+        } else {
+            c.up.pump(
+                &mut c.client,
+                &mut c.client_ready,
+                upstream,
+                &mut c.upstream_ready,
+                &mut self.pool,
+                DEFAULT_BUDGET,
+            )
+        };
+        c.down.fin_by_close = c.up.is_done();
+        let down = if zero_copy {
+            c.down.pump_zero_copy(
+                upstream,
+                &mut c.upstream_ready,
+                &mut c.client,
+                &mut c.client_ready,
+                &mut self.pool,
+                &mut self.pipes,
+                DEFAULT_BUDGET,
+            )
+        } else {
+            c.down.pump(
+                upstream,
+                &mut c.upstream_ready,
+                &mut c.client,
+                &mut c.client_ready,
+                &mut self.pool,
+                DEFAULT_BUDGET,
+            )
+        };
+        let relayed = Relayed {
+            up: &up,
+            down: &down,
+            up_done: c.up.is_done(),
+            down_done: c.down.is_done(),
+            moved: c.up.bytes + c.down.bytes != before,
+        };
+        let action = c.state.on(Event::Relayed(relayed), now);
+        self.apply(ctx, id, action);
+    }
+
+    /// Shutdown: the drain time is over, close what is left.
+    pub fn close_all(&mut self, ctx: &mut Ctx<impl Loop>) {
+        let ids: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in ids {
+            self.step(ctx, ConnId(k), Event::Shutdown);
+        }
+    }
+
+    /// Drops connection `id`: both sockets (with RST for a reset), its
+    /// timer, server, buffers and slot; writes its access-log line; lets
+    /// a paused listener accept again.
+    fn close(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, reason: Reason) {
+        let Some(mut c) = self.conns.try_remove(id.0) else {
+            return;
+        };
+        c.cancel_timer(ctx);
+        let reset = reason.is_reset();
+        // Closing the fd removes it from epoll: no EPOLL_CTL_DEL needed
+        // (the fds are never duplicated), only the token goes.
+        ctx.forget(c.client_token);
+        if reset {
+            set_rst(&c.client);
+        }
+        let rt = Arc::clone(&c.rt);
+        let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
+        let server = c.server.map(|sid| backend.server(sid).target(c.port));
+        if let Some((s, t)) = c.upstream.take() {
+            ctx.forget(t);
+            if reset {
+                set_rst(&s);
+            }
+        }
+        if let Some(sid) = c.server {
+            if reason.blames_server(c.down.bytes) {
+                backend.report_failure(sid, ctx.now(), "reset before any byte");
+            }
+            backend.release(sid);
+        }
+        c.up.release(&mut self.pool);
+        c.down.release(&mut self.pool);
+        c.up.release_pipe(&mut self.pipes);
+        c.down.release_pipe(&mut self.pipes);
+        rt.unreserve(c.listener, 1);
+        if self.access.enabled() {
+            self.access.line(format!(
+                "{} tcp listener={} client={} server={} bytes_in={} bytes_out={} duration_ms={} reason=\"{}\"",
+                timestamp(std::time::SystemTime::now()),
+                rt.plan.listeners[c.listener].name,
+                show(&c.client()),
+                server.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                c.up.bytes,
+                c.down.bytes,
+                ctx.now().saturating_duration_since(c.state.started()).as_millis(),
+                reason
+            ));
+        }
+        self.resume_paused(ctx);
+    }
+}
+
+fn note(r: &mut Readiness, ready: Ready) {
+    // A hang-up or error is "readable": the next read reports it.
+    r.readable |= ready.readable || ready.read_closed || ready.error;
+    r.writable |= ready.writable || ready.write_closed || ready.error;
+    r.hangup |= ready.read_closed || ready.error;
+}
+
+/// Makes the coming close send RST instead of FIN (pass a reset on).
+fn set_rst(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+}

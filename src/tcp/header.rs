@@ -1,0 +1,184 @@
+//! `accept_proxy` on a TCP listener: reading the client's PROXY header.
+//!
+//! Owns: reading what the client sent so far (at most
+//! [`PROXY_HEADER_MAX`] bytes) and judging it ([`judge`], pure): complete
+//! (the original endpoints are recorded, bytes past the header are kept
+//! for the server), incomplete, or refused with a reason that is logged.
+//! Does not own parsing (`proxy_protocol/`) or what happens next (the
+//! state machine in `phase.rs` gets `HeaderComplete` / `HeaderRejected`).
+
+use std::net::SocketAddr;
+
+use reactor::{Ctx, IoStatus};
+
+use super::phase::Event;
+use super::{show, ConnId, TcpProxy};
+use crate::config::AcceptProxy;
+use crate::events::Loop;
+use crate::proxy_protocol::{Accept, Command, Header, Parsed};
+
+/// The most we buffer while waiting for a complete PROXY header.
+pub const PROXY_HEADER_MAX: usize = 4096;
+
+/// What the bytes received so far amount to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Intake {
+    /// The header is complete. `origin` is the original client and
+    /// destination (`None` for `LOCAL` or `UNKNOWN`); `consumed` bytes
+    /// belong to the header, the rest is the client's payload.
+    Complete {
+        origin: Option<(SocketAddr, SocketAddr)>,
+        consumed: usize,
+    },
+    /// A valid prefix: wait for more.
+    NeedMore,
+    /// Close the client; the reason goes to the log.
+    Refused(String),
+}
+
+/// Judges `buf`, the client's first bytes. `closed`: the client sent its
+/// FIN (or an error) after them, so nothing more will come.
+pub fn judge(buf: &[u8], closed: bool, accept: Accept) -> Intake {
+    match Header::parse(buf, accept) {
+        Ok(Parsed::Complete { header, consumed }) => Intake::Complete {
+            origin: match header.command {
+                Command::Proxy => header.addresses,
+                Command::Local => None,
+            },
+            consumed,
+        },
+        Ok(Parsed::Incomplete { .. }) if closed => {
+            Intake::Refused("client closed before its PROXY header ended".to_string())
+        }
+        Ok(Parsed::Incomplete { .. }) if buf.len() >= PROXY_HEADER_MAX => {
+            Intake::Refused("PROXY header too long".to_string())
+        }
+        Ok(Parsed::Incomplete { .. }) => Intake::NeedMore,
+        Err(e) => Intake::Refused(e.to_string()),
+    }
+}
+
+fn accepted_versions(a: AcceptProxy) -> Accept {
+    match a {
+        AcceptProxy::V1 => Accept::V1,
+        AcceptProxy::V2 => Accept::V2,
+        AcceptProxy::Any | AcceptProxy::Off => Accept::Any,
+    }
+}
+
+impl TcpProxy {
+    /// Reads what the client sent so far and, once the PROXY header is
+    /// complete, records the original endpoints and lets the connection
+    /// go on. Garbage closes the connection with a log line.
+    pub(super) fn read_header(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let accept = accepted_versions(c.rt.plan.listeners[c.listener].accept_proxy);
+        let mut chunk = [0u8; 512];
+        let mut closed = false;
+        while c.client_ready.readable && c.header.len() < PROXY_HEADER_MAX {
+            let room = (PROXY_HEADER_MAX - c.header.len()).min(chunk.len());
+            match reactor::io::read(&mut c.client, &mut chunk[..room]) {
+                IoStatus::Progress(n) => c.header.extend_from_slice(&chunk[..n]),
+                IoStatus::WouldBlock => c.client_ready.readable = false,
+                IoStatus::Closed | IoStatus::Error(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let event = match judge(&c.header, closed, accept) {
+            Intake::NeedMore => return,
+            Intake::Complete { origin, consumed } => {
+                if origin.is_some() {
+                    c.origin = origin;
+                }
+                c.early = c.header.split_off(consumed);
+                c.header = Vec::new();
+                Event::HeaderComplete
+            }
+            Intake::Refused(why) => {
+                if let Some(n) = self.header_warn.allow(ctx.now()) {
+                    log::warn!(
+                        "listener {}: closing {}: {why} ({n} similar messages suppressed)",
+                        c.rt.plan.listeners[c.listener].name,
+                        show(&c.peer)
+                    );
+                }
+                Event::HeaderRejected
+            }
+        };
+        self.step(ctx, id, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &[u8] = b"PROXY TCP4 192.0.2.1 198.51.100.2 40000 443\r\n";
+
+    #[test]
+    fn a_complete_header_gives_the_origin_and_where_the_payload_starts() {
+        let mut buf = V1.to_vec();
+        buf.extend_from_slice(b"GET /");
+        let origin = Some((
+            "192.0.2.1:40000".parse().unwrap(),
+            "198.51.100.2:443".parse().unwrap(),
+        ));
+        assert_eq!(
+            judge(&buf, false, Accept::Any),
+            Intake::Complete {
+                origin,
+                consumed: V1.len()
+            }
+        );
+        // Bytes after the header do not matter, nor does a FIN after it.
+        assert_eq!(
+            judge(V1, true, Accept::V1),
+            Intake::Complete {
+                origin,
+                consumed: V1.len()
+            }
+        );
+    }
+
+    #[test]
+    fn a_prefix_waits_unless_the_client_closed_or_it_is_too_long() {
+        let half = &V1[..10];
+        assert_eq!(judge(half, false, Accept::Any), Intake::NeedMore);
+        assert!(
+            matches!(judge(half, true, Accept::Any), Intake::Refused(w) if w.contains("closed"))
+        );
+        assert_eq!(judge(b"", false, Accept::Any), Intake::NeedMore);
+    }
+
+    #[test]
+    fn garbage_or_the_wrong_version_is_refused() {
+        assert!(matches!(
+            judge(b"GET / HTTP/1.1\r\n\r\n", false, Accept::Any),
+            Intake::Refused(_)
+        ));
+        assert!(matches!(judge(V1, false, Accept::V2), Intake::Refused(_)));
+    }
+
+    #[test]
+    fn unknown_and_local_carry_no_origin() {
+        let unknown = b"PROXY UNKNOWN\r\nrest";
+        assert_eq!(
+            judge(unknown, false, Accept::V1),
+            Intake::Complete {
+                origin: None,
+                consumed: 15
+            }
+        );
+    }
+
+    #[test]
+    fn the_setting_maps_to_the_accepted_versions() {
+        assert_eq!(accepted_versions(AcceptProxy::V1), Accept::V1);
+        assert_eq!(accepted_versions(AcceptProxy::V2), Accept::V2);
+        assert_eq!(accepted_versions(AcceptProxy::Any), Accept::Any);
+    }
+}
