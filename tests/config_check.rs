@@ -348,3 +348,80 @@ fn missing_include() {
         ],
     );
 }
+
+/// Bug 1 of issue 11: a huge duration passed `--check` and the first
+/// connection then panicked adding it to an `Instant`. Each duration key is
+/// now refused with its line, its path and the maximum.
+#[test]
+fn huge_durations_are_refused_with_the_maximum() {
+    for v in ["18446744073709551615", "1000000000000000h"] {
+        let body = format!(
+            r#"server:
+  shutdown_timeout: {v}
+listeners:
+  - name: a
+    bind: ":7009"
+    default_backend: pool
+    idle_timeout: {v}
+backends:
+  - name: pool
+    connect_timeout: {v}
+    servers: ["127.0.0.1:9001"]
+    health_check:
+      active:
+        interval: {v}
+        timeout: {v}
+      passive:
+        fail_timeout: {v}
+"#
+        );
+        let err = expect_errors(
+            &body,
+            &[
+                (2, "server.shutdown_timeout: duration "),
+                (7, "listeners[0].idle_timeout: duration "),
+                (10, "backends[0].connect_timeout: duration "),
+                (14, "backends[0].health_check.active.interval: duration "),
+                (15, "backends[0].health_check.active.timeout: duration "),
+                (
+                    17,
+                    "backends[0].health_check.passive.fail_timeout: duration ",
+                ),
+            ],
+        );
+        assert!(err.contains("is invalid (6 errors)"), "{err}");
+        let with_max: Vec<&str> = err.lines().filter(|l| l.contains("maximum")).collect();
+        assert_eq!(with_max.len(), 6, "{err}");
+        assert_eq!(
+            with_max
+                .iter()
+                .filter(|l| l.contains("168h (7 days)"))
+                .count(),
+            1,
+            "{err}"
+        );
+        assert_eq!(
+            with_max
+                .iter()
+                .filter(|l| l.contains("of 24h") || l.contains("is 24h"))
+                .count(),
+            5,
+            "{err}"
+        );
+    }
+}
+
+/// Issue 11 item 6: an http probe path with a space or CR/LF produced a
+/// malformed request line; it is refused at `--check`.
+#[test]
+fn http_probe_path_with_space_or_crlf_is_refused() {
+    for path in [r#""/a b""#, r#""/health\r\nX-Injected: 1""#] {
+        let body = format!(
+            "listeners:\n  - {{ name: a, bind: \":7010\", default_backend: pool }}\nbackends:\n  - name: pool\n    servers: [\"127.0.0.1:9001\"]\n    health_check:\n      active:\n        type: http\n        path: {path}\n"
+        );
+        expect_errors(
+            &body,
+            &[(9, "backends[0].health_check.active.path: http path ")],
+        );
+    }
+}

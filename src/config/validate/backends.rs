@@ -33,6 +33,7 @@ impl Validator<'_> {
             b.connect_timeout.as_ref(),
             DEFAULT_CONNECT_TIMEOUT,
             false,
+            MAX_TIMEOUT,
         );
         let retries = self
             .number(f, &key(&p, "retries"), b.retries.as_ref(), 0, 100)

@@ -74,6 +74,7 @@ impl Validator<'_> {
             l.idle_timeout.as_ref(),
             idle_default,
             false,
+            MAX_IDLE_TIMEOUT,
         );
         let max_connections = self
             .number(

@@ -23,6 +23,8 @@ mod listeners;
 mod scalars;
 mod server;
 
+pub use health::{check_http_path, HttpPathError, MAX_HTTP_PATH_LEN};
+
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,12 @@ pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
 pub const DEFAULT_MAX_FAILS: u32 = 3;
 pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest `connect_timeout`, `shutdown_timeout`, health-check
+/// `interval`, `timeout` and `fail_timeout`: a day. Longer is never meant,
+/// and a bound keeps every `now + duration` far from overflowing.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The largest `idle_timeout`: a week (long-lived idle tunnels).
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A typo guard: more event loops than this is never what was meant.
 const MAX_WORKERS: u64 = 1024;
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::super::duration::parse_duration;
+use super::super::duration::{parse_duration, DurationError};
 use super::super::raw::Text;
 use super::{key, text, FileId, Validator};
 
@@ -39,6 +39,7 @@ impl Validator<'_> {
         t: Option<&Text>,
         default: Duration,
         allow_zero: bool,
+        max: Duration,
     ) -> Duration {
         let Some(s) = text(t) else { return default };
         match parse_duration(s) {
@@ -46,7 +47,29 @@ impl Validator<'_> {
                 self.error(file, path, "must be greater than 0");
                 default
             }
+            Ok(d) if d > max => {
+                self.error(
+                    file,
+                    path,
+                    format!(
+                        "duration {s:?} is above the maximum of {}",
+                        describe_max(max)
+                    ),
+                );
+                default
+            }
             Ok(d) => d,
+            Err(DurationError::TooLarge(_)) => {
+                self.error(
+                    file,
+                    path,
+                    format!(
+                        "duration {s:?} is too large (the maximum is {})",
+                        describe_max(max)
+                    ),
+                );
+                default
+            }
             Err(e) => {
                 self.error(file, path, e);
                 default
@@ -129,5 +152,19 @@ impl Validator<'_> {
             ),
         );
         default
+    }
+}
+
+/// A maximum as the operator would write it: `24h`, `168h (7 days)`.
+fn describe_max(max: Duration) -> String {
+    let secs = max.as_secs();
+    let hours = secs / 3600;
+    if secs % 3600 != 0 || hours == 0 {
+        return format!("{secs}s");
+    }
+    if hours % 24 == 0 && hours > 24 {
+        format!("{hours}h ({} days)", hours / 24)
+    } else {
+        format!("{hours}h")
     }
 }

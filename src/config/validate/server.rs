@@ -36,6 +36,7 @@ impl Validator<'_> {
             s.shutdown_timeout.as_ref(),
             DEFAULT_SHUTDOWN_TIMEOUT,
             true,
+            MAX_TIMEOUT,
         );
         ServerSettings {
             user,
