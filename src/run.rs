@@ -207,7 +207,7 @@ fn serve(
         "shutting down: no new connections; waiting up to {}s for {open} open connections",
         shutdown_timeout.as_secs_f64()
     );
-    let deadline = Instant::now() + shutdown_timeout;
+    let deadline = crate::clock::after(Instant::now(), shutdown_timeout);
     for s in group.senders() {
         let _ = s.send(Msg::Shutdown { deadline });
     }

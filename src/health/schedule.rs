@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::backend::ServerId;
+use crate::clock::{after, FAR_FUTURE};
 use crate::config::Plan;
 
 /// One server with an active check.
@@ -83,7 +84,11 @@ impl Prng {
         if nanos == 0 {
             return Duration::ZERO;
         }
-        Duration::from_nanos(self.next_u64() % (nanos + 1).max(1))
+        let r = self.next_u64();
+        Duration::from_nanos(match nanos.checked_add(1) {
+            Some(n) => r % n,
+            None => r,
+        })
     }
 }
 
@@ -94,18 +99,21 @@ const JITTER_DIVISOR: u32 = 20;
 /// so a backend of many servers does not probe them all at once at start,
 /// but never later than one interval.
 pub fn first_probe(now: Instant, interval: Duration, rng: &mut Prng) -> Instant {
-    now + rng.below(interval)
+    let interval = interval.min(FAR_FUTURE);
+    after(now, rng.below(interval))
 }
 
 /// When the next probe runs after one that started at `started`: one
 /// `interval` later, give or take up to 5% of it, and never in the past
 /// (a probe that outlived its interval is followed at once, not twice).
 pub fn next_probe(started: Instant, now: Instant, interval: Duration, rng: &mut Prng) -> Instant {
+    // Longer than a century is "never"; capped, the jitter stays small
+    // enough to add and subtract.
+    let interval = interval.min(FAR_FUTURE);
     let span = interval / JITTER_DIVISOR;
     let jitter = rng.below(span * 2);
-    let at = (started + interval + jitter)
-        .checked_sub(span)
-        .unwrap_or(started + interval);
+    let base = after(started, interval);
+    let at = after(base, jitter).checked_sub(span).unwrap_or(base);
     at.max(now)
 }
 
@@ -218,6 +226,18 @@ backends:\n  - name: other\n    servers: [\"127.0.0.1:1\"]\n  - name: b\n    ser
         assert!(times.iter().all(|d| *d <= interval));
         assert!(times.iter().any(|d| *d < interval / 4));
         assert!(times.iter().any(|d| *d > interval * 3 / 4));
+    }
+
+    #[test]
+    fn the_largest_interval_schedules_far_away_without_a_panic() {
+        let t0 = Instant::now();
+        let mut rng = Prng::new(3);
+        for _ in 0..100 {
+            assert!(rng.below(Duration::MAX) <= Duration::MAX);
+            assert!(first_probe(t0, Duration::MAX, &mut rng) >= t0);
+            let next = next_probe(t0, t0, Duration::MAX, &mut rng);
+            assert!(next > t0 + Duration::from_secs(365 * 24 * 3600));
+        }
     }
 
     #[test]

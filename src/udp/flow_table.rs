@@ -60,7 +60,7 @@ pub struct Flow<S> {
 impl<S> Flow<S> {
     /// When this flow expires if nothing else happens.
     pub fn deadline(&self) -> Instant {
-        self.last_seen + self.idle
+        crate::clock::after(self.last_seen, self.idle)
     }
 }
 
@@ -272,6 +272,18 @@ mod tests {
         assert_eq!(t.get(c).map(|f| f.io), Some("c"));
         assert_eq!(t.len(), 3);
         assert_eq!(t.counters().created, 3);
+    }
+
+    #[test]
+    fn the_largest_idle_timeout_never_expires_and_never_panics() {
+        let t0 = Instant::now();
+        let mut t = FlowTable::new();
+        let id = t.insert(key(0, 1), None, t0, Duration::MAX, ()).unwrap();
+        let later = secs(t0, 10 * 365 * 24 * 3600);
+        t.datagram_in(id, later, 10, None);
+        let due = t.get(id).map(|f| f.deadline()).unwrap();
+        assert!(due > later);
+        assert_eq!(t.check_idle(id, later), IdleCheck::RearmAt(due));
     }
 
     #[test]
