@@ -2,7 +2,7 @@
 //! [`Timer`] vocabulary shared by the loop's handler (`worker.rs`) and the
 //! parts it drives (`tcp/`, `udp/`, `health/`).
 //!
-//! Owns: the tag and timer enums, the connection index [`ConnId`], and the
+//! Owns: the tag and timer enums, the indexes [`ConnId`] and [`ProbeId`], and the
 //! [`Loop`] bound the proxies take their `Ctx` under, so they depend on
 //! this small module instead of on the handler that routes to them.
 //! Does not own: the routing itself (`worker.rs`) or the main thread's
@@ -10,12 +10,15 @@
 
 use reactor::Handler;
 
-use crate::health::ProbeId;
 use crate::udp::flow_table::FlowId;
 
 /// Index of a TCP connection in its loop's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnId(pub usize);
+
+/// Index of a probed server in the health checker's table (loop 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProbeId(pub usize);
 
 /// What a token stands for in this loop.
 #[derive(Clone, Copy, Debug)]

@@ -1,6 +1,8 @@
 //! State shared by every event loop of one running configuration: the plan,
 //! the backends (balancers, counts, health) and the connection counters
 //! behind `max_connections`.
+//!
+//! Does not own the process fd budget or warning rate limits (`limits.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -131,42 +133,9 @@ fn reserve_on(counter: &AtomicUsize, cap: usize, want: usize) -> usize {
     }
 }
 
-/// Rate limit for repetitive warnings: at most one line per interval, with
-/// the number of suppressed occurrences.
-pub struct LogLimiter {
-    last: Option<std::time::Instant>,
-    suppressed: u64,
-    interval: std::time::Duration,
-}
-
-impl LogLimiter {
-    pub fn new(interval: std::time::Duration) -> LogLimiter {
-        LogLimiter {
-            last: None,
-            suppressed: 0,
-            interval,
-        }
-    }
-
-    /// `Some(suppressed_since_last)` when a line may be logged now.
-    pub fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
-        match self.last {
-            Some(t) if now.saturating_duration_since(t) < self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn reserve_respects_both_caps() {
@@ -190,15 +159,5 @@ mod tests {
         );
         assert!(below_resume_mark(9_899, 10_000));
         assert!(below_resume_mark(5, usize::MAX));
-    }
-
-    #[test]
-    fn limiter_counts_suppressed_lines() {
-        let t0 = Instant::now();
-        let mut l = LogLimiter::new(Duration::from_secs(10));
-        assert_eq!(l.allow(t0), Some(0));
-        assert_eq!(l.allow(t0 + Duration::from_secs(1)), None);
-        assert_eq!(l.allow(t0 + Duration::from_secs(2)), None);
-        assert_eq!(l.allow(t0 + Duration::from_secs(11)), Some(2));
     }
 }

@@ -27,15 +27,13 @@ use mio::net::{TcpStream, UdpSocket};
 use reactor::{Ctx, Interest, Ready, TimerKey, Token};
 
 use crate::config::CheckKind;
+use crate::events::Loop;
+pub use crate::events::ProbeId;
 use crate::events::{Tag, Timer};
-use crate::runtime::{LogLimiter, Runtime};
-use crate::worker::Worker;
+use crate::limits::{is_resource_exhaustion, LogLimiter};
+use crate::runtime::Runtime;
 use probe::{Conversation, Failure, Verdict};
 use schedule::{first_probe, next_probe, Prng, ProbeTarget};
-
-/// Index of a probed server in the checker's table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ProbeId(pub usize);
 
 /// How many spare fds the checker holds back for its probes. Probes run
 /// one per server at a time; a handful is enough to keep the servers that
@@ -98,14 +96,6 @@ impl FdReserve {
     }
 }
 
-/// Out of descriptors or kernel memory: not the server's fault.
-pub fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
 fn failure_of(e: &io::Error) -> Failure {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => Failure::Refused,
@@ -138,7 +128,7 @@ impl HealthChecker {
     }
 
     /// Builds the probe table and arms every server's first probe.
-    pub fn start(&mut self, ctx: &mut Ctx<Worker>) {
+    pub fn start(&mut self, ctx: &mut Ctx<impl Loop>) {
         let rt = Arc::clone(&self.rt);
         let (targets, skipped) = schedule::targets(&rt.plan);
         for s in skipped {
@@ -184,7 +174,7 @@ impl HealthChecker {
     }
 
     /// Shutdown: no more probes; abandon those in flight without a verdict.
-    pub fn stop(&mut self, ctx: &mut Ctx<Worker>) {
+    pub fn stop(&mut self, ctx: &mut Ctx<impl Loop>) {
         self.stopped = true;
         for p in &mut self.probes {
             if let Some(k) = p.due.take() {
@@ -198,7 +188,7 @@ impl HealthChecker {
     }
 
     /// It is time for a probe of `id`.
-    pub fn on_due(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId) {
+    pub fn on_due(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId) {
         let Some(p) = self.probes.get_mut(id.0) else {
             return;
         };
@@ -256,7 +246,7 @@ impl HealthChecker {
         });
     }
 
-    pub fn on_timeout(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId) {
+    pub fn on_timeout(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId) {
         let Some(p) = self.probes.get_mut(id.0) else {
             return;
         };
@@ -266,7 +256,7 @@ impl HealthChecker {
         }
     }
 
-    pub fn on_ready(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, _ready: Ready) {
+    pub fn on_ready(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId, _ready: Ready) {
         let Some(p) = self.probes.get_mut(id.0) else {
             return;
         };
@@ -285,7 +275,7 @@ impl HealthChecker {
     }
 
     /// Ends the flight of `id` with `verdict`.
-    fn finish(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, verdict: Verdict) {
+    fn finish(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId, verdict: Verdict) {
         let p = &mut self.probes[id.0];
         let Some(f) = p.flight.take() else {
             return;
@@ -297,7 +287,13 @@ impl HealthChecker {
     }
 
     /// Reports a verdict and schedules the next probe.
-    fn conclude_from(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, started: Instant, v: Verdict) {
+    fn conclude_from(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: ProbeId,
+        started: Instant,
+        v: Verdict,
+    ) {
         if let Some(r) = self.reserve.as_mut() {
             r.refill();
         }
@@ -322,7 +318,7 @@ impl HealthChecker {
 
     /// No descriptor for the probe: neither up nor down, just try again
     /// next interval. The server is not at fault.
-    fn skipped(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, now: Instant, e: &io::Error) {
+    fn skipped(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId, now: Instant, e: &io::Error) {
         if let Some(n) = self.skip_warn.allow(now) {
             log::warn!(
                 "health check of {} skipped: {e} ({n} similar messages suppressed)",
@@ -335,7 +331,7 @@ impl HealthChecker {
         self.schedule(ctx, id, now, now);
     }
 
-    fn schedule(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, started: Instant, now: Instant) {
+    fn schedule(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId, started: Instant, now: Instant) {
         if self.stopped {
             return;
         }
@@ -345,7 +341,7 @@ impl HealthChecker {
     }
 }
 
-fn close(ctx: &mut Ctx<Worker>, f: Flight) {
+fn close(ctx: &mut Ctx<impl Loop>, f: Flight) {
     match f.sock {
         Sock::Stream(mut s) => {
             ctx.deregister(&mut s, f.token);

@@ -22,6 +22,7 @@ use super::{client_ip, show, ConnId, TcpProxy};
 use crate::balancer::{ServerId, Tried};
 use crate::config::ProxyVersion;
 use crate::events::{Loop, Tag, Timer};
+use crate::limits::is_resource_exhaustion;
 use crate::logging::timestamp;
 use crate::proxy_protocol::{Header, Transport, Version};
 use crate::runtime::Runtime;
@@ -214,7 +215,7 @@ impl TcpProxy {
                     }
                 }
             }
-            Err(e) if crate::health::is_resource_exhaustion(&e) => {
+            Err(e) if is_resource_exhaustion(&e) => {
                 // Our fd table is full, not the server's fault: no
                 // failure reported, no retry elsewhere (it would fail
                 // the same way); the client goes, which frees room.

@@ -30,8 +30,9 @@ use std::time::Duration;
 use reactor::splice::PipePool;
 use slab::Slab;
 
+use crate::limits::LogLimiter;
 use crate::logging::AccessLog;
-use crate::runtime::{LogLimiter, Runtime};
+use crate::runtime::Runtime;
 use buffer::BufPool;
 
 pub use crate::events::ConnId;
