@@ -291,7 +291,7 @@ mod tests {
         let tmp = TempDir::new("cli-check");
         let good = tmp.write(
             "good.yaml",
-            "listeners:\n  - { name: a, bind: \"127.0.0.1:1\", default_backend: b }\nbackends:\n  - { name: b, servers: [\"127.0.0.1:2\"], health_check: { active: { type: tcp } } }\n",
+            "listeners:\n  - { name: a, bind: \"127.0.0.1:1\", backend: b }\nbackends:\n  - { name: b, servers: [\"127.0.0.1:2\"], health_check: { active: { type: tcp } } }\n",
         );
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(check(&good, &mut out, &mut err), EXIT_OK);

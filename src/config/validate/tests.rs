@@ -39,7 +39,7 @@ const MINIMAL: &str = r#"
 listeners:
   - name: web
     bind: "127.0.0.1:8080"
-    default_backend: pool
+    backend: pool
 backends:
   - name: pool
     servers:
@@ -429,11 +429,11 @@ fn scalar_errors_name_path_and_line() {
             "missing required key `bind`",
         ),
         (
-            "    default_backend: pool\n",
+            "    backend: pool\n",
             "",
             "listeners[0]",
             3,
-            "missing required key `default_backend`",
+            "missing required key `backend`",
         ),
         (
             "    bind: \"127.0.0.1:8080\"\n",
@@ -674,7 +674,7 @@ listeners:
     bind: "127.0.0.1:8080"
     zero_copy: true
     accept_proxy: v2
-    default_backend: pool
+    backend: pool
 backends:
   - name: pool
     send_proxy_v2: true
