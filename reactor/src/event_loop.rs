@@ -3,7 +3,12 @@
 //! Each iteration: poll (with a timeout from the timer wheel, zero when
 //! tokens were re-queued), read the clock once, dispatch readiness events,
 //! then re-queued tokens, then mailbox messages, then due timers, then
-//! `on_tick`; finally token slots removed during the batch are released.
+//! `on_tick`; finally token slots removed during the iteration are released.
+//!
+//! A removed token is never delivered again: within the iteration its slot
+//! stays reserved (its tag reads `None`), and before the slot is released
+//! every re-queued entry for it is dropped, so a source that reuses the slot
+//! in a later iteration cannot receive the closed one's re-queued `Ready`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -136,8 +141,20 @@ impl<H: Handler> Ctx<H> {
     /// Delivers `ready` for `token` again at the end of this batch: use it
     /// when the per-wakeup budget ran out before `WouldBlock`, so other
     /// sources get their turn (edge-triggered epoll will not repeat it).
+    /// Re-queuing a token that is already removed does nothing.
     pub fn requeue(&mut self, token: Token, ready: Ready) {
-        self.requeued.push((token, ready));
+        if self.tokens.get(token).is_some() {
+            self.requeued.push((token, ready));
+        }
+    }
+
+    /// End of an iteration: forgets the re-queued entries of tokens removed
+    /// during it, then frees their slots (in that order: once freed, a slot
+    /// can belong to a new source that must not get the old one's `Ready`).
+    fn release_removed_tokens(&mut self) {
+        let tokens = &self.tokens;
+        self.requeued.retain(|(t, _)| tokens.get(*t).is_some());
+        self.tokens.release_removed();
     }
 
     /// Stop after this batch.
@@ -257,14 +274,14 @@ impl<H: Handler> EventLoop<H> {
                 stop |= handler.on_timer(ctx, timer) == Action::Stop;
             }
             stop |= handler.on_tick(ctx) == Action::Stop;
-            ctx.tokens.release_removed();
+            ctx.release_removed_tokens();
             if stop {
                 ctx.stopping = true;
             }
         }
         ctx.stopping = true;
         handler.on_stop(ctx);
-        ctx.tokens.release_removed();
+        ctx.release_removed_tokens();
         Ok(())
     }
 }
