@@ -40,7 +40,7 @@ fn proxy_with_listeners(ctx: &mut Ctx<HandLoop>, n: usize) -> TcpProxy {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.set_nonblocking(true).unwrap();
             TcpListenerSock {
-                plan: 0,
+                plan: crate::config::ListenerId(0),
                 port: l.local_addr().unwrap().port(),
                 sock: TcpListener::from_std(l),
             }
