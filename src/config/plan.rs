@@ -16,8 +16,9 @@ pub struct Plan {
     pub logging: LoggingSettings,
     pub listeners: Vec<ListenerPlan>,
     pub backends: Vec<BackendPlan>,
-    /// Keys that were accepted but are not implemented yet, one line each,
-    /// already naming file and YAML path. Logged as warnings at start.
+    /// Things that load but deserve a word (a deprecated key such as Go's
+    /// `default_backend`), one line each, already naming file, line and YAML
+    /// path. Printed by `--check` and logged as warnings at start.
     pub warnings: Vec<String>,
 }
 

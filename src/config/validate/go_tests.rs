@@ -321,3 +321,25 @@ fn go_timeouts_are_bounded_like_nvelox_ones() {
         "above the maximum",
     );
 }
+
+#[test]
+fn go_only_keys_in_an_included_file_name_that_file_and_its_line() {
+    let tmp = crate::config::include::tests::TempDir::new("go-include");
+    tmp.write(
+        "conf.d/web.yaml",
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:8080\"\n    backend: pool\n    ip_allowlist: [\"127.0.0.0/8\"]\n",
+    );
+    let main = tmp.write(
+        "main.yaml",
+        &format!("include: \"conf.d/*.yaml\"\n{BACKENDS}"),
+    );
+    let errs = crate::config::load_with(&main, &FakeResolver).unwrap_err();
+    let errs: Vec<String> = errs.errors.iter().map(ToString::to_string).collect();
+    let inc = tmp.0.join("conf.d/web.yaml");
+    has(
+        &errs,
+        &format!("{}:5: listeners[0].ip_allowlist: ", inc.display()),
+        "not supported by nvelox yet: ip_allowlist",
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+}

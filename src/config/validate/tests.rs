@@ -30,7 +30,8 @@ fn has(errs: &[ConfigError], path: &str, line: usize, needle: &str) {
         found,
         "no error at {path} line {line} containing {needle:?}; got:\n{}",
         ConfigErrors {
-            errors: errs.to_vec()
+            errors: errs.to_vec(),
+            ..Default::default()
         }
     );
 }
@@ -381,7 +382,8 @@ backends:
         23,
         "{}",
         ConfigErrors {
-            errors: errs.clone()
+            errors: errs.clone(),
+            ..Default::default()
         }
     );
     // Reported in file order, whatever order the checks ran in.
