@@ -10,6 +10,14 @@ use std::time::Duration;
 
 pub use reactor::bind::{BindHost, BindSpec};
 
+/// A listener of a plan: its index in `Plan::listeners`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId(pub usize);
+
+/// A backend of a plan: its index in `Plan::backends`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(pub usize);
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub server: ServerSettings,
@@ -20,6 +28,26 @@ pub struct Plan {
     /// `default_backend`), one line each, already naming file, line and YAML
     /// path. Printed by `--check` and logged as warnings at start.
     pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Panics on an id from another plan: ids are only made from this
+    /// plan's own indexes.
+    pub fn listener(&self, id: ListenerId) -> &ListenerPlan {
+        &self.listeners[id.0]
+    }
+
+    pub fn backend(&self, id: BackendId) -> &BackendPlan {
+        &self.backends[id.0]
+    }
+
+    /// Every listener with its id.
+    pub fn listener_ids(&self) -> impl Iterator<Item = (ListenerId, &ListenerPlan)> {
+        self.listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (ListenerId(i), l))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -81,8 +109,7 @@ pub struct ListenerPlan {
     pub name: String,
     pub bind: BindSpec,
     pub protocol: Protocol,
-    /// Index into `Plan::backends`.
-    pub backend: usize,
+    pub backend: BackendId,
     pub zero_copy: bool,
     pub accept_proxy: AcceptProxy,
     /// Default: 300s for TCP, 30s for UDP.

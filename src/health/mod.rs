@@ -132,7 +132,7 @@ impl HealthChecker {
         let rt = Arc::clone(&self.rt);
         let (targets, skipped) = schedule::targets(&rt.plan);
         for s in skipped {
-            let b = &rt.plan.backends[s.backend];
+            let b = rt.plan.backend(s.backend);
             log::warn!(
                 "backend {} server {}: no port to probe (no server port, no health_check.active.port, no listener uses the backend); not health checked",
                 b.name,
@@ -152,7 +152,7 @@ impl HealthChecker {
         let now = ctx.now();
         let mut shortest = Duration::MAX;
         for target in targets {
-            let b = &rt.plan.backends[target.backend];
+            let b = rt.plan.backend(target.backend);
             let Some(active) = &b.health.active else {
                 continue;
             };
@@ -299,7 +299,7 @@ impl HealthChecker {
         }
         let now = ctx.now();
         let p = &self.probes[id.0];
-        let backend = &self.rt.backends[p.target.backend];
+        let backend = self.rt.backend(p.target.backend);
         match v {
             Verdict::Up => backend.report_probe(p.target.server, true, now, "ok"),
             Verdict::Down(why) => {

@@ -18,7 +18,7 @@ use reactor::{Ctx, Interest, Ready, Token, DEFAULT_BUDGET};
 use super::conn::Conn;
 use super::phase::{ConnState, Limits};
 use super::{ConnId, TcpProxy};
-use crate::config::AcceptProxy;
+use crate::config::{AcceptProxy, ListenerId};
 use crate::events::{Loop, Tag, Timer};
 
 /// How long accepting stays paused before it is tried again.
@@ -26,8 +26,8 @@ pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// One listening socket owned by this loop.
 pub struct TcpListenerSock {
-    /// Index into `plan.listeners`.
-    pub plan: usize,
+    /// The listener of the plan this socket belongs to.
+    pub plan: ListenerId,
     pub port: u16,
     pub sock: TcpListener,
 }
@@ -77,9 +77,13 @@ impl TcpProxy {
     /// Reload, phase 1: closes the listeners whose plan index maps to no
     /// listener of the new plan (their port may be re-bound by the new one).
     /// Established connections are not touched.
-    pub fn close_removed_listeners(&mut self, ctx: &mut Ctx<impl Loop>, keep: &[Option<usize>]) {
+    pub fn close_removed_listeners(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        keep: &[Option<ListenerId>],
+    ) {
         for mut slot in std::mem::take(&mut self.listeners) {
-            if keep.get(slot.l.plan).copied().flatten().is_some() {
+            if keep.get(slot.l.plan.0).copied().flatten().is_some() {
                 self.listeners.push(slot);
             } else {
                 slot.unregister(ctx);
@@ -99,12 +103,12 @@ impl TcpProxy {
         &mut self,
         ctx: &mut Ctx<impl Loop>,
         rt: Arc<crate::runtime::Runtime>,
-        keep: &[Option<usize>],
+        keep: &[Option<ListenerId>],
         added: Vec<TcpListenerSock>,
     ) {
         self.rt = rt;
         for slot in self.listeners.iter_mut() {
-            if let Some(Some(j)) = keep.get(slot.l.plan) {
+            if let Some(Some(j)) = keep.get(slot.l.plan.0) {
                 slot.l.plan = *j;
             }
         }
@@ -228,8 +232,8 @@ impl TcpProxy {
                 return;
             }
         };
-        let lp = &self.rt.plan.listeners[plan];
-        let backend = &self.rt.backends[lp.backend].plan;
+        let lp = self.rt.plan.listener(plan);
+        let backend = &self.rt.backend(lp.backend).plan;
         let limits = Limits {
             retries: backend.retries,
             connect_timeout: backend.connect_timeout,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::super::load_str_with;
 use crate::config::address::tests::FakeResolver;
-use crate::config::{ConfigError, Plan};
+use crate::config::{BackendId, ConfigError, Plan};
 
 fn load(doc: &str) -> Result<Plan, Vec<ConfigError>> {
     load_str_with(doc, Path::new("go.yaml"), &FakeResolver).map_err(|e| e.errors)
@@ -38,11 +38,11 @@ fn listener(extra: &str) -> String {
 #[test]
 fn backend_is_the_name_default_backend_a_deprecated_alias() {
     let plan = load(&listener("    backend: pool\n")).unwrap();
-    assert_eq!(plan.listeners[0].backend, 0);
+    assert_eq!(plan.listeners[0].backend, BackendId(0));
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
 
     let plan = load(&listener("    default_backend: pool\n")).unwrap();
-    assert_eq!(plan.listeners[0].backend, 0);
+    assert_eq!(plan.listeners[0].backend, BackendId(0));
     assert_eq!(
         plan.warnings,
         vec![
