@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::backend_rt::BackendRt;
 use crate::config::{BackendId, ListenerId, Plan};
-use crate::servers::BackendRt;
 
 pub struct Runtime {
     pub plan: Plan,

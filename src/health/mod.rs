@@ -1,22 +1,26 @@
-//! Active health checks: probes driven by the reactor's timers on loop 0.
+//! Server health. `state.rs` is each server's health state machine (pure:
+//! active rise/fall, passive max_fails/fail_timeout, the single trial);
+//! this file runs the active checks: probes driven by the reactor's timers
+//! on loop 0.
 //!
 //! Owns: one [`Probe`] per server with `health_check.active`, each at most
 //! one probe in flight, on a non-blocking socket registered in the loop
 //! (never a blocking call), with a timeout timer; scheduling with jitter;
 //! a small reserve of file descriptors so probes still run when client
 //! traffic fills the fd table. Results go to
-//! [`BackendRt::report_probe`](crate::servers::BackendRt::report_probe),
-//! which owns the state (`crate::backend::Health`) and the warning line.
+//! [`BackendRt::report_probe`](crate::backend_rt::BackendRt::report_probe),
+//! which keeps the state ([`state::Health`]) and logs the warning line.
 //!
 //! Does not own: what a reply means (`probe.rs`, pure), where and when to
-//! probe (`schedule.rs`, pure), passive checks (the TCP proxy reports
-//! connection outcomes itself).
+//! probe (`schedule.rs`, pure), passive checks (the TCP and UDP proxies
+//! report connection outcomes through `BackendRt`).
 //!
 //! Only loop 0 runs probes ([`HealthChecker::start`] is called there);
 //! every loop reads the published state through `Runtime::backends`.
 
 pub mod probe;
 pub mod schedule;
+pub mod state;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

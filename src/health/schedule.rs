@@ -10,9 +10,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::backend::ServerId;
 use crate::clock::{after, FAR_FUTURE};
-use crate::config::{BackendId, Plan};
+use crate::config::{BackendId, Plan, ServerId};
 
 /// One server with an active check.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 //! - `relay.rs`: one direction's byte pump (copy or splice), `buffer.rs`:
 //!   the per-loop buffer pool.
 //!
-//! Does not own server choice or health (`servers.rs`, `backend.rs`),
+//! Does not own server choice or health (`backend_rt.rs`, `health/`),
 //! PROXY header parsing (`proxy_protocol/`) or binding (`run.rs`).
 
 mod accept;

@@ -12,7 +12,7 @@
 //! - `proxy_header.rs`: stripping and writing per-datagram PROXY v2 headers;
 //! - `listeners.rs`: the listener slot table; `flow_table.rs`: the sessions.
 //!
-//! It does not own server choice (`servers.rs`), binding (`run.rs`) or
+//! It does not own server choice (`backend_rt.rs`), binding (`run.rs`) or
 //! the process fd budget (`limits.rs`).
 //!
 //! Data path: client datagrams arrive on a listener socket in `recvmmsg`
