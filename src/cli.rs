@@ -161,6 +161,9 @@ pub fn check(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 }
 
 fn report_errors(path: &Path, errors: &config::ConfigErrors, err: &mut dyn Write) {
+    for w in &errors.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
     let _ = writeln!(err, "{errors}");
     let n = errors.len();
     let _ = writeln!(

@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::config::Plan;
-use crate::servers::BackendRt;
+use crate::backend_rt::BackendRt;
+use crate::config::{BackendId, ListenerId, Plan};
 
 pub struct Runtime {
     pub plan: Plan,
@@ -18,8 +18,8 @@ pub struct Runtime {
     /// Open TCP connections + UDP sessions, all listeners; the same counter
     /// across reloads (connections of the old configuration still count).
     pub active: Arc<AtomicUsize>,
-    /// Per listener plan (all its ports and reuseport sockets together);
-    /// carried over for listeners a reload kept.
+    /// Per listener plan (all its ports and reuseport sockets together),
+    /// indexed by `ListenerId`; carried over for listeners a reload kept.
     pub listener_active: Vec<Arc<AtomicUsize>>,
 }
 
@@ -58,12 +58,12 @@ impl Runtime {
     /// index; those keep their connection counters. Backends whose plan is
     /// unchanged are shared with `old`, so their health, balancer state and
     /// connection counts carry over.
-    pub fn reloaded(plan: Plan, old: &Runtime, keep: &[Option<usize>]) -> Runtime {
+    pub fn reloaded(plan: Plan, old: &Runtime, keep: &[Option<ListenerId>]) -> Runtime {
         let mut fresh = Runtime::new(plan);
         fresh.active = Arc::clone(&old.active);
         for (o, n) in keep.iter().enumerate() {
             if let (Some(n), Some(counter)) = (n, old.listener_active.get(o)) {
-                fresh.listener_active[*n] = Arc::clone(counter);
+                fresh.listener_active[n.0] = Arc::clone(counter);
             }
         }
         for b in fresh.backends.iter_mut() {
@@ -74,28 +74,36 @@ impl Runtime {
         fresh
     }
 
+    /// The running backend `id` (balancer, counts, health).
+    pub fn backend(&self, id: BackendId) -> &BackendRt {
+        &self.backends[id.0]
+    }
+
+    /// The running backend listener `l` sends its clients to.
+    pub fn backend_of(&self, l: ListenerId) -> &BackendRt {
+        self.backend(self.plan.listener(l).backend)
+    }
+
     /// Reserves up to `want` connection slots for listener `li` under both
     /// the global and the listener cap. Returns how many were reserved; the
     /// caller gives back unused ones with [`unreserve`](Self::unreserve).
-    pub fn reserve(&self, li: usize, want: usize) -> usize {
+    pub fn reserve(&self, li: ListenerId, want: usize) -> usize {
         let global = reserve_on(&self.active, self.plan.server.max_connections, want);
         if global == 0 {
             return 0;
         }
-        let cap = self.plan.listeners[li]
-            .max_connections
-            .unwrap_or(usize::MAX);
-        let got = reserve_on(&self.listener_active[li], cap, global);
+        let cap = self.plan.listener(li).max_connections.unwrap_or(usize::MAX);
+        let got = reserve_on(&self.listener_active[li.0], cap, global);
         if got < global {
             self.active.fetch_sub(global - got, Ordering::AcqRel);
         }
         got
     }
 
-    pub fn unreserve(&self, li: usize, n: usize) {
+    pub fn unreserve(&self, li: ListenerId, n: usize) {
         if n > 0 {
             self.active.fetch_sub(n, Ordering::AcqRel);
-            self.listener_active[li].fetch_sub(n, Ordering::AcqRel);
+            self.listener_active[li.0].fetch_sub(n, Ordering::AcqRel);
         }
     }
 
@@ -103,14 +111,12 @@ impl Runtime {
     /// both caps by a small margin (hysteresis: 1% of the cap), so a
     /// listener at the edge does not flap between paused and accepting on
     /// every close.
-    pub fn has_room(&self, li: usize) -> bool {
-        let cap = self.plan.listeners[li]
-            .max_connections
-            .unwrap_or(usize::MAX);
+    pub fn has_room(&self, li: ListenerId) -> bool {
+        let cap = self.plan.listener(li).max_connections.unwrap_or(usize::MAX);
         below_resume_mark(
             self.active.load(Ordering::Acquire),
             self.plan.server.max_connections,
-        ) && below_resume_mark(self.listener_active[li].load(Ordering::Acquire), cap)
+        ) && below_resume_mark(self.listener_active[li.0].load(Ordering::Acquire), cap)
     }
 }
 

@@ -278,6 +278,19 @@ const REFUSED: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Refused files that also use the deprecated `default_backend`.
+const DEPRECATED: &[(&str, &[&str])] = &[
+    ("29-static-files", &["11: listeners[0].default_backend"]),
+    (
+        "31-multisite-per-port",
+        &[
+            "29: listeners[1].default_backend",
+            "43: listeners[2].default_backend",
+            "52: listeners[3].default_backend",
+        ],
+    ),
+];
+
 #[test]
 fn every_modelled_file_passes_check_or_names_each_refused_key() {
     let mut names: Vec<String> = std::fs::read_dir(corpus())
@@ -303,10 +316,27 @@ fn every_modelled_file_passes_check_or_names_each_refused_key() {
             .unwrap_or_else(|| panic!("{name} is in neither list"))
             .1;
         assert_eq!(code, 1, "{name}: {out}{err}");
-        let errors: Vec<&str> = err
+        let (warnings, errors): (Vec<&str>, Vec<&str>) = err
             .lines()
             .filter(|l| !l.starts_with("nvelox: configuration"))
-            .collect();
+            .partition(|l| l.starts_with("warning: "));
+        // Go files still on the old key hear about it next to the errors.
+        for w in DEPRECATED
+            .iter()
+            .filter(|(n, _)| n == name)
+            .flat_map(|(_, w)| *w)
+        {
+            let line = format!("warning: {shown}:{w}: `default_backend` is deprecated");
+            assert!(
+                warnings.contains(&line.as_str()) || warnings.iter().any(|l| l.starts_with(&line)),
+                "{name}: missing {line:?}; got:\n{err}"
+            );
+        }
+        let expected_warnings = DEPRECATED
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, w)| w.len());
+        assert_eq!(warnings.len(), expected_warnings, "{name}: {err}");
         for want in expected {
             let line = format!("{shown}:{want} (");
             assert!(

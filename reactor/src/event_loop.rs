@@ -34,6 +34,7 @@ pub struct Ctx<H: Handler> {
     requeued: Vec<(Token, Ready)>,
     stopping: bool,
     loop_index: usize,
+    poller_ops: u64,
 }
 
 impl<H: Handler> Ctx<H> {
@@ -59,6 +60,7 @@ impl<H: Handler> Ctx<H> {
         tag: H::Tag,
     ) -> io::Result<Token> {
         let token = self.tokens.insert(tag);
+        self.poller_ops += 1;
         if let Err(e) = self.registry.register(source, token.into(), interest) {
             self.tokens.remove(token);
             return Err(e);
@@ -72,6 +74,7 @@ impl<H: Handler> Ctx<H> {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
+        self.poller_ops += 1;
         self.registry.reregister(source, token.into(), interest)
     }
 
@@ -81,6 +84,7 @@ impl<H: Handler> Ctx<H> {
         source: &mut S,
         token: Token,
     ) -> Option<H::Tag> {
+        self.poller_ops += 1;
         let _ = self.registry.deregister(source);
         self.tokens.remove(token)
     }
@@ -93,6 +97,7 @@ impl<H: Handler> Ctx<H> {
 
     /// Deregisters `source` but keeps its token and tag (pause).
     pub fn pause<S: Source + ?Sized>(&mut self, source: &mut S) {
+        self.poller_ops += 1;
         let _ = self.registry.deregister(source);
     }
 
@@ -104,7 +109,15 @@ impl<H: Handler> Ctx<H> {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
+        self.poller_ops += 1;
         self.registry.register(source, token.into(), interest)
+    }
+
+    /// How many poller changes (`epoll_ctl`: register, reregister,
+    /// deregister, pause, resume) went through this `Ctx` so far: lets tests
+    /// and benchmarks check what a policy costs in system calls.
+    pub fn poller_ops(&self) -> u64 {
+        self.poller_ops
     }
 
     pub fn tag(&self, token: Token) -> Option<&H::Tag> {
@@ -197,6 +210,7 @@ impl<H: Handler> EventLoop<H> {
                 requeued: Vec::new(),
                 stopping: false,
                 loop_index,
+                poller_ops: 0,
             },
             mailbox: Arc::new(Shared::new(waker)),
         })

@@ -385,3 +385,31 @@ fn requeued_token_closed_in_a_message_is_not_delivered_to_its_slots_next_owner()
     ev.run(&mut h).unwrap();
     check_stale_requeue(&h);
 }
+
+#[test]
+fn poller_ops_count_every_epoll_ctl_made_through_ctx() {
+    struct Nop;
+    impl Handler for Nop {
+        type Tag = ();
+        type Timer = ();
+        type Message = ();
+        fn on_ready(&mut self, _: &mut Ctx<Self>, _: Token, _: Ready) -> Action {
+            Action::Continue
+        }
+    }
+    let mut ev = EventLoop::<Nop>::new().unwrap();
+    let ctx = ev.ctx();
+    let mut a = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut b = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    assert_eq!(ctx.poller_ops(), 0);
+    let ta = ctx.register(&mut a, Interest::READABLE, ()).unwrap();
+    let tb = ctx.register(&mut b, Interest::READABLE, ()).unwrap();
+    ctx.pause(&mut a);
+    ctx.resume(&mut a, ta, Interest::READABLE).unwrap();
+    ctx.reregister(&mut a, ta, Interest::WRITABLE).unwrap();
+    ctx.deregister(&mut a, ta);
+    assert_eq!(ctx.poller_ops(), 6);
+    drop(b);
+    ctx.forget(tb);
+    assert_eq!(ctx.poller_ops(), 6, "forget makes no system call");
+}

@@ -1,22 +1,26 @@
-//! Active health checks: probes driven by the reactor's timers on loop 0.
+//! Server health. `state.rs` is each server's health state machine (pure:
+//! active rise/fall, passive max_fails/fail_timeout, the single trial);
+//! this file runs the active checks: probes driven by the reactor's timers
+//! on loop 0.
 //!
 //! Owns: one [`Probe`] per server with `health_check.active`, each at most
 //! one probe in flight, on a non-blocking socket registered in the loop
 //! (never a blocking call), with a timeout timer; scheduling with jitter;
 //! a small reserve of file descriptors so probes still run when client
 //! traffic fills the fd table. Results go to
-//! [`BackendRt::report_probe`](crate::servers::BackendRt::report_probe),
-//! which owns the state (`crate::backend::Health`) and the warning line.
+//! [`BackendRt::report_probe`](crate::backend_rt::BackendRt::report_probe),
+//! which keeps the state ([`state::Health`]) and logs the warning line.
 //!
 //! Does not own: what a reply means (`probe.rs`, pure), where and when to
-//! probe (`schedule.rs`, pure), passive checks (the TCP proxy reports
-//! connection outcomes itself).
+//! probe (`schedule.rs`, pure), passive checks (the TCP and UDP proxies
+//! report connection outcomes through `BackendRt`).
 //!
 //! Only loop 0 runs probes ([`HealthChecker::start`] is called there);
 //! every loop reads the published state through `Runtime::backends`.
 
 pub mod probe;
 pub mod schedule;
+pub mod state;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -132,7 +136,7 @@ impl HealthChecker {
         let rt = Arc::clone(&self.rt);
         let (targets, skipped) = schedule::targets(&rt.plan);
         for s in skipped {
-            let b = &rt.plan.backends[s.backend];
+            let b = rt.plan.backend(s.backend);
             log::warn!(
                 "backend {} server {}: no port to probe (no server port, no health_check.active.port, no listener uses the backend); not health checked",
                 b.name,
@@ -152,7 +156,7 @@ impl HealthChecker {
         let now = ctx.now();
         let mut shortest = Duration::MAX;
         for target in targets {
-            let b = &rt.plan.backends[target.backend];
+            let b = rt.plan.backend(target.backend);
             let Some(active) = &b.health.active else {
                 continue;
             };
@@ -299,7 +303,7 @@ impl HealthChecker {
         }
         let now = ctx.now();
         let p = &self.probes[id.0];
-        let backend = &self.rt.backends[p.target.backend];
+        let backend = self.rt.backend(p.target.backend);
         match v {
             Verdict::Up => backend.report_probe(p.target.server, true, now, "ok"),
             Verdict::Down(why) => {

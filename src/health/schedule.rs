@@ -10,14 +10,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::backend::ServerId;
 use crate::clock::{after, FAR_FUTURE};
-use crate::config::Plan;
+use crate::config::{BackendId, Plan, ServerId};
 
 /// One server with an active check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeTarget {
-    pub backend: usize,
+    pub backend: BackendId,
     pub server: ServerId,
     pub addr: SocketAddr,
 }
@@ -27,7 +26,7 @@ pub struct ProbeTarget {
 /// either). Logged once at start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unprobeable {
-    pub backend: usize,
+    pub backend: BackendId,
     pub server: ServerId,
 }
 
@@ -36,6 +35,7 @@ pub fn targets(plan: &Plan) -> (Vec<ProbeTarget>, Vec<Unprobeable>) {
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     for (bi, b) in plan.backends.iter().enumerate() {
+        let bi = BackendId(bi);
         let Some(active) = &b.health.active else {
             continue;
         };
@@ -161,7 +161,7 @@ backends:\n  - name: other\n    servers: [\"127.0.0.1:1\"]\n  - name: b\n    ser
         assert!(skipped.is_empty());
         let addrs: Vec<String> = t.iter().map(|t| t.addr.to_string()).collect();
         assert_eq!(addrs, ["10.0.0.1:9000", "10.0.0.2:7000"]);
-        assert!(t.iter().all(|t| t.backend == 1));
+        assert!(t.iter().all(|t| t.backend == BackendId(1)));
         assert_eq!(t[1].server, ServerId(1));
 
         let (t, _) = targets(&plan(&[Some(9000), None], Some(8081), true));
@@ -176,7 +176,7 @@ backends:\n  - name: other\n    servers: [\"127.0.0.1:1\"]\n  - name: b\n    ser
         assert_eq!(
             skipped,
             [Unprobeable {
-                backend: 1,
+                backend: BackendId(1),
                 server: ServerId(1)
             }]
         );

@@ -70,12 +70,10 @@ impl UdpProxy {
             _ => &mut self.full_warn,
         };
         if let Some(n) = limiter.allow(ctx.now()) {
-            let plan = self.listeners.get(li).map(|s| s.l.plan).unwrap_or(0);
             let name = self
-                .rt
-                .plan
                 .listeners
-                .get(plan)
+                .get(li)
+                .and_then(|s| self.rt.plan.listeners.get(s.l.plan.0))
                 .map(|l| l.name.as_str())
                 .unwrap_or("?");
             log::warn!(
@@ -110,8 +108,8 @@ impl UdpProxy {
             rt.unreserve(plan, 1);
             return Err(Refused::FdLimit);
         }
-        let lp = &rt.plan.listeners[plan];
-        let backend = &rt.backends[lp.backend];
+        let lp = rt.plan.listener(plan);
+        let backend = rt.backend(lp.backend);
         let client = origin.map_or(key.client, |(src, _)| src);
         let Some(server) = backend.acquire(client.ip().to_canonical(), &Tried::new(), now) else {
             budget.give_back();

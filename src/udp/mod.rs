@@ -12,7 +12,7 @@
 //! - `proxy_header.rs`: stripping and writing per-datagram PROXY v2 headers;
 //! - `listeners.rs`: the listener slot table; `flow_table.rs`: the sessions.
 //!
-//! It does not own server choice (`servers.rs`), binding (`run.rs`) or
+//! It does not own server choice (`backend_rt.rs`), binding (`run.rs`) or
 //! the process fd budget (`limits.rs`).
 //!
 //! Data path: client datagrams arrive on a listener socket in `recvmmsg`
@@ -38,7 +38,7 @@ use reactor::udp::{RecvBatch, RecvMeta, SendBatch};
 use reactor::{Ctx, Interest, IoStatus, Ready, TimerKey, Token, DEFAULT_BUDGET};
 
 use crate::balancer::ServerId;
-use crate::config::AcceptProxy;
+use crate::config::{AcceptProxy, ListenerId};
 use crate::events::{Loop, Tag, Timer};
 use crate::limits::{fd_budget, LogLimiter};
 use crate::logging::{timestamp, AccessLog};
@@ -50,8 +50,8 @@ use proxy_header::{reached, strip_proxy_header, with_proxy_header};
 /// One UDP listening socket owned by this loop (one port of a listener's
 /// bind, or one `SO_REUSEPORT` copy of it).
 pub struct UdpListenerSock {
-    /// Index into `plan.listeners`.
-    pub plan: usize,
+    /// The listener of the plan this socket belongs to.
+    pub plan: ListenerId,
     pub port: u16,
     pub sock: UdpSocket,
 }
@@ -63,8 +63,8 @@ pub struct Upstream {
     token: Option<Token>,
     server: ServerId,
     target: SocketAddr,
-    /// Index into `plan.listeners`.
-    plan: usize,
+    /// Its listener in `rt.plan`.
+    plan: ListenerId,
     timer: Option<TimerKey>,
     /// Every datagram upstream starts with a PROXY v2 DGRAM header.
     send_proxy: bool,
@@ -165,7 +165,11 @@ impl UdpProxy {
     /// Reload, phase 1: closes the listeners whose plan index maps to no
     /// listener of the new plan, and ends their sessions (their replies
     /// could no longer leave from the address the client reached).
-    pub fn close_removed_listeners(&mut self, ctx: &mut Ctx<impl Loop>, keep: &[Option<usize>]) {
+    pub fn close_removed_listeners(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        keep: &[Option<ListenerId>],
+    ) {
         // Replies queued for a closing listener leave now, before its slot
         // can be reused by a listener added in phase 2.
         self.flush_pending(ctx);
@@ -194,7 +198,7 @@ impl UdpProxy {
         &mut self,
         ctx: &mut Ctx<impl Loop>,
         rt: Arc<Runtime>,
-        keep: &[Option<usize>],
+        keep: &[Option<ListenerId>],
         added: Vec<UdpListenerSock>,
     ) {
         self.rt = rt;
@@ -275,8 +279,10 @@ impl UdpProxy {
             self.flows.note_dropped();
             return;
         }
-        let plan = self.listeners.get(li).map(|s| s.l.plan).unwrap_or(0);
-        let stripped = match self.rt.plan.listeners[plan].accept_proxy {
+        let accept_proxy = self.listeners.get(li).map_or(AcceptProxy::Off, |s| {
+            self.rt.plan.listener(s.l.plan).accept_proxy
+        });
+        let stripped = match accept_proxy {
             AcceptProxy::Off => Ok((buf, None)),
             _ => strip_proxy_header(buf),
         };
@@ -375,8 +381,8 @@ impl UdpProxy {
             ctx.forget(t);
         }
         let rt = Arc::clone(&f.io.rt);
-        let lp = &rt.plan.listeners[f.io.plan];
-        let backend = &rt.backends[lp.backend];
+        let lp = rt.plan.listener(f.io.plan);
+        let backend = rt.backend(lp.backend);
         if failed {
             backend.report_failure(f.io.server, now, why);
         }

@@ -35,7 +35,7 @@ impl UdpProxy {
                         // A reply proves the server takes this session.
                         if let Some(f) = self.flows.get(id) {
                             let rt = &f.io.rt;
-                            let backend = &rt.backends[rt.plan.listeners[f.io.plan].backend];
+                            let backend = rt.backend_of(f.io.plan);
                             backend.report_success(f.io.server, now);
                         }
                     }

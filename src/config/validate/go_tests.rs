@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::super::load_str_with;
 use crate::config::address::tests::FakeResolver;
-use crate::config::{ConfigError, Plan};
+use crate::config::{BackendId, ConfigError, Plan};
 
 fn load(doc: &str) -> Result<Plan, Vec<ConfigError>> {
     load_str_with(doc, Path::new("go.yaml"), &FakeResolver).map_err(|e| e.errors)
@@ -38,11 +38,11 @@ fn listener(extra: &str) -> String {
 #[test]
 fn backend_is_the_name_default_backend_a_deprecated_alias() {
     let plan = load(&listener("    backend: pool\n")).unwrap();
-    assert_eq!(plan.listeners[0].backend, 0);
+    assert_eq!(plan.listeners[0].backend, BackendId(0));
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
 
     let plan = load(&listener("    default_backend: pool\n")).unwrap();
-    assert_eq!(plan.listeners[0].backend, 0);
+    assert_eq!(plan.listeners[0].backend, BackendId(0));
     assert_eq!(
         plan.warnings,
         vec![
@@ -320,4 +320,26 @@ fn go_timeouts_are_bounded_like_nvelox_ones() {
         "go.yaml:7: listeners[0].timeouts.connect: ",
         "above the maximum",
     );
+}
+
+#[test]
+fn go_only_keys_in_an_included_file_name_that_file_and_its_line() {
+    let tmp = crate::config::include::tests::TempDir::new("go-include");
+    tmp.write(
+        "conf.d/web.yaml",
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:8080\"\n    backend: pool\n    ip_allowlist: [\"127.0.0.0/8\"]\n",
+    );
+    let main = tmp.write(
+        "main.yaml",
+        &format!("include: \"conf.d/*.yaml\"\n{BACKENDS}"),
+    );
+    let errs = crate::config::load_with(&main, &FakeResolver).unwrap_err();
+    let errs: Vec<String> = errs.errors.iter().map(ToString::to_string).collect();
+    let inc = tmp.0.join("conf.d/web.yaml");
+    has(
+        &errs,
+        &format!("{}:5: listeners[0].ip_allowlist: ", inc.display()),
+        "not supported by nvelox yet: ip_allowlist",
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
 }

@@ -228,7 +228,7 @@ impl Validator<'_> {
                     name,
                     bind,
                     protocol: l.protocol,
-                    backend,
+                    backend: BackendId(backend),
                     zero_copy: l.zero_copy,
                     accept_proxy: l.accept_proxy,
                     idle_timeout: l.idle_timeout,

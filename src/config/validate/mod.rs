@@ -68,6 +68,7 @@ pub fn load_with(path: &Path, resolver: &dyn Resolver) -> Result<Plan, ConfigErr
     match std::fs::read_to_string(path) {
         Ok(text) => load_str_with(&text, path, resolver),
         Err(e) => Err(ConfigErrors {
+            warnings: Vec::new(),
             errors: vec![ConfigError {
                 file: path.to_path_buf(),
                 line: None,
@@ -112,6 +113,7 @@ pub fn load_str_with(
         }
         _ => Err(ConfigErrors {
             errors: sorted(v.errors),
+            warnings: sorted(v.warnings),
         }),
     }
 }

@@ -7,15 +7,18 @@
 //! Connection counts are atomics; a server's `max_connections` is enforced
 //! by reserving the slot with a compare-exchange after the pick (a check and
 //! a later increment let every loop pass the same check at once).
+//!
+//! Does not own the health rules (`health/state.rs`), the balancing
+//! algorithms (`balancer/`) or the plan (`config/`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::backend::{Health, Transition};
 use crate::balancer::{new_balancer, Balancer, Candidate, ServerId, Tried};
 use crate::config::{BackendPlan, ServerPlan};
+use crate::health::state::{Health, Transition};
 
 pub struct ServerRt {
     pub plan: ServerPlan,

@@ -1,6 +1,6 @@
-//! Backend servers and their health state (pure state machine).
+//! One server's health state (pure state machine).
 //!
-//! Owns: [`ServerId`], and [`Health`], which turns probe results and
+//! Owns: [`Health`], which turns probe results and
 //! connection outcomes into a server state (up, down, probing) and reports
 //! each change once as a [`Transition`] with a human reason, so the caller
 //! logs exactly one line per change.
@@ -43,16 +43,6 @@ use std::time::{Duration, Instant};
 
 use crate::clock::after;
 use crate::config::HealthPlan;
-
-/// Index of a server within its backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServerId(pub usize);
-
-impl fmt::Display for ServerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "server #{}", self.0)
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
@@ -450,7 +440,7 @@ fn merge(first: Option<Transition>, second: Option<Transition>) -> Option<Transi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ActiveCheck, CheckKind, PassiveCheck};
+    use crate::config::{ActiveCheck, CheckKind, PassiveCheck, ServerId};
 
     fn active(rise: u32, fall: u32) -> ActiveCheck {
         ActiveCheck {
