@@ -23,7 +23,7 @@ use super::conn::Conn;
 use super::phase::{ConnState, Limits};
 use super::{ConnId, TcpProxy};
 use crate::config::{AcceptProxy, ListenerId};
-use crate::events::{Loop, Tag, Timer};
+use crate::events::{Loop, Tag, TcpSlot, Timer};
 
 /// How long accepting stays paused before it is tried again.
 pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -53,15 +53,15 @@ enum Pause {
     UntilRetry,
 }
 
-/// Indexes of the paused listeners, by reason.
+/// The paused listeners, by reason.
 #[derive(Default)]
 pub(super) struct PausedListeners {
-    at_cap: Vec<usize>,
-    until_retry: Vec<usize>,
+    at_cap: Vec<TcpSlot>,
+    until_retry: Vec<TcpSlot>,
 }
 
 impl PausedListeners {
-    fn list(&mut self, why: Pause) -> &mut Vec<usize> {
+    fn list(&mut self, why: Pause) -> &mut Vec<TcpSlot> {
         match why {
             Pause::AtCap => &mut self.at_cap,
             Pause::UntilRetry => &mut self.until_retry,
@@ -97,12 +97,12 @@ impl ListenerSlot {
 impl TcpProxy {
     pub fn start(&mut self, ctx: &mut Ctx<impl Loop>) {
         for i in 0..self.listeners.len() {
-            self.register_listener(ctx, i);
+            self.register_listener(ctx, TcpSlot(i));
         }
     }
 
-    fn register_listener(&mut self, ctx: &mut Ctx<impl Loop>, i: usize) {
-        let slot = &mut self.listeners[i];
+    fn register_listener(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot) {
+        let slot = &mut self.listeners[i.0];
         match ctx.register(&mut slot.l.sock, Interest::READABLE, Tag::TcpListener(i)) {
             Ok(t) => slot.token = Some(t),
             Err(e) => log::error!("cannot register listener port {}: {e}", slot.l.port),
@@ -127,6 +127,7 @@ impl TcpProxy {
         // Listener tags are indexes into `listeners`: renumber the survivors.
         self.paused = PausedListeners::default();
         for (i, slot) in self.listeners.iter().enumerate() {
+            let i = TcpSlot(i);
             if let Some(tag) = slot.token.and_then(|t| ctx.tag_mut(t)) {
                 *tag = Tag::TcpListener(i);
             }
@@ -153,7 +154,7 @@ impl TcpProxy {
         }
         for l in added {
             self.listeners.push(ListenerSlot::new(l));
-            let i = self.listeners.len() - 1;
+            let i = TcpSlot(self.listeners.len() - 1);
             self.register_listener(ctx, i);
         }
     }
@@ -167,8 +168,8 @@ impl TcpProxy {
         self.paused = PausedListeners::default();
     }
 
-    fn pause(&mut self, ctx: &mut Ctx<impl Loop>, i: usize, why: Pause) {
-        let slot = &mut self.listeners[i];
+    fn pause(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot, why: Pause) {
+        let slot = &mut self.listeners[i.0];
         match slot.paused {
             None => {
                 ctx.pause(&mut slot.l.sock);
@@ -200,7 +201,7 @@ impl TcpProxy {
         let mut k = 0;
         while k < self.paused.list(why).len() {
             let i = self.paused.list(why)[k];
-            let slot = &mut self.listeners[i];
+            let slot = &mut self.listeners[i.0];
             let resumed = self.rt.has_room(slot.l.plan)
                 && slot
                     .token
@@ -224,15 +225,15 @@ impl TcpProxy {
         }
     }
 
-    pub fn on_listener_ready(&mut self, ctx: &mut Ctx<impl Loop>, i: usize, token: Token) {
-        let plan = self.listeners[i].l.plan;
+    pub fn on_listener_ready(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot, token: Token) {
+        let plan = self.listeners[i.0].l.plan;
         let reserved = self.rt.reserve(plan, DEFAULT_BUDGET);
         if reserved == 0 {
             self.pause(ctx, i, Pause::AtCap);
             return;
         }
         let mut fresh = Vec::new();
-        let (n, stop) = accept_batch(&self.listeners[i].l.sock, reserved, |s, a| {
+        let (n, stop) = accept_batch(&self.listeners[i.0].l.sock, reserved, |s, a| {
             fresh.push((s, a))
         });
         self.rt.unreserve(plan, reserved - n);
@@ -251,14 +252,14 @@ impl TcpProxy {
             }
             AcceptStop::FdExhausted(e) => self.on_fd_exhausted(ctx, i, &e),
             AcceptStop::Error(e) => {
-                log::error!("accept on port {}: {e}", self.listeners[i].l.port);
+                log::error!("accept on port {}: {e}", self.listeners[i.0].l.port);
                 self.pause(ctx, i, Pause::UntilRetry);
             }
         }
     }
 
     /// Out of file descriptors while accepting on listener `i`.
-    fn on_fd_exhausted(&mut self, ctx: &mut Ctx<impl Loop>, i: usize, e: &std::io::Error) {
+    fn on_fd_exhausted(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot, e: &std::io::Error) {
         if let Some(suppressed) = self.fd_warn.allow(ctx.now()) {
             log::warn!(
                 "accept: {e}; pausing accepts for {} ms ({} similar messages suppressed)",
@@ -276,11 +277,11 @@ impl TcpProxy {
     fn open(
         &mut self,
         ctx: &mut Ctx<impl Loop>,
-        li: usize,
+        li: TcpSlot,
         mut stream: TcpStream,
         peer: SocketAddr,
     ) {
-        let plan = self.listeners[li].l.plan;
+        let plan = self.listeners[li.0].l.plan;
         let entry = self.conns.vacant_entry();
         let id = ConnId(entry.key());
         let token = match ctx.register(
@@ -307,7 +308,7 @@ impl TcpProxy {
         entry.insert(Conn::new(
             Arc::clone(&self.rt),
             plan,
-            self.listeners[li].l.port,
+            self.listeners[li.0].l.port,
             stream,
             token,
             peer,

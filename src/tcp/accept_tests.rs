@@ -65,8 +65,8 @@ fn fd_exhaustion_pauses_and_resumes_only_the_listener_concerned() {
     let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
 
     let before = ctx.poller_ops();
-    p.on_fd_exhausted(ctx, 3, &emfile);
-    p.on_fd_exhausted(ctx, 3, &emfile);
+    p.on_fd_exhausted(ctx, TcpSlot(3), &emfile);
+    p.on_fd_exhausted(ctx, TcpSlot(3), &emfile);
     assert_eq!(
         ctx.poller_ops() - before,
         1,
@@ -102,10 +102,10 @@ fn a_listener_at_its_cap_pauses_once_and_a_close_resumes_only_it() {
         "nothing paused: nothing to do"
     );
 
-    p.pause(ctx, 7, Pause::AtCap);
-    p.pause(ctx, 7, Pause::AtCap);
+    p.pause(ctx, TcpSlot(7), Pause::AtCap);
+    p.pause(ctx, TcpSlot(7), Pause::AtCap);
     assert_eq!(ctx.poller_ops() - before, 1);
-    assert_eq!(p.paused.at_cap, vec![7]);
+    assert_eq!(p.paused.at_cap, vec![TcpSlot(7)]);
 
     // There is room (no connection is open): a close resumes it.
     p.resume_paused(ctx);
@@ -114,9 +114,9 @@ fn a_listener_at_its_cap_pauses_once_and_a_close_resumes_only_it() {
     assert!(p.paused.is_empty() && p.listeners[7].paused.is_none());
 
     // A listener paused for an error waits for the retry timer.
-    p.pause(ctx, 9, Pause::AtCap);
-    p.pause(ctx, 9, Pause::UntilRetry);
-    assert_eq!(p.paused.until_retry, vec![9]);
+    p.pause(ctx, TcpSlot(9), Pause::AtCap);
+    p.pause(ctx, TcpSlot(9), Pause::UntilRetry);
+    assert_eq!(p.paused.until_retry, vec![TcpSlot(9)]);
     assert!(p.paused.at_cap.is_empty());
     p.resume_paused(ctx);
     assert_eq!(p.listeners[9].paused, Some(Pause::UntilRetry));

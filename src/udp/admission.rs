@@ -18,7 +18,7 @@ use mio::net::UdpSocket;
 use reactor::{Ctx, Interest};
 
 use super::proxy_header::Origin;
-use super::{show, FlowId, FlowKey, UdpProxy, Upstream};
+use super::{show, FlowId, FlowKey, UdpProxy, UdpSlot, Upstream};
 use crate::balancer::Tried;
 use crate::config::ProxyVersion;
 use crate::events::{Loop, Tag, Timer};
@@ -60,7 +60,7 @@ impl UdpProxy {
     pub(super) fn warn_refused(
         &mut self,
         ctx: &Ctx<impl Loop>,
-        li: usize,
+        li: UdpSlot,
         peer: &SocketAddr,
         why: Refused,
     ) {

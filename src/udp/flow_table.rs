@@ -27,11 +27,17 @@ pub struct FlowId {
     generation: u64,
 }
 
-/// What identifies a session: the listener socket (index in the shell's own
-/// list) and the client's address exactly as the socket reported it.
+/// A UDP listening socket of one loop: its slot in the shell's listener
+/// table (not a plan's `ListenerId`: one plan listener has a socket per
+/// port, and per loop with `reuseport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpSlot(pub usize);
+
+/// What identifies a session: the listener socket and the client's address
+/// exactly as the socket reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    pub listener: usize,
+    pub listener: UdpSlot,
     pub client: SocketAddr,
 }
 
@@ -247,7 +253,7 @@ mod tests {
 
     fn key(listener: usize, port: u16) -> FlowKey {
         FlowKey {
-            listener,
+            listener: UdpSlot(listener),
             client: SocketAddr::from(([127, 0, 0, 1], port)),
         }
     }

@@ -43,7 +43,7 @@ use crate::events::{Loop, Tag, Timer};
 use crate::limits::{fd_budget, LogLimiter};
 use crate::logging::{timestamp, AccessLog};
 use crate::runtime::Runtime;
-pub use flow_table::{Flow, FlowCounters, FlowId, FlowKey, FlowTable, IdleCheck};
+pub use flow_table::{Flow, FlowCounters, FlowId, FlowKey, FlowTable, IdleCheck, UdpSlot};
 use listeners::ListenerSlots;
 use proxy_header::{reached, strip_proxy_header, with_proxy_header};
 
@@ -100,7 +100,7 @@ pub struct UdpProxy {
     err_warn: LogLimiter,
     header_warn: LogLimiter,
     /// The listener the queued `replies` leave from, and their size.
-    pending_li: Option<usize>,
+    pending_li: Option<UdpSlot>,
     pending_bytes: usize,
 }
 
@@ -152,7 +152,7 @@ impl UdpProxy {
         }
     }
 
-    fn register_listener(&mut self, ctx: &mut Ctx<impl Loop>, i: usize) {
+    fn register_listener(&mut self, ctx: &mut Ctx<impl Loop>, i: UdpSlot) {
         let Some(slot) = self.listeners.get_mut(i) else {
             return;
         };
@@ -231,7 +231,7 @@ impl UdpProxy {
     }
 
     /// Datagrams from clients: drain the listener socket within the budget.
-    pub fn on_listener_ready(&mut self, ctx: &mut Ctx<impl Loop>, i: usize, token: Token) {
+    pub fn on_listener_ready(&mut self, ctx: &mut Ctx<impl Loop>, i: UdpSlot, token: Token) {
         let mut batch = std::mem::replace(&mut self.batch, RecvBatch::new(0));
         let mut budget = DEFAULT_BUDGET;
         loop {
@@ -273,7 +273,13 @@ impl UdpProxy {
         self.batch = batch;
     }
 
-    fn client_datagram(&mut self, ctx: &mut Ctx<impl Loop>, li: usize, buf: &[u8], meta: RecvMeta) {
+    fn client_datagram(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        li: UdpSlot,
+        buf: &[u8],
+        meta: RecvMeta,
+    ) {
         if meta.truncated {
             // Larger than any valid UDP payload: never pass a cut datagram.
             self.flows.note_dropped();

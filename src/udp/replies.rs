@@ -10,7 +10,7 @@
 
 use reactor::{Ctx, IoStatus, Ready, Token, DEFAULT_BUDGET};
 
-use super::{show, FlowId, UdpProxy, REPLY_BATCH_BYTES};
+use super::{show, FlowId, UdpProxy, UdpSlot, REPLY_BATCH_BYTES};
 use crate::events::Loop;
 
 impl UdpProxy {
@@ -86,7 +86,7 @@ impl UdpProxy {
         }
     }
 
-    fn flush_replies(&mut self, ctx: &Ctx<impl Loop>, li: usize) {
+    fn flush_replies(&mut self, ctx: &Ctx<impl Loop>, li: UdpSlot) {
         let Some(slot) = self.listeners.get(li) else {
             self.replies.clear();
             return;
