@@ -88,6 +88,7 @@ impl Validator<'_> {
         BackendDraft {
             origin,
             connect_set,
+            listener_connect: None,
             read_timeout,
             name: name.clone(),
             plan: BackendPlan {

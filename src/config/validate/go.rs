@@ -6,8 +6,8 @@
 //! Mapping (documented in docs/config.md, "Coming from Go Nvelox"):
 //! - `listeners[].timeouts.idle` -> the listener's `idle_timeout`;
 //! - `listeners[].timeouts.connect` -> the connect timeout of the listener's
-//!   backend (nvelox has one per backend; listeners sharing a backend must
-//!   agree, and a backend that sets its own must match);
+//!   backend, unless the backend sets its own, which wins (Go's rule);
+//!   nvelox has one per backend, so listeners sharing a backend must agree;
 //! - `listeners[].timeouts.read_header|read|write` are HTTP timeouts: kept
 //!   for `http`/`https` listeners (refused anyway until HTTP mode exists),
 //!   refused on `tcp`/`udp` listeners, where nvelox has nothing like them;
@@ -124,7 +124,7 @@ impl Validator<'_> {
                     f,
                     &path,
                     format!(
-                        "not supported by nvelox: timeouts.{name} on a tcp or udp listener (an HTTP timeout in Go Nvelox; the TCP/UDP relay's only timeout is the idle one: timeouts.idle or idle_timeout)"
+                        "not supported by nvelox: timeouts.{name} on a tcp or udp listener (an HTTP timeout: Go Nvelox ignores it here too, so remove it; the relay's timeout is timeouts.idle or idle_timeout)"
                     ),
                 );
             }
@@ -180,9 +180,11 @@ impl Validator<'_> {
         (connect, read)
     }
 
-    /// A listener's `timeouts.connect` applied to its backend: nvelox has one
-    /// connect timeout per backend, so it must not contradict what the
-    /// backend or another listener of it set.
+    /// A listener's `timeouts.connect` applied to its backend. As in Go
+    /// Nvelox, a connect timeout the backend sets itself wins (a warning
+    /// says the listener's is unused); otherwise it becomes the backend's.
+    /// nvelox has one connect timeout per backend, so two listeners giving
+    /// one backend different values is an error.
     pub(super) fn listener_connect(
         &mut self,
         l: &ListenerDraft,
@@ -191,10 +193,28 @@ impl Validator<'_> {
     ) {
         let f = l.origin.file;
         let bname = b.plan.name.clone();
-        match &b.connect_set {
+        if let Some((own, origin)) = &b.connect_set {
+            if own.value != connect.value {
+                let at = self.place(&Origin {
+                    file: origin.file,
+                    path: own.path.clone(),
+                });
+                let w = self.located(
+                    f,
+                    &connect.path,
+                    format!(
+                        "not used: backend {bname:?} sets its own connect timeout ({:?}, at {at}), which wins, as in Go Nvelox",
+                        own.value
+                    ),
+                );
+                self.warnings.push((f, w));
+            }
+            return;
+        }
+        match &b.listener_connect {
             Some((set, origin)) if set.value != connect.value => {
                 let msg = format!(
-                    "timeouts.connect {:?} contradicts the connect timeout {:?} of backend {bname:?} set at {} (nvelox has one connect timeout per backend)",
+                    "timeouts.connect {:?} contradicts the {:?} another listener of backend {bname:?} set at {} (nvelox has one connect timeout per backend: set it there, or give these listeners separate backends)",
                     connect.value,
                     set.value,
                     self.place(&Origin {
@@ -207,7 +227,7 @@ impl Validator<'_> {
             Some(_) => {}
             None => {
                 b.plan.connect_timeout = connect.value;
-                b.connect_set = Some((connect.clone(), l.origin.clone()));
+                b.listener_connect = Some((connect.clone(), l.origin.clone()));
             }
         }
     }

@@ -113,40 +113,39 @@ fn listener_timeouts_map_onto_idle_and_the_backends_connect() {
 }
 
 #[test]
-fn a_listeners_connect_timeout_must_agree_with_its_backend() {
+fn a_listeners_connect_timeout_goes_to_its_backend_unless_the_backend_sets_one() {
     // Two listeners on one backend agreeing: fine.
-    let doc = format!(
+    let agree = format!(
         "listeners:\n  - {{ name: a, bind: \"127.0.0.1:1\", backend: pool, timeouts: {{ connect: 2s }} }}\n  - {{ name: b, bind: \"127.0.0.1:2\", backend: pool, timeouts: {{ connect: 2s }} }}\n{BACKENDS}"
     );
-    assert_eq!(
-        load(&doc).unwrap().backends[0].connect_timeout,
-        Duration::from_secs(2)
-    );
-    // Disagreeing: the second names the first.
-    let doc = doc.replacen(
-        "connect: 2s } } }\n  - { name: b",
-        "connect: 2s } }\n  - { name: b",
+    let plan = load(&agree).unwrap();
+    assert_eq!(plan.backends[0].connect_timeout, Duration::from_secs(2));
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    // Disagreeing: nvelox has one per backend, so the second names the first.
+    let errs = errors(&agree.replacen("connect: 2s", "connect: 4s", 2).replacen(
+        "connect: 4s",
+        "connect: 2s",
         1,
-    );
-    let doc = doc.replace(
-        "name: b, bind: \"127.0.0.1:2\", backend: pool, timeouts: { connect: 2s }",
-        "name: b, bind: \"127.0.0.1:2\", backend: pool, timeouts: { connect: 4s }",
-    );
-    let errs = errors(&doc);
+    ));
     has(
         &errs,
         "go.yaml:3: listeners[1].timeouts.connect: ",
-        "contradicts the connect timeout 2s of backend \"pool\" set at go.yaml:2",
+        "contradicts the 2s another listener of backend \"pool\" set at go.yaml:2",
     );
-    // The backend's own setting wins over nothing, and a different
-    // listener value is an error.
+    // Go's rule: the backend's own connect timeout wins; a warning says the
+    // listener's is not used.
     let doc = "listeners:\n  - name: a\n    bind: \"127.0.0.1:1\"\n    backend: pool\n    timeouts:\n      connect: 3s\nbackends:\n  - name: pool\n    servers: [\"127.0.0.1:9001\"]\n    timeouts:\n      connect: 1s\n";
-    let errs = errors(doc);
-    has(
-        &errs,
-        "go.yaml:6: listeners[0].timeouts.connect: ",
-        "set at go.yaml:11",
+    let plan = load(doc).unwrap();
+    assert_eq!(plan.backends[0].connect_timeout, Duration::from_secs(1));
+    assert_eq!(
+        plan.warnings,
+        vec!["go.yaml:6: listeners[0].timeouts.connect: not used: backend \"pool\" sets its own connect timeout (1s, at go.yaml:11), which wins, as in Go Nvelox"]
     );
+    // Equal values: nothing to say.
+    assert!(load(&doc.replace("connect: 3s", "connect: 1s"))
+        .unwrap()
+        .warnings
+        .is_empty());
 }
 
 #[test]

@@ -208,7 +208,7 @@ impl Validator<'_> {
                     file,
                     &read,
                     format!(
-                        "not supported by nvelox: timeouts.read on a backend that {} listener {who:?} uses (in Go Nvelox the wait for an HTTP response; the TCP/UDP relay has no such timeout: use the listener's idle_timeout)",
+                        "not supported by nvelox: timeouts.read on a backend that {} listener {who:?} uses (the wait for an HTTP response: Go Nvelox ignores it for tcp/udp too, so remove it; the relay's timeout is the listener's idle_timeout)",
                         proto_name(l.protocol)
                     ),
                 );

@@ -177,9 +177,11 @@ struct BackendDraft {
     origin: Origin,
     name: Option<String>,
     plan: BackendPlan,
-    /// Where the connect timeout was set explicitly (`connect_timeout`,
-    /// `timeouts.connect`, or a listener's `timeouts.connect`).
+    /// Where the backend set its connect timeout (`connect_timeout` or
+    /// `timeouts.connect`).
     connect_set: Option<(go::SetAt, Origin)>,
+    /// The first listener `timeouts.connect` applied to this backend.
+    listener_connect: Option<(go::SetAt, Origin)>,
     /// Path of Go's `timeouts.read` (HTTP only), if written.
     read_timeout: Option<String>,
 }
