@@ -79,6 +79,12 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
         "listeners[].trusted_proxies",
         Support::Never("client address from X-Forwarded-For"),
     ),
+    (
+        "listeners[].accept_proxy_from",
+        Support::Never(
+            "PROXY headers trusted from listed peers only; nvelox's accept_proxy expects one from every client",
+        ),
+    ),
     ("listeners[].http3", Support::Never("HTTP/3 over QUIC")),
     ("listeners[].routes", Support::Later("HTTP routing")),
     (

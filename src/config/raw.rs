@@ -171,6 +171,7 @@ pub struct RawListener {
     pub max_header_size: Option<GoOnly>,
     pub acl: Option<GoOnly>,
     pub trusted_proxies: Option<GoOnly>,
+    pub accept_proxy_from: Option<GoOnly>,
     pub http3: Option<GoOnly>,
     pub routes: Option<GoOnly>,
     pub headers: Option<GoOnly>,
