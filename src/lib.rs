@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod events;
 pub mod health;
+pub mod http;
 pub mod limits;
 pub mod logging;
 pub mod proxy_protocol;
