@@ -36,7 +36,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     ("admin", Support::Later("admin API and status page")),
     ("tracing", Support::Never("OpenTelemetry tracing")),
     // listeners
-    ("listeners[].tls", Support::Later("TLS termination")),
     (
         "listeners[].tls.auto_cert",
         Support::Never("automatic certificates"),
@@ -44,10 +43,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     (
         "listeners[].tls.ocsp_stapling",
         Support::Never("OCSP stapling"),
-    ),
-    (
-        "listeners[].sni_routes",
-        Support::Later("SNI passthrough routing"),
     ),
     (
         "listeners[].ip_allowlist",

@@ -20,12 +20,13 @@ use super::phase::{Action, ConnState, Event, Phase, Reason, Relayed, TimerKind};
 use super::relay::{Direction, Readiness};
 use super::{client_ip, show, ConnId, TcpProxy};
 use crate::balancer::{ServerId, Tried};
-use crate::config::{ListenerId, ProxyVersion};
+use crate::config::{BackendId, ListenerId, ProxyVersion};
 use crate::events::{Loop, Tag, Timer};
 use crate::limits::is_resource_exhaustion;
 use crate::logging::timestamp;
 use crate::proxy_protocol::{Header, Transport, Version};
 use crate::runtime::Runtime;
+use crate::tls::TlsSession;
 
 pub(super) struct Conn {
     /// The configuration this connection was accepted under: a reload
@@ -33,13 +34,19 @@ pub(super) struct Conn {
     pub(super) rt: Arc<Runtime>,
     /// Its listener in `rt.plan`.
     pub(super) listener: ListenerId,
+    /// The backend its servers come from: the listener's, or the one an
+    /// `sni_routes` entry chose.
+    pub(super) backend: BackendId,
+    /// `tls:` listeners: the TLS session with the client (boxed: a plain
+    /// connection pays one pointer for it).
+    pub(super) client_tls: Option<Box<TlsSession>>,
     /// The port the client reached (a port-less server gets the same one).
     port: u16,
     pub(super) client: TcpStream,
     client_token: Token,
     pub(super) client_ready: Readiness,
-    upstream: Option<(TcpStream, Token)>,
-    upstream_ready: Readiness,
+    pub(super) upstream: Option<(TcpStream, Token)>,
+    pub(super) upstream_ready: Readiness,
     pub(super) peer: SocketAddr,
     /// The original client and destination from an accepted PROXY header.
     pub(super) origin: Option<(SocketAddr, SocketAddr)>,
@@ -50,8 +57,8 @@ pub(super) struct Conn {
     pub(super) state: ConnState,
     server: Option<ServerId>,
     tried: Tried,
-    up: Direction,
-    down: Direction,
+    pub(super) up: Direction,
+    pub(super) down: Direction,
     /// The one running timer (`Timer::TcpDeadline` or `Timer::TcpIdle`).
     timer: Option<TimerKey>,
 }
@@ -75,9 +82,12 @@ impl Conn {
         peer: SocketAddr,
         state: ConnState,
     ) -> Conn {
+        let backend = rt.plan.listener(listener).backend;
         Conn {
             rt,
             listener,
+            backend,
+            client_tls: None,
             port,
             client,
             client_token,
@@ -176,7 +186,7 @@ impl TcpProxy {
         let now = ctx.now();
         let c = self.conns.get_mut(id.0)?;
         let rt = Arc::clone(&c.rt);
-        let backend = rt.backend_of(c.listener);
+        let backend = rt.backend(c.backend);
         let client = c.client();
         let Some(sid) = backend.acquire(client_ip(&client), &c.tried, now) else {
             if let Some(n) = self.down_warn.allow(now) {
@@ -248,7 +258,7 @@ impl TcpProxy {
             ctx.forget(t);
         }
         let rt = Arc::clone(&c.rt);
-        let backend = rt.backend_of(c.listener);
+        let backend = rt.backend(c.backend);
         if let Some(sid) = c.server.take() {
             log::debug!(
                 "{} -> {}: {why}",
@@ -269,6 +279,15 @@ impl TcpProxy {
         };
         c.timer = None;
         let action = c.state.on(Event::Deadline, now);
+        if let Action::Close(r @ (Reason::ClientHelloTimeout | Reason::HandshakeTimeout)) = action {
+            if let Some(n) = self.header_warn.allow(now) {
+                log::warn!(
+                    "listener {}: closing {}: {r} ({n} similar messages suppressed)",
+                    c.rt.plan.listener(c.listener).name,
+                    show(&c.peer),
+                );
+            }
+        }
         if action == Action::Close(Reason::HeaderTimeout) {
             if let Some(n) = self.header_warn.allow(now) {
                 log::warn!(
@@ -297,6 +316,8 @@ impl TcpProxy {
         note(&mut c.client_ready, ready);
         match c.state.phase() {
             Phase::AwaitingHeader => self.read_header(ctx, id),
+            Phase::AwaitingHello => self.read_hello(ctx, id),
+            Phase::Handshaking => self.client_handshake(ctx, id),
             _ if c.state.is_relaying() => self.relay(ctx, id),
             _ => {}
         }
@@ -325,7 +346,7 @@ impl TcpProxy {
         let now = ctx.now();
         let c = &mut self.conns[id.0];
         let rt = Arc::clone(&c.rt);
-        let backend = rt.backend_of(c.listener);
+        let backend = rt.backend(c.backend);
         if let Some(sid) = c.server {
             backend.report_success(sid, now);
         }
@@ -351,9 +372,12 @@ impl TcpProxy {
         self.step(ctx, id, Event::Connected);
     }
 
-    fn relay(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+    pub(super) fn relay(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
         let now = ctx.now();
         let c = &mut self.conns[id.0];
+        if c.client_tls.is_some() {
+            return self.relay_tls(ctx, id);
+        }
         let Some((upstream, _)) = c.upstream.as_mut() else {
             return;
         };
@@ -436,7 +460,7 @@ impl TcpProxy {
             set_rst(&c.client);
         }
         let rt = Arc::clone(&c.rt);
-        let backend = rt.backend_of(c.listener);
+        let backend = rt.backend(c.backend);
         let server = c.server.map(|sid| backend.server(sid).target(c.port));
         if let Some((s, t)) = c.upstream.take() {
             ctx.forget(t);

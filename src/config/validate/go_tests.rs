@@ -268,7 +268,7 @@ backends:
         "go.yaml:2: metrics: not supported by nvelox yet: metrics",
         "go.yaml:7: listeners[0].protocol: not supported by nvelox yet: protocol: https",
         "go.yaml:8: listeners[0].http3: not supported by nvelox: http3",
-        "go.yaml:9: listeners[0].tls: not supported by nvelox yet: tls",
+        "go.yaml:10: listeners[0].tls.cert: cannot read certificate file \"a.pem\"",
         "go.yaml:12: listeners[0].routes: not supported by nvelox yet: routes",
         "go.yaml:15: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
         "go.yaml:17: listeners[0].compression: not supported by nvelox: compression",
