@@ -3,6 +3,7 @@
 //! Pure cores (config, balancer, backend health, PROXY protocol, relay
 //! direction, UDP flow table) are unit tested without sockets; `worker`,
 //! `tcp` and `run` are the thin shell that drives them from the reactor.
+pub mod admin;
 pub mod backend_rt;
 pub mod balancer;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod proxy_protocol;
 pub mod reload;
 pub mod run;

@@ -170,17 +170,11 @@ const REFUSED: &[(&str, &[&str])] = &[
     ),
     (
         "21-metrics-prometheus",
-        &[
-            "6: metrics: not supported by nvelox yet: metrics",
-            "13: listeners[0].protocol: not supported by nvelox yet: protocol: http",
-        ],
+        &["13: listeners[0].protocol: not supported by nvelox yet: protocol: http"],
     ),
     (
         "22-admin-api",
-        &[
-            "6: admin: not supported by nvelox yet: admin",
-            "12: listeners[0].protocol: not supported by nvelox yet: protocol: http",
-        ],
+        &["12: listeners[0].protocol: not supported by nvelox yet: protocol: http"],
     ),
     (
         "23-timeouts",
@@ -196,8 +190,6 @@ const REFUSED: &[(&str, &[&str])] = &[
     (
         "28-full-production",
         &[
-            "14: metrics: not supported by nvelox yet: metrics",
-            "19: admin: not supported by nvelox yet: admin",
             "27: listeners[0].protocol: not supported by nvelox yet: protocol: http",
             "29: listeners[0].routes: not supported by nvelox yet: routes",
             "32: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
@@ -268,7 +260,6 @@ const REFUSED: &[(&str, &[&str])] = &[
     (
         "32-hot-reload",
         &[
-            "9: metrics: not supported by nvelox yet: metrics",
             "17: listeners[0].protocol: not supported by nvelox yet: protocol: http",
             "19: listeners[0].headers: not supported by nvelox yet: headers",
             "25: listeners[1].protocol: not supported by nvelox yet: protocol: https",

@@ -32,8 +32,6 @@ pub enum Support {
 /// is reported.
 pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     // top level
-    ("metrics", Support::Later("Prometheus metrics endpoint")),
-    ("admin", Support::Later("admin API and status page")),
     ("tracing", Support::Never("OpenTelemetry tracing")),
     // listeners
     ("listeners[].tls", Support::Later("TLS termination")),
@@ -295,7 +293,6 @@ mod tests {
     #[test]
     fn finds_every_key_at_once_with_its_path() {
         let doc = r#"
-metrics: { enabled: true }
 tracing: { enabled: true }
 listeners:
   - name: a
@@ -315,7 +312,6 @@ backends:
         assert_eq!(
             paths(doc),
             vec![
-                "metrics",
                 "tracing",
                 "listeners[0].protocol",
                 "listeners[0].http3",
@@ -328,17 +324,17 @@ backends:
         );
         let f = scan(doc);
         assert_eq!(
-            f[1].message(),
+            f[0].message(),
             "not supported by nvelox: tracing (OpenTelemetry tracing)"
         );
         assert_eq!(
-            f[2].message(),
+            f[1].message(),
             "not supported by nvelox yet: protocol: http (HTTP mode, planned)"
         );
-        assert_eq!(f[4].what, "routes");
-        assert!(matches!(f[4].support, Support::Later(_)));
-        assert_eq!(f[6].what, "redirect");
-        assert!(matches!(f[6].support, Support::Never(_)));
+        assert_eq!(f[3].what, "routes");
+        assert!(matches!(f[3].support, Support::Later(_)));
+        assert_eq!(f[5].what, "redirect");
+        assert!(matches!(f[5].support, Support::Never(_)));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod go;
 mod health;
 mod includes;
 mod listeners;
+mod observe;
 mod scalars;
 mod server;
 
@@ -298,6 +299,9 @@ impl Validator<'_> {
         }
         let server = self.server(main, raw.server.take().unwrap_or_default());
         let logging = self.logging(main, raw.logging.take().unwrap_or_default());
+        let metrics = raw.metrics.take().and_then(|m| self.metrics(main, m));
+        let admin = raw.admin.take().and_then(|a| self.admin(main, a));
+        self.shared_bind(main, metrics.as_ref(), admin.as_ref());
 
         let mut backend_drafts: Vec<BackendDraft> = backends
             .into_iter()
@@ -319,6 +323,8 @@ impl Validator<'_> {
             logging,
             listeners: plan_listeners,
             backends: backend_drafts.into_iter().map(|b| b.plan).collect(),
+            metrics,
+            admin,
             // Filled in, sorted, by `load_str_with`.
             warnings: Vec::new(),
         })
