@@ -161,6 +161,9 @@ pub fn check(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 }
 
 fn report_errors(path: &Path, errors: &config::ConfigErrors, err: &mut dyn Write) {
+    for w in &errors.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
     let _ = writeln!(err, "{errors}");
     let n = errors.len();
     let _ = writeln!(
@@ -291,7 +294,7 @@ mod tests {
         let tmp = TempDir::new("cli-check");
         let good = tmp.write(
             "good.yaml",
-            "listeners:\n  - { name: a, bind: \"127.0.0.1:1\", default_backend: b }\nbackends:\n  - { name: b, servers: [\"127.0.0.1:2\"], health_check: { active: { type: tcp } } }\n",
+            "listeners:\n  - { name: a, bind: \"127.0.0.1:1\", backend: b }\nbackends:\n  - { name: b, servers: [\"127.0.0.1:2\"], health_check: { active: { type: tcp } } }\n",
         );
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(check(&good, &mut out, &mut err), EXIT_OK);

@@ -2,7 +2,8 @@
 //! [`Timer`] vocabulary shared by the loop's handler (`worker.rs`) and the
 //! parts it drives (`tcp/`, `udp/`, `health/`).
 //!
-//! Owns: the tag and timer enums, the connection index [`ConnId`], and the
+//! Owns: the tag and timer enums, the indexes [`ConnId`], [`ProbeId`] and
+//! [`TcpSlot`], and the
 //! [`Loop`] bound the proxies take their `Ctx` under, so they depend on
 //! this small module instead of on the handler that routes to them.
 //! Does not own: the routing itself (`worker.rs`) or the main thread's
@@ -10,22 +11,29 @@
 
 use reactor::Handler;
 
-use crate::health::ProbeId;
-use crate::udp::flow_table::FlowId;
+use crate::udp::flow_table::{FlowId, UdpSlot};
 
 /// Index of a TCP connection in its loop's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnId(pub usize);
 
+/// Index of a probed server in the health checker's table (loop 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProbeId(pub usize);
+
+/// A TCP listening socket of this loop: its index in the loop's TCP
+/// listener table (not a plan's `ListenerId`: one plan listener has a
+/// socket per port, and per loop with `reuseport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpSlot(pub usize);
+
 /// What a token stands for in this loop.
 #[derive(Clone, Copy, Debug)]
 pub enum Tag {
-    /// Index into the loop's TCP listener table.
-    TcpListener(usize),
+    TcpListener(TcpSlot),
     Client(ConnId),
     Upstream(ConnId),
-    /// Index into the loop's UDP listener table.
-    UdpListener(usize),
+    UdpListener(UdpSlot),
     UdpUpstream(FlowId),
     /// An active health probe's socket (loop 0 only).
     Probe(ProbeId),

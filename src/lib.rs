@@ -3,18 +3,19 @@
 //! Pure cores (config, balancer, backend health, PROXY protocol, relay
 //! direction, UDP flow table) are unit tested without sockets; `worker`,
 //! `tcp` and `run` are the thin shell that drives them from the reactor.
-pub mod backend;
+pub mod backend_rt;
 pub mod balancer;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod events;
 pub mod health;
+pub mod limits;
 pub mod logging;
 pub mod proxy_protocol;
 pub mod reload;
 pub mod run;
 pub mod runtime;
-pub mod servers;
 pub mod tcp;
 pub mod udp;
 pub mod worker;

@@ -7,15 +7,16 @@
 //! (backend, timeouts, caps, PROXY options) for new connections. Everything
 //! else is closed (removed) or bound (added). The shell is in `run.rs`.
 
-use crate::config::{ListenerPlan, Plan};
+use crate::config::{ListenerId, ListenerPlan, Plan};
 
 /// True when `b` can take over `a`'s sockets.
 pub fn same_socket(a: &ListenerPlan, b: &ListenerPlan) -> bool {
     a.bind == b.bind && a.protocol == b.protocol && a.reuseport == b.reuseport
 }
 
-/// `keep[i] = Some(j)`: listener `i` of `old` is listener `j` of `new`.
-pub fn keep_map(old: &Plan, new: &Plan) -> Vec<Option<usize>> {
+/// `keep[i] = Some(j)`: listener `i` of `old` is listener `j` of `new`
+/// (`keep` is indexed by the old `ListenerId`'s index).
+pub fn keep_map(old: &Plan, new: &Plan) -> Vec<Option<ListenerId>> {
     let mut taken = vec![false; new.listeners.len()];
     old.listeners
         .iter()
@@ -26,14 +27,15 @@ pub fn keep_map(old: &Plan, new: &Plan) -> Vec<Option<usize>> {
                 .enumerate()
                 .position(|(j, n)| !taken[j] && same_socket(o, n))?;
             taken[j] = true;
-            Some(j)
+            Some(ListenerId(j))
         })
         .collect()
 }
 
 /// Indexes of `new` listeners that no old listener maps to (to be bound).
-pub fn added(new: &Plan, keep: &[Option<usize>]) -> Vec<usize> {
-    (0..new.listeners.len())
+pub fn added(new: &Plan, keep: &[Option<ListenerId>]) -> Vec<ListenerId> {
+    new.listener_ids()
+        .map(|(j, _)| j)
         .filter(|j| !keep.contains(&Some(*j)))
         .collect()
 }
@@ -94,8 +96,8 @@ mod tests {
             "  - { name: fresh, bind: \"127.0.0.1:3000\", default_backend: b }\n  - { name: renamed, bind: \"127.0.0.1:1000\", default_backend: b, idle_timeout: 5s }\n  - { name: u, bind: \"127.0.0.1:1000\", protocol: udp, default_backend: b }\n",
         );
         let keep = keep_map(&old, &new);
-        assert_eq!(keep, vec![Some(1), Some(2), None]);
-        assert_eq!(added(&new, &keep), vec![0]);
+        assert_eq!(keep, vec![Some(ListenerId(1)), Some(ListenerId(2)), None]);
+        assert_eq!(added(&new, &keep), vec![ListenerId(0)]);
     }
 
     #[test]

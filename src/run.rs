@@ -18,7 +18,7 @@ use reactor::group::assign;
 use reactor::listener::{bind_spec_tcp, bind_spec_udp, BindFailure, BindOptions};
 use reactor::LoopGroup;
 
-use crate::config::{Plan, Protocol};
+use crate::config::{ListenerId, Plan, Protocol};
 use crate::logging;
 use crate::reload;
 use crate::runtime::Runtime;
@@ -118,7 +118,7 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
     let signals = handled_signals();
 
     let workers = plan.server.workers.max(1);
-    let all: Vec<usize> = (0..plan.listeners.len()).collect();
+    let all: Vec<ListenerId> = plan.listener_ids().map(|(id, _)| id).collect();
     let mut next = 0usize;
     let Bound { tcp, udp, sockets } = match bind_listeners(&plan, &all, workers, &mut next) {
         Ok(b) => b,
@@ -207,7 +207,7 @@ fn serve(
         "shutting down: no new connections; waiting up to {}s for {open} open connections",
         shutdown_timeout.as_secs_f64()
     );
-    let deadline = Instant::now() + shutdown_timeout;
+    let deadline = crate::clock::after(Instant::now(), shutdown_timeout);
     for s in group.senders() {
         let _ = s.send(Msg::Shutdown { deadline });
     }
@@ -235,7 +235,7 @@ struct Bound {
 /// loop. All or nothing: on failure every socket bound here is closed.
 fn bind_listeners(
     plan: &Plan,
-    which: &[usize],
+    which: &[ListenerId],
     workers: usize,
     next: &mut usize,
 ) -> Result<Bound, BindError> {
@@ -243,7 +243,7 @@ fn bind_listeners(
     let mut udp: Vec<Vec<UdpListenerSock>> = (0..workers).map(|_| Vec::new()).collect();
     let mut sockets = 0usize;
     for &li in which {
-        let l = &plan.listeners[li];
+        let l = plan.listener(li);
         let opts = BindOptions {
             reuseport: l.reuseport,
             recv_pktinfo: l.protocol == Protocol::Udp,

@@ -1,12 +1,14 @@
 //! State shared by every event loop of one running configuration: the plan,
 //! the backends (balancers, counts, health) and the connection counters
 //! behind `max_connections`.
+//!
+//! Does not own the process fd budget or warning rate limits (`limits.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::config::Plan;
-use crate::servers::BackendRt;
+use crate::backend_rt::BackendRt;
+use crate::config::{BackendId, ListenerId, Plan};
 
 pub struct Runtime {
     pub plan: Plan,
@@ -16,8 +18,8 @@ pub struct Runtime {
     /// Open TCP connections + UDP sessions, all listeners; the same counter
     /// across reloads (connections of the old configuration still count).
     pub active: Arc<AtomicUsize>,
-    /// Per listener plan (all its ports and reuseport sockets together);
-    /// carried over for listeners a reload kept.
+    /// Per listener plan (all its ports and reuseport sockets together),
+    /// indexed by `ListenerId`; carried over for listeners a reload kept.
     pub listener_active: Vec<Arc<AtomicUsize>>,
 }
 
@@ -56,12 +58,12 @@ impl Runtime {
     /// index; those keep their connection counters. Backends whose plan is
     /// unchanged are shared with `old`, so their health, balancer state and
     /// connection counts carry over.
-    pub fn reloaded(plan: Plan, old: &Runtime, keep: &[Option<usize>]) -> Runtime {
+    pub fn reloaded(plan: Plan, old: &Runtime, keep: &[Option<ListenerId>]) -> Runtime {
         let mut fresh = Runtime::new(plan);
         fresh.active = Arc::clone(&old.active);
         for (o, n) in keep.iter().enumerate() {
             if let (Some(n), Some(counter)) = (n, old.listener_active.get(o)) {
-                fresh.listener_active[*n] = Arc::clone(counter);
+                fresh.listener_active[n.0] = Arc::clone(counter);
             }
         }
         for b in fresh.backends.iter_mut() {
@@ -72,28 +74,36 @@ impl Runtime {
         fresh
     }
 
+    /// The running backend `id` (balancer, counts, health).
+    pub fn backend(&self, id: BackendId) -> &BackendRt {
+        &self.backends[id.0]
+    }
+
+    /// The running backend listener `l` sends its clients to.
+    pub fn backend_of(&self, l: ListenerId) -> &BackendRt {
+        self.backend(self.plan.listener(l).backend)
+    }
+
     /// Reserves up to `want` connection slots for listener `li` under both
     /// the global and the listener cap. Returns how many were reserved; the
     /// caller gives back unused ones with [`unreserve`](Self::unreserve).
-    pub fn reserve(&self, li: usize, want: usize) -> usize {
+    pub fn reserve(&self, li: ListenerId, want: usize) -> usize {
         let global = reserve_on(&self.active, self.plan.server.max_connections, want);
         if global == 0 {
             return 0;
         }
-        let cap = self.plan.listeners[li]
-            .max_connections
-            .unwrap_or(usize::MAX);
-        let got = reserve_on(&self.listener_active[li], cap, global);
+        let cap = self.plan.listener(li).max_connections.unwrap_or(usize::MAX);
+        let got = reserve_on(&self.listener_active[li.0], cap, global);
         if got < global {
             self.active.fetch_sub(global - got, Ordering::AcqRel);
         }
         got
     }
 
-    pub fn unreserve(&self, li: usize, n: usize) {
+    pub fn unreserve(&self, li: ListenerId, n: usize) {
         if n > 0 {
             self.active.fetch_sub(n, Ordering::AcqRel);
-            self.listener_active[li].fetch_sub(n, Ordering::AcqRel);
+            self.listener_active[li.0].fetch_sub(n, Ordering::AcqRel);
         }
     }
 
@@ -101,14 +111,12 @@ impl Runtime {
     /// both caps by a small margin (hysteresis: 1% of the cap), so a
     /// listener at the edge does not flap between paused and accepting on
     /// every close.
-    pub fn has_room(&self, li: usize) -> bool {
-        let cap = self.plan.listeners[li]
-            .max_connections
-            .unwrap_or(usize::MAX);
+    pub fn has_room(&self, li: ListenerId) -> bool {
+        let cap = self.plan.listener(li).max_connections.unwrap_or(usize::MAX);
         below_resume_mark(
             self.active.load(Ordering::Acquire),
             self.plan.server.max_connections,
-        ) && below_resume_mark(self.listener_active[li].load(Ordering::Acquire), cap)
+        ) && below_resume_mark(self.listener_active[li.0].load(Ordering::Acquire), cap)
     }
 }
 
@@ -131,42 +139,9 @@ fn reserve_on(counter: &AtomicUsize, cap: usize, want: usize) -> usize {
     }
 }
 
-/// Rate limit for repetitive warnings: at most one line per interval, with
-/// the number of suppressed occurrences.
-pub struct LogLimiter {
-    last: Option<std::time::Instant>,
-    suppressed: u64,
-    interval: std::time::Duration,
-}
-
-impl LogLimiter {
-    pub fn new(interval: std::time::Duration) -> LogLimiter {
-        LogLimiter {
-            last: None,
-            suppressed: 0,
-            interval,
-        }
-    }
-
-    /// `Some(suppressed_since_last)` when a line may be logged now.
-    pub fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
-        match self.last {
-            Some(t) if now.saturating_duration_since(t) < self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn reserve_respects_both_caps() {
@@ -190,15 +165,5 @@ mod tests {
         );
         assert!(below_resume_mark(9_899, 10_000));
         assert!(below_resume_mark(5, usize::MAX));
-    }
-
-    #[test]
-    fn limiter_counts_suppressed_lines() {
-        let t0 = Instant::now();
-        let mut l = LogLimiter::new(Duration::from_secs(10));
-        assert_eq!(l.allow(t0), Some(0));
-        assert_eq!(l.allow(t0 + Duration::from_secs(1)), None);
-        assert_eq!(l.allow(t0 + Duration::from_secs(2)), None);
-        assert_eq!(l.allow(t0 + Duration::from_secs(11)), Some(2));
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use reactor::{Action, Ctx, Handler, Ready, Token};
 
+use crate::config::ListenerId;
 use crate::events::{Tag, Timer};
 use crate::health::HealthChecker;
 use crate::logging::AccessLog;
@@ -24,7 +25,7 @@ pub enum Msg {
     /// (`keep[old plan index]` is `None`), then acknowledge on `done` so the
     /// main thread may bind their ports again.
     CloseRemoved {
-        keep: Arc<Vec<Option<usize>>>,
+        keep: Arc<Vec<Option<ListenerId>>>,
         done: std::sync::mpsc::Sender<()>,
     },
     /// Reload, phase 2: switch new connections to `rt`, relabel kept
@@ -32,7 +33,7 @@ pub enum Msg {
     /// the configuration they started under.
     Apply {
         rt: Arc<Runtime>,
-        keep: Arc<Vec<Option<usize>>>,
+        keep: Arc<Vec<Option<ListenerId>>>,
         tcp: Vec<TcpListenerSock>,
         udp: Vec<UdpListenerSock>,
     },

@@ -107,7 +107,7 @@ fn a_file_using_every_feature_checks_without_warnings() {
     let file = dir.join("w.yaml");
     std::fs::write(
         &file,
-        "listeners:\n  - name: a\n    bind: \"127.0.0.1:1\"\n    default_backend: b\nbackends:\n  - name: b\n    servers: [\"127.0.0.1:2\"]\n    health_check:\n      active: { type: tcp }\n",
+        "listeners:\n  - name: a\n    bind: \"127.0.0.1:1\"\n    backend: b\nbackends:\n  - name: b\n    servers: [\"127.0.0.1:2\"]\n    health_check:\n      active: { type: tcp }\n",
     )
     .unwrap();
     let out = nvelox(&["-c", file.to_str().unwrap(), "--check"]);
@@ -118,13 +118,19 @@ fn a_file_using_every_feature_checks_without_warnings() {
         !err.contains("warning"),
         "no key is accepted-but-ignored any more: {err}"
     );
+    // The Go README's file uses the old `default_backend`: its only
+    // warnings are the deprecation, one per listener, with FILE:LINE.
     let out = nvelox(&["-c", "conf/examples/nvelox_go_compat.yaml", "--check"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        !text(&out.stderr).contains("warning"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = text(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    for (line, i) in [(29, 0), (35, 1)] {
+        assert!(
+            err.contains(&format!("warning: conf/examples/nvelox_go_compat.yaml:{line}: listeners[{i}].default_backend: `default_backend` is deprecated")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -45,9 +45,11 @@ fn pid_file_is_written_at_start_and_removed_at_exit() {
 
 #[test]
 fn privileges_are_dropped_after_binding_when_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root");
+    if !is_root() {
+        skip(
+            "privileges_are_dropped_after_binding_when_root",
+            "needs root",
+        );
         return;
     }
     let b = Backend::start(Mode::Echo);
@@ -71,11 +73,6 @@ fn privileges_are_dropped_after_binding_when_root() {
     );
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn wait_file_contains(path: &std::path::Path, needle: &str) -> String {
     assert!(
         eventually(WAIT, || std::fs::read_to_string(path)
@@ -93,15 +90,19 @@ fn wait_file_contains(path: &std::path::Path, needle: &str) -> String {
 fn root_start_with_user_nobody_writes_pid_file_and_logs_into_root_only_folders() {
     use std::os::unix::fs::PermissionsExt;
     if !is_root() {
-        eprintln!(
-            "SKIP root_start_with_user_nobody...: needs root (run the tests as root, as CI does)"
+        skip(
+            "root_start_with_user_nobody_writes_pid_file_and_logs_into_root_only_folders",
+            "needs root",
         );
         return;
     }
     if !std::fs::read_to_string("/etc/passwd")
         .is_ok_and(|p| p.lines().any(|l| l.starts_with("nobody:")))
     {
-        eprintln!("SKIP root_start_with_user_nobody...: needs a user `nobody`");
+        skip(
+            "root_start_with_user_nobody_writes_pid_file_and_logs_into_root_only_folders",
+            "needs a user `nobody`",
+        );
         return;
     }
     let root_only = TempDir::new("root-only");

@@ -147,15 +147,6 @@ fn v4(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// A port free for UDP on 127.0.0.1 a moment ago.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn client() -> UdpSocket {
     client_on("127.0.0.1:0")
 }
@@ -242,7 +233,7 @@ fn two_clients_get_independent_sessions_and_each_stays_on_its_server() {
         UdpBackend::start(Reply::Named("a")),
         UdpBackend::start(Reply::Named("b")),
     );
-    let port = free_udp_port();
+    let port = free_port();
     let _n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(a.addr), quoted(b.addr)],
@@ -269,7 +260,7 @@ fn new_sessions_go_round_robin() {
         UdpBackend::start(Reply::Named("s2")),
         UdpBackend::start(Reply::Named("s3")),
     ];
-    let port = free_udp_port();
+    let port = free_port();
     let servers: Vec<String> = bs.iter().map(|b| quoted(b.addr)).collect();
     let _n = Nvelox::start(&config(&format!("127.0.0.1:{port}"), &servers, "", 2));
     let got: Vec<String> = (0..6).map(|_| ask(&client(), v4(port), b"hi")).collect();
@@ -279,7 +270,7 @@ fn new_sessions_go_round_robin() {
 #[test]
 fn a_backend_answering_three_datagrams_per_request_gets_all_three_to_the_client() {
     let b = UdpBackend::start(Reply::Three("r"));
-    let port = free_udp_port();
+    let port = free_port();
     let _n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(b.addr)],
@@ -304,7 +295,7 @@ fn a_backend_answering_three_datagrams_per_request_gets_all_three_to_the_client(
 #[test]
 fn an_empty_datagram_passes_both_ways() {
     let b = UdpBackend::start(Reply::Echo);
-    let port = free_udp_port();
+    let port = free_port();
     let _n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(b.addr)],
@@ -322,7 +313,7 @@ fn an_empty_datagram_passes_both_ways() {
 fn the_largest_datagram_arrives_intact_both_ways() {
     const MAX: usize = 65_507;
     let b = UdpBackend::start(Reply::Echo);
-    let port = free_udp_port();
+    let port = free_port();
     let _n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(b.addr)],
@@ -344,7 +335,7 @@ fn idle_expiry_ends_the_session_and_the_next_datagram_opens_one_on_the_next_serv
         UdpBackend::start(Reply::Named("a")),
         UdpBackend::start(Reply::Named("b")),
     );
-    let port = free_udp_port();
+    let port = free_port();
     let n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(a.addr), quoted(b.addr)],
@@ -379,7 +370,7 @@ fn idle_expiry_ends_the_session_and_the_next_datagram_opens_one_on_the_next_serv
 #[test]
 fn a_wildcard_listener_replies_from_the_address_the_client_reached() {
     let b = UdpBackend::start(Reply::Named("w"));
-    let port = free_udp_port();
+    let port = free_port();
     let _n = Nvelox::start(&config(
         &format!("0.0.0.0:{port}"),
         &[quoted(b.addr)],
@@ -401,7 +392,7 @@ fn a_wildcard_listener_replies_from_the_address_the_client_reached() {
 #[test]
 fn a_dual_stack_listener_replies_from_the_address_the_client_reached() {
     let b = UdpBackend::start(Reply::Named("d"));
-    let port = free_udp_port();
+    let port = free_port();
     let _n = Nvelox::start(&config(&format!(":{port}"), &[quoted(b.addr)], "", 1));
     let to = SocketAddr::from(([127, 0, 0, 2], port));
     let (data, from) = ask_from(&client(), to, b"q");
@@ -455,7 +446,7 @@ fn a_thousand_port_range_to_a_portless_server_lands_on_the_same_port() {
 #[test]
 fn the_session_cap_drops_new_clients_only() {
     let b = UdpBackend::start(Reply::Named("c"));
-    let port = free_udp_port();
+    let port = free_port();
     let n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(b.addr)],
@@ -486,15 +477,11 @@ fn the_session_cap_drops_new_clients_only() {
 #[test]
 fn ipv6_loopback_sessions_work() {
     let Ok(bsock) = UdpSocket::bind("[::1]:0") else {
-        eprintln!("no IPv6 loopback here; skipping");
+        skip("ipv6_loopback_sessions_work", "needs IPv6 loopback (::1)");
         return;
     };
     let b = UdpBackend::on(bsock, Reply::Named("six"));
-    let port = UdpSocket::bind("[::1]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _n = Nvelox::start(&config(&format!("[::1]:{port}"), &[quoted(b.addr)], "", 1));
     let to: SocketAddr = format!("[::1]:{port}").parse().unwrap();
     let c = client_on("[::1]:0");
@@ -510,8 +497,8 @@ fn ipv6_loopback_sessions_work() {
 #[test]
 fn a_down_backend_ends_sessions_without_a_busy_loop_or_a_leaked_socket() {
     // Nothing listens on this port: the kernel answers ICMP port unreachable.
-    let dead = v4(free_udp_port());
-    let port = free_udp_port();
+    let dead = v4(free_port());
+    let port = free_port();
     let n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(dead)],
@@ -550,7 +537,7 @@ fn a_down_backend_ends_sessions_without_a_busy_loop_or_a_leaked_socket() {
 #[test]
 fn sessions_give_back_their_sockets_when_they_expire() {
     let b = UdpBackend::start(Reply::Echo);
-    let port = free_udp_port();
+    let port = free_port();
     let n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(b.addr)],
@@ -589,7 +576,7 @@ fn sessions_give_back_their_sockets_when_they_expire() {
 #[test]
 fn reuseport_spreads_one_port_over_the_loops_and_sessions_still_work() {
     let b = UdpBackend::start(Reply::Named("r"));
-    let port = free_udp_port();
+    let port = free_port();
     let n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(b.addr)],
@@ -615,7 +602,7 @@ fn reuseport_spreads_one_port_over_the_loops_and_sessions_still_work() {
 #[test]
 fn sigterm_ends_udp_sessions_at_once_and_exits_cleanly() {
     let b = UdpBackend::start(Reply::Echo);
-    let port = free_udp_port();
+    let port = free_port();
     let mut n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(b.addr)],
@@ -633,7 +620,7 @@ fn sigterm_ends_udp_sessions_at_once_and_exits_cleanly() {
 #[test]
 fn send_proxy_v2_puts_a_header_with_the_real_client_in_front_of_every_datagram() {
     let b = UdpBackend::start(Reply::ProxySource);
-    let port = free_udp_port();
+    let port = free_port();
     let yaml = config(&format!("0.0.0.0:{port}"), &[quoted(b.addr)], "", 1).replace(
         "balance: roundrobin\n",
         "balance: roundrobin\n    send_proxy_v2: true\n",
@@ -650,7 +637,7 @@ fn send_proxy_v2_puts_a_header_with_the_real_client_in_front_of_every_datagram()
 #[test]
 fn two_chained_udp_balancers_preserve_the_original_client() {
     let b = UdpBackend::start(Reply::ProxySource);
-    let (front, back) = (free_udp_port(), free_udp_port());
+    let (front, back) = (free_port(), free_port());
     let with_pp = |yaml: String| {
         yaml.replace(
             "balance: roundrobin\n",
@@ -676,7 +663,7 @@ fn two_chained_udp_balancers_preserve_the_original_client() {
 #[test]
 fn accept_proxy_on_udp_drops_datagrams_without_a_header() {
     let b = UdpBackend::start(Reply::Echo);
-    let port = free_udp_port();
+    let port = free_port();
     let n = Nvelox::start(&config(
         &format!("127.0.0.1:{port}"),
         &[quoted(b.addr)],

@@ -3,7 +3,12 @@
 //! Each iteration: poll (with a timeout from the timer wheel, zero when
 //! tokens were re-queued), read the clock once, dispatch readiness events,
 //! then re-queued tokens, then mailbox messages, then due timers, then
-//! `on_tick`; finally token slots removed during the batch are released.
+//! `on_tick`; finally token slots removed during the iteration are released.
+//!
+//! A removed token is never delivered again: within the iteration its slot
+//! stays reserved (its tag reads `None`), and before the slot is released
+//! every re-queued entry for it is dropped, so a source that reuses the slot
+//! in a later iteration cannot receive the closed one's re-queued `Ready`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -29,6 +34,7 @@ pub struct Ctx<H: Handler> {
     requeued: Vec<(Token, Ready)>,
     stopping: bool,
     loop_index: usize,
+    poller_ops: u64,
 }
 
 impl<H: Handler> Ctx<H> {
@@ -54,6 +60,7 @@ impl<H: Handler> Ctx<H> {
         tag: H::Tag,
     ) -> io::Result<Token> {
         let token = self.tokens.insert(tag);
+        self.poller_ops += 1;
         if let Err(e) = self.registry.register(source, token.into(), interest) {
             self.tokens.remove(token);
             return Err(e);
@@ -67,6 +74,7 @@ impl<H: Handler> Ctx<H> {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
+        self.poller_ops += 1;
         self.registry.reregister(source, token.into(), interest)
     }
 
@@ -76,6 +84,7 @@ impl<H: Handler> Ctx<H> {
         source: &mut S,
         token: Token,
     ) -> Option<H::Tag> {
+        self.poller_ops += 1;
         let _ = self.registry.deregister(source);
         self.tokens.remove(token)
     }
@@ -88,6 +97,7 @@ impl<H: Handler> Ctx<H> {
 
     /// Deregisters `source` but keeps its token and tag (pause).
     pub fn pause<S: Source + ?Sized>(&mut self, source: &mut S) {
+        self.poller_ops += 1;
         let _ = self.registry.deregister(source);
     }
 
@@ -99,7 +109,15 @@ impl<H: Handler> Ctx<H> {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
+        self.poller_ops += 1;
         self.registry.register(source, token.into(), interest)
+    }
+
+    /// How many poller changes (`epoll_ctl`: register, reregister,
+    /// deregister, pause, resume) went through this `Ctx` so far: lets tests
+    /// and benchmarks check what a policy costs in system calls.
+    pub fn poller_ops(&self) -> u64 {
+        self.poller_ops
     }
 
     pub fn tag(&self, token: Token) -> Option<&H::Tag> {
@@ -136,8 +154,20 @@ impl<H: Handler> Ctx<H> {
     /// Delivers `ready` for `token` again at the end of this batch: use it
     /// when the per-wakeup budget ran out before `WouldBlock`, so other
     /// sources get their turn (edge-triggered epoll will not repeat it).
+    /// Re-queuing a token that is already removed does nothing.
     pub fn requeue(&mut self, token: Token, ready: Ready) {
-        self.requeued.push((token, ready));
+        if self.tokens.get(token).is_some() {
+            self.requeued.push((token, ready));
+        }
+    }
+
+    /// End of an iteration: forgets the re-queued entries of tokens removed
+    /// during it, then frees their slots (in that order: once freed, a slot
+    /// can belong to a new source that must not get the old one's `Ready`).
+    fn release_removed_tokens(&mut self) {
+        let tokens = &self.tokens;
+        self.requeued.retain(|(t, _)| tokens.get(*t).is_some());
+        self.tokens.release_removed();
     }
 
     /// Stop after this batch.
@@ -180,6 +210,7 @@ impl<H: Handler> EventLoop<H> {
                 requeued: Vec::new(),
                 stopping: false,
                 loop_index,
+                poller_ops: 0,
             },
             mailbox: Arc::new(Shared::new(waker)),
         })
@@ -257,14 +288,14 @@ impl<H: Handler> EventLoop<H> {
                 stop |= handler.on_timer(ctx, timer) == Action::Stop;
             }
             stop |= handler.on_tick(ctx) == Action::Stop;
-            ctx.tokens.release_removed();
+            ctx.release_removed_tokens();
             if stop {
                 ctx.stopping = true;
             }
         }
         ctx.stopping = true;
         handler.on_stop(ctx);
-        ctx.tokens.release_removed();
+        ctx.release_removed_tokens();
         Ok(())
     }
 }

@@ -82,8 +82,9 @@ pub trait Handler: Sized {
 
     /// A registered source is ready. Edge-triggered: read/write until
     /// `WouldBlock` or until the budget is spent, then `ctx.requeue`.
-    /// The token may belong to a source closed earlier in this batch only if
-    /// `ctx.tag(token)` is `Some` (slots are freed after the batch).
+    /// A closed source's token is never delivered, not even a re-queue of
+    /// it (slots are freed at the end of the iteration, after its re-queues
+    /// are dropped).
     fn on_ready(&mut self, ctx: &mut Ctx<Self>, token: Token, ready: Ready) -> Action;
 
     /// A timer set with `ctx.set_timer` is due.

@@ -19,9 +19,11 @@
 //!   The loop owns the poller, the [`Tokens`] (token -> caller's tag), the
 //!   [`TimerWheel`] and the mailbox. A token is created by [`Ctx::register`]
 //!   and removed by [`Ctx::deregister`]/[`Ctx::forget`]; its slot is freed
-//!   only after the current event batch, so a later event in the same batch
+//!   only at the end of the current iteration (events, re-queued tokens,
+//!   messages, timers, `on_tick`), so a later event in the same iteration
 //!   for a closed source finds no tag and is skipped rather than delivered
-//!   to an unrelated new source.
+//!   to an unrelated new source; its pending re-queues are dropped before
+//!   the slot is freed, so they never reach the slot's next owner either.
 //! * **Time is read once per iteration** ([`Ctx::now`]) and passed down; the
 //!   timer wheel never reads the clock.
 //! * **The loop never exits on I/O errors** of individual sockets; only a

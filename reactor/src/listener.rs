@@ -459,7 +459,9 @@ mod tests {
 
     /// A free range of `n` consecutive ports on 127.0.0.1 (probed, then released).
     fn free_range(n: u16) -> u16 {
-        let mut base = 30000;
+        // A start that differs per process: test runs of other checkouts
+        // on the same machine scan this range at the same time.
+        let mut base = 20000 + (std::process::id() % 10000) as u16;
         while base < 32700 {
             let taken =
                 (base..base + n).find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err());

@@ -3,10 +3,11 @@
 //! A [`Token`] names one registered event source. The tag stored under it
 //! says what the source is (a listener, one side of a connection, ...).
 //! Removing a token does not free its slot at once: the slot stays reserved
-//! until the end of the current event batch, so an event for a source closed
-//! earlier in the same batch finds `None` instead of a new, unrelated tag
-//! (the classic stale-token bug). The event loop calls
-//! [`Tokens::release_removed`] after each batch.
+//! until the end of the current loop iteration, so an event for a source
+//! closed earlier in the same iteration finds `None` instead of a new,
+//! unrelated tag (the classic stale-token bug). The event loop calls
+//! [`Tokens::release_removed`] at the end of each iteration, after dropping
+//! the re-queued entries of removed tokens.
 
 use slab::Slab;
 

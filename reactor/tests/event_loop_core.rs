@@ -263,3 +263,153 @@ fn requeued_tokens_are_served_fairly_without_new_edges() {
         h.order
     );
 }
+
+/// Bug 4: a token re-queued in a timer (or message) callback and closed in
+/// the same callback stayed in the re-queue list past the end of the
+/// iteration, when its slot is freed; a source opened in the next
+/// iteration's event phase reused the slot and then received the closed
+/// source's `Ready`.
+struct StaleRequeue {
+    a: Option<mio::net::UdpSocket>,
+    a_token: Option<Token>,
+    trigger: mio::net::UdpSocket,
+    b: Option<mio::net::UdpSocket>,
+    b_token: Option<Token>,
+    b_got_ready: usize,
+    opened_b: bool,
+}
+
+impl StaleRequeue {
+    fn new() -> StaleRequeue {
+        let udp = || mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        StaleRequeue {
+            a: Some(udp()),
+            a_token: None,
+            trigger: udp(),
+            b: Some(udp()),
+            b_token: None,
+            b_got_ready: 0,
+            opened_b: false,
+        }
+    }
+
+    /// Re-queues A (as a handler out of budget does), then closes it.
+    fn requeue_and_close_a(&mut self, ctx: &mut Ctx<Self>) {
+        let t = self.a_token.unwrap();
+        ctx.requeue(t, Ready::READABLE);
+        ctx.deregister(self.a.as_mut().unwrap(), t);
+        self.a = None;
+        // Wakes the next iteration's event phase, where B is opened.
+        let to = self.trigger.local_addr().unwrap();
+        self.trigger.send_to(b"x", to).unwrap();
+    }
+}
+
+impl Handler for StaleRequeue {
+    type Tag = &'static str;
+    type Timer = bool;
+    type Message = ();
+    fn on_start(&mut self, ctx: &mut Ctx<Self>) -> Action {
+        let a = self.a.as_mut().unwrap();
+        self.a_token = Some(ctx.register(a, Interest::READABLE, "a").unwrap());
+        ctx.register(&mut self.trigger, Interest::READABLE, "trigger")
+            .unwrap();
+        // Safety net: never hang the test.
+        ctx.set_timer_after(Duration::from_secs(5), false);
+        Action::Continue
+    }
+    fn on_ready(&mut self, ctx: &mut Ctx<Self>, token: Token, _: Ready) -> Action {
+        match *ctx.tag(token).unwrap() {
+            "trigger" => {
+                let mut buf = [0u8; 8];
+                while self.trigger.recv_from(&mut buf).is_ok() {}
+                if !self.opened_b {
+                    self.opened_b = true;
+                    let b = self.b.as_mut().unwrap();
+                    self.b_token = Some(ctx.register(b, Interest::READABLE, "b").unwrap());
+                }
+            }
+            // B never receives a datagram: any Ready for it is A's.
+            "b" => self.b_got_ready += 1,
+            _ => {}
+        }
+        Action::Continue
+    }
+    fn on_timer(&mut self, ctx: &mut Ctx<Self>, close_a: bool) -> Action {
+        if close_a {
+            self.requeue_and_close_a(ctx);
+            Action::Continue
+        } else {
+            Action::Stop
+        }
+    }
+    fn on_message(&mut self, ctx: &mut Ctx<Self>, _: ()) -> Action {
+        self.requeue_and_close_a(ctx);
+        Action::Continue
+    }
+    fn on_tick(&mut self, _: &mut Ctx<Self>) -> Action {
+        if self.opened_b {
+            Action::Stop
+        } else {
+            Action::Continue
+        }
+    }
+}
+
+fn check_stale_requeue(h: &StaleRequeue) {
+    assert!(h.opened_b, "the scenario did not run");
+    assert_eq!(
+        h.b_token, h.a_token,
+        "B must reuse A's slot for this test to mean anything"
+    );
+    assert_eq!(
+        h.b_got_ready, 0,
+        "B received the closed A's re-queued Ready"
+    );
+}
+
+#[test]
+fn requeued_token_closed_in_a_timer_is_not_delivered_to_its_slots_next_owner() {
+    let mut ev = EventLoop::new().unwrap();
+    ev.ctx().set_timer_after(Duration::ZERO, true);
+    let mut h = StaleRequeue::new();
+    ev.run(&mut h).unwrap();
+    check_stale_requeue(&h);
+}
+
+#[test]
+fn requeued_token_closed_in_a_message_is_not_delivered_to_its_slots_next_owner() {
+    let ev = EventLoop::new().unwrap();
+    ev.sender().send(()).unwrap();
+    let mut h = StaleRequeue::new();
+    ev.run(&mut h).unwrap();
+    check_stale_requeue(&h);
+}
+
+#[test]
+fn poller_ops_count_every_epoll_ctl_made_through_ctx() {
+    struct Nop;
+    impl Handler for Nop {
+        type Tag = ();
+        type Timer = ();
+        type Message = ();
+        fn on_ready(&mut self, _: &mut Ctx<Self>, _: Token, _: Ready) -> Action {
+            Action::Continue
+        }
+    }
+    let mut ev = EventLoop::<Nop>::new().unwrap();
+    let ctx = ev.ctx();
+    let mut a = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut b = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    assert_eq!(ctx.poller_ops(), 0);
+    let ta = ctx.register(&mut a, Interest::READABLE, ()).unwrap();
+    let tb = ctx.register(&mut b, Interest::READABLE, ()).unwrap();
+    ctx.pause(&mut a);
+    ctx.resume(&mut a, ta, Interest::READABLE).unwrap();
+    ctx.reregister(&mut a, ta, Interest::WRITABLE).unwrap();
+    ctx.deregister(&mut a, ta);
+    assert_eq!(ctx.poller_ops(), 6);
+    drop(b);
+    ctx.forget(tb);
+    assert_eq!(ctx.poller_ops(), 6, "forget makes no system call");
+}

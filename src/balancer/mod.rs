@@ -4,7 +4,7 @@
 //! given the caller's view of every server ([`Candidate`]), the client
 //! address and the servers already tried for this connection ([`Tried`]).
 //!
-//! Does not own: health (see `crate::backend::Health`), connection counts or
+//! Does not own: health (see `crate::health::state::Health`), connection counts or
 //! `max_connections` (the caller folds those into `Candidate::usable` and
 //! `Candidate::active`), retries (the caller loops, adding each failed
 //! server to `Tried`). Nothing here touches a socket or reads the clock.
@@ -21,8 +21,8 @@ mod source_hash;
 
 use std::net::IpAddr;
 
-pub use crate::backend::ServerId;
 use crate::config::BalanceKind;
+pub use crate::config::ServerId;
 
 pub use least_conn::LeastConn;
 pub use random::Random;

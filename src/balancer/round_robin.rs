@@ -11,7 +11,7 @@
 //! skipped server resumes from where it was.
 //!
 //! nginx also lowers an `effective_weight` after failures; here failures are
-//! the health state machine's business (`crate::backend`), so the effective
+//! the health state machine's business (`crate::health::state`), so the effective
 //! weight is always the configured one.
 
 use std::net::IpAddr;

@@ -34,6 +34,10 @@ impl std::error::Error for ConfigError {}
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfigErrors {
     pub errors: Vec<ConfigError>,
+    /// What would have been warnings had the file been valid (a deprecated
+    /// key), so that `--check` shows them next to the errors. Not counted,
+    /// not part of `Display`.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl ConfigErrors {
@@ -91,6 +95,7 @@ mod tests {
         );
         let all = ConfigErrors {
             errors: vec![e, no_line],
+            warnings: Vec::new(),
         };
         assert_eq!(all.to_string().lines().count(), 2);
     }

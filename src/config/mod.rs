@@ -5,6 +5,7 @@
 //! addresses through `address`), and `locate` finds the line of a YAML path
 //! for error messages. Nothing outside this module sees raw YAML.
 pub mod address;
+pub mod compat;
 pub mod duration;
 pub mod error;
 pub mod escape;

@@ -10,15 +10,54 @@ use std::time::Duration;
 
 pub use reactor::bind::{BindHost, BindSpec};
 
+/// A listener of a plan: its index in `Plan::listeners`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId(pub usize);
+
+/// A backend of a plan: its index in `Plan::backends`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(pub usize);
+
+/// A server of a backend: its index in `BackendPlan::servers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerId(pub usize);
+
+impl std::fmt::Display for ServerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "server #{}", self.0)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub server: ServerSettings,
     pub logging: LoggingSettings,
     pub listeners: Vec<ListenerPlan>,
     pub backends: Vec<BackendPlan>,
-    /// Keys that were accepted but are not implemented yet, one line each,
-    /// already naming file and YAML path. Logged as warnings at start.
+    /// Things that load but deserve a word (a deprecated key such as Go's
+    /// `default_backend`), one line each, already naming file, line and YAML
+    /// path. Printed by `--check` and logged as warnings at start.
     pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Panics on an id from another plan: ids are only made from this
+    /// plan's own indexes.
+    pub fn listener(&self, id: ListenerId) -> &ListenerPlan {
+        &self.listeners[id.0]
+    }
+
+    pub fn backend(&self, id: BackendId) -> &BackendPlan {
+        &self.backends[id.0]
+    }
+
+    /// Every listener with its id.
+    pub fn listener_ids(&self) -> impl Iterator<Item = (ListenerId, &ListenerPlan)> {
+        self.listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (ListenerId(i), l))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -80,8 +119,7 @@ pub struct ListenerPlan {
     pub name: String,
     pub bind: BindSpec,
     pub protocol: Protocol,
-    /// Index into `Plan::backends`.
-    pub backend: usize,
+    pub backend: BackendId,
     pub zero_copy: bool,
     pub accept_proxy: AcceptProxy,
     /// Default: 300s for TCP, 30s for UDP.

@@ -7,6 +7,11 @@
 //! one, and `protocol: "tcp"`, `weight: "3"` and `version: 2` all load as
 //! Go Nvelox users write them. Only the *shape* (map vs list vs scalar) and
 //! key names are checked here.
+//!
+//! Keys of Go Nvelox that nvelox does not implement are fields of type
+//! [`GoOnly`]: they parse (whatever their value), so that serde does not stop
+//! at the first one with "unknown field"; `compat` reports each of them as
+//! "not supported by nvelox" with its line.
 
 use std::fmt;
 
@@ -54,6 +59,17 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// The value of a Go Nvelox key that nvelox does not implement: anything,
+/// skipped. Its presence is what matters (see `compat::GO_ONLY_KEYS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoOnly;
+
+impl<'de> Deserialize<'de> for GoOnly {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de::IgnoredAny::deserialize(d).map(|_| GoOnly)
+    }
+}
+
 /// A whole configuration file (the main one or an included one).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +80,10 @@ pub struct RawConfig {
     pub include: Option<IncludeList>,
     pub listeners: Option<Vec<RawListener>>,
     pub backends: Option<Vec<RawBackend>>,
+    // Go Nvelox only (reported by `compat`).
+    pub metrics: Option<GoOnly>,
+    pub admin: Option<GoOnly>,
+    pub tracing: Option<GoOnly>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,12 +148,68 @@ pub struct RawListener {
     pub name: Option<Text>,
     pub bind: Option<Text>,
     pub protocol: Option<Text>,
+    /// The current name (Go Nvelox renamed `default_backend` to `backend`).
+    pub backend: Option<Text>,
+    /// Deprecated alias of `backend`.
     pub default_backend: Option<Text>,
     pub zero_copy: Option<Text>,
     pub accept_proxy: Option<Text>,
     pub idle_timeout: Option<Text>,
     pub max_connections: Option<Text>,
     pub reuseport: Option<Text>,
+    /// Go Nvelox's timeouts block; mapped onto nvelox's own settings.
+    pub timeouts: Option<RawListenerTimeouts>,
+    // Go Nvelox only (reported by `compat`).
+    pub tls: Option<GoOnly>,
+    pub sni_routes: Option<GoOnly>,
+    pub ip_allowlist: Option<GoOnly>,
+    pub ip_denylist: Option<GoOnly>,
+    pub rate_limit: Option<GoOnly>,
+    pub ip_rate_limit: Option<GoOnly>,
+    pub max_connections_per_ip: Option<GoOnly>,
+    pub max_body_size: Option<GoOnly>,
+    pub max_header_size: Option<GoOnly>,
+    pub acl: Option<GoOnly>,
+    pub trusted_proxies: Option<GoOnly>,
+    pub accept_proxy_from: Option<GoOnly>,
+    pub http3: Option<GoOnly>,
+    pub routes: Option<GoOnly>,
+    pub headers: Option<GoOnly>,
+    pub backend_server_header: Option<GoOnly>,
+    pub forwarded_for: Option<GoOnly>,
+    pub compression: Option<GoOnly>,
+    pub error_pages: Option<GoOnly>,
+    pub root: Option<GoOnly>,
+    pub buffering: Option<GoOnly>,
+    pub cache: Option<GoOnly>,
+    pub grpc: Option<GoOnly>,
+    pub throttle: Option<GoOnly>,
+    pub server_names: Option<GoOnly>,
+    pub default_server: Option<GoOnly>,
+}
+
+/// `listeners[].timeouts` as Go Nvelox writes it: `read_header`, `read`,
+/// `write` (current files) or `connect`, `read`, `write`, `idle` (older).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTimeouts {
+    pub read_header: Option<Text>,
+    pub read: Option<Text>,
+    pub write: Option<Text>,
+    pub connect: Option<Text>,
+    pub idle: Option<Text>,
+}
+
+/// `backends[].timeouts` as Go Nvelox writes it: `connect`, `read`. Go
+/// shares the struct with listeners, so `write` and `idle` parse there too;
+/// they are reported by `compat`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendTimeouts {
+    pub connect: Option<Text>,
+    pub read: Option<Text>,
+    pub write: Option<GoOnly>,
+    pub idle: Option<GoOnly>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +223,16 @@ pub struct RawBackend {
     pub retries: Option<Text>,
     pub servers: Option<Vec<RawServerEntry>>,
     pub health_check: Option<RawHealthCheck>,
+    /// Go Nvelox's timeouts block; `connect` maps onto `connect_timeout`.
+    pub timeouts: Option<RawBackendTimeouts>,
+    // Go Nvelox only (reported by `compat`).
+    pub max_connections: Option<GoOnly>,
+    pub retry: Option<GoOnly>,
+    pub keepalive: Option<GoOnly>,
+    pub backend_tls: Option<GoOnly>,
+    pub sticky_session: Option<GoOnly>,
+    pub circuit_breaker: Option<GoOnly>,
+    pub resolve_interval: Option<GoOnly>,
 }
 
 /// A server: `"10.0.0.1:80"` or `{ address: ..., weight: 3, ... }`.

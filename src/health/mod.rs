@@ -1,22 +1,26 @@
-//! Active health checks: probes driven by the reactor's timers on loop 0.
+//! Server health. `state.rs` is each server's health state machine (pure:
+//! active rise/fall, passive max_fails/fail_timeout, the single trial);
+//! this file runs the active checks: probes driven by the reactor's timers
+//! on loop 0.
 //!
 //! Owns: one [`Probe`] per server with `health_check.active`, each at most
 //! one probe in flight, on a non-blocking socket registered in the loop
 //! (never a blocking call), with a timeout timer; scheduling with jitter;
 //! a small reserve of file descriptors so probes still run when client
 //! traffic fills the fd table. Results go to
-//! [`BackendRt::report_probe`](crate::servers::BackendRt::report_probe),
-//! which owns the state (`crate::backend::Health`) and the warning line.
+//! [`BackendRt::report_probe`](crate::backend_rt::BackendRt::report_probe),
+//! which keeps the state ([`state::Health`]) and logs the warning line.
 //!
 //! Does not own: what a reply means (`probe.rs`, pure), where and when to
-//! probe (`schedule.rs`, pure), passive checks (the TCP proxy reports
-//! connection outcomes itself).
+//! probe (`schedule.rs`, pure), passive checks (the TCP and UDP proxies
+//! report connection outcomes through `BackendRt`).
 //!
 //! Only loop 0 runs probes ([`HealthChecker::start`] is called there);
 //! every loop reads the published state through `Runtime::backends`.
 
 pub mod probe;
 pub mod schedule;
+pub mod state;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -27,15 +31,13 @@ use mio::net::{TcpStream, UdpSocket};
 use reactor::{Ctx, Interest, Ready, TimerKey, Token};
 
 use crate::config::CheckKind;
+use crate::events::Loop;
+pub use crate::events::ProbeId;
 use crate::events::{Tag, Timer};
-use crate::runtime::{LogLimiter, Runtime};
-use crate::worker::Worker;
+use crate::limits::{is_resource_exhaustion, LogLimiter};
+use crate::runtime::Runtime;
 use probe::{Conversation, Failure, Verdict};
 use schedule::{first_probe, next_probe, Prng, ProbeTarget};
-
-/// Index of a probed server in the checker's table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ProbeId(pub usize);
 
 /// How many spare fds the checker holds back for its probes. Probes run
 /// one per server at a time; a handful is enough to keep the servers that
@@ -98,14 +100,6 @@ impl FdReserve {
     }
 }
 
-/// Out of descriptors or kernel memory: not the server's fault.
-pub fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
 fn failure_of(e: &io::Error) -> Failure {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => Failure::Refused,
@@ -138,11 +132,11 @@ impl HealthChecker {
     }
 
     /// Builds the probe table and arms every server's first probe.
-    pub fn start(&mut self, ctx: &mut Ctx<Worker>) {
+    pub fn start(&mut self, ctx: &mut Ctx<impl Loop>) {
         let rt = Arc::clone(&self.rt);
         let (targets, skipped) = schedule::targets(&rt.plan);
         for s in skipped {
-            let b = &rt.plan.backends[s.backend];
+            let b = rt.plan.backend(s.backend);
             log::warn!(
                 "backend {} server {}: no port to probe (no server port, no health_check.active.port, no listener uses the backend); not health checked",
                 b.name,
@@ -162,7 +156,7 @@ impl HealthChecker {
         let now = ctx.now();
         let mut shortest = Duration::MAX;
         for target in targets {
-            let b = &rt.plan.backends[target.backend];
+            let b = rt.plan.backend(target.backend);
             let Some(active) = &b.health.active else {
                 continue;
             };
@@ -184,7 +178,7 @@ impl HealthChecker {
     }
 
     /// Shutdown: no more probes; abandon those in flight without a verdict.
-    pub fn stop(&mut self, ctx: &mut Ctx<Worker>) {
+    pub fn stop(&mut self, ctx: &mut Ctx<impl Loop>) {
         self.stopped = true;
         for p in &mut self.probes {
             if let Some(k) = p.due.take() {
@@ -198,7 +192,7 @@ impl HealthChecker {
     }
 
     /// It is time for a probe of `id`.
-    pub fn on_due(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId) {
+    pub fn on_due(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId) {
         let Some(p) = self.probes.get_mut(id.0) else {
             return;
         };
@@ -256,7 +250,7 @@ impl HealthChecker {
         });
     }
 
-    pub fn on_timeout(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId) {
+    pub fn on_timeout(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId) {
         let Some(p) = self.probes.get_mut(id.0) else {
             return;
         };
@@ -266,7 +260,7 @@ impl HealthChecker {
         }
     }
 
-    pub fn on_ready(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, _ready: Ready) {
+    pub fn on_ready(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId, _ready: Ready) {
         let Some(p) = self.probes.get_mut(id.0) else {
             return;
         };
@@ -285,7 +279,7 @@ impl HealthChecker {
     }
 
     /// Ends the flight of `id` with `verdict`.
-    fn finish(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, verdict: Verdict) {
+    fn finish(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId, verdict: Verdict) {
         let p = &mut self.probes[id.0];
         let Some(f) = p.flight.take() else {
             return;
@@ -297,13 +291,19 @@ impl HealthChecker {
     }
 
     /// Reports a verdict and schedules the next probe.
-    fn conclude_from(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, started: Instant, v: Verdict) {
+    fn conclude_from(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: ProbeId,
+        started: Instant,
+        v: Verdict,
+    ) {
         if let Some(r) = self.reserve.as_mut() {
             r.refill();
         }
         let now = ctx.now();
         let p = &self.probes[id.0];
-        let backend = &self.rt.backends[p.target.backend];
+        let backend = self.rt.backend(p.target.backend);
         match v {
             Verdict::Up => backend.report_probe(p.target.server, true, now, "ok"),
             Verdict::Down(why) => {
@@ -322,7 +322,7 @@ impl HealthChecker {
 
     /// No descriptor for the probe: neither up nor down, just try again
     /// next interval. The server is not at fault.
-    fn skipped(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, now: Instant, e: &io::Error) {
+    fn skipped(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId, now: Instant, e: &io::Error) {
         if let Some(n) = self.skip_warn.allow(now) {
             log::warn!(
                 "health check of {} skipped: {e} ({n} similar messages suppressed)",
@@ -335,7 +335,7 @@ impl HealthChecker {
         self.schedule(ctx, id, now, now);
     }
 
-    fn schedule(&mut self, ctx: &mut Ctx<Worker>, id: ProbeId, started: Instant, now: Instant) {
+    fn schedule(&mut self, ctx: &mut Ctx<impl Loop>, id: ProbeId, started: Instant, now: Instant) {
         if self.stopped {
             return;
         }
@@ -345,7 +345,7 @@ impl HealthChecker {
     }
 }
 
-fn close(ctx: &mut Ctx<Worker>, f: Flight) {
+fn close(ctx: &mut Ctx<impl Loop>, f: Flight) {
     match f.sock {
         Sock::Stream(mut s) => {
             ctx.deregister(&mut s, f.token);

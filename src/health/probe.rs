@@ -6,7 +6,7 @@
 //! bytes, the HTTP request line and headers), the reply rules (substring
 //! match, HTTP status line), and the bound on how much of a reply is read.
 //! Does not own: timeouts (the shell arms a timer), scheduling, or what a
-//! result does to the server's state (`crate::backend::Health`).
+//! result does to the server's state (`health::state::Health`).
 
 use std::fmt;
 use std::net::SocketAddr;

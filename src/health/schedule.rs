@@ -10,13 +10,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::backend::ServerId;
-use crate::config::Plan;
+use crate::clock::{after, FAR_FUTURE};
+use crate::config::{BackendId, Plan, ServerId};
 
 /// One server with an active check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeTarget {
-    pub backend: usize,
+    pub backend: BackendId,
     pub server: ServerId,
     pub addr: SocketAddr,
 }
@@ -26,7 +26,7 @@ pub struct ProbeTarget {
 /// either). Logged once at start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unprobeable {
-    pub backend: usize,
+    pub backend: BackendId,
     pub server: ServerId,
 }
 
@@ -35,6 +35,7 @@ pub fn targets(plan: &Plan) -> (Vec<ProbeTarget>, Vec<Unprobeable>) {
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     for (bi, b) in plan.backends.iter().enumerate() {
+        let bi = BackendId(bi);
         let Some(active) = &b.health.active else {
             continue;
         };
@@ -83,7 +84,11 @@ impl Prng {
         if nanos == 0 {
             return Duration::ZERO;
         }
-        Duration::from_nanos(self.next_u64() % (nanos + 1).max(1))
+        let r = self.next_u64();
+        Duration::from_nanos(match nanos.checked_add(1) {
+            Some(n) => r % n,
+            None => r,
+        })
     }
 }
 
@@ -94,18 +99,21 @@ const JITTER_DIVISOR: u32 = 20;
 /// so a backend of many servers does not probe them all at once at start,
 /// but never later than one interval.
 pub fn first_probe(now: Instant, interval: Duration, rng: &mut Prng) -> Instant {
-    now + rng.below(interval)
+    let interval = interval.min(FAR_FUTURE);
+    after(now, rng.below(interval))
 }
 
 /// When the next probe runs after one that started at `started`: one
 /// `interval` later, give or take up to 5% of it, and never in the past
 /// (a probe that outlived its interval is followed at once, not twice).
 pub fn next_probe(started: Instant, now: Instant, interval: Duration, rng: &mut Prng) -> Instant {
+    // Longer than a century is "never"; capped, the jitter stays small
+    // enough to add and subtract.
+    let interval = interval.min(FAR_FUTURE);
     let span = interval / JITTER_DIVISOR;
     let jitter = rng.below(span * 2);
-    let at = (started + interval + jitter)
-        .checked_sub(span)
-        .unwrap_or(started + interval);
+    let base = after(started, interval);
+    let at = after(base, jitter).checked_sub(span).unwrap_or(base);
     at.max(now)
 }
 
@@ -153,7 +161,7 @@ backends:\n  - name: other\n    servers: [\"127.0.0.1:1\"]\n  - name: b\n    ser
         assert!(skipped.is_empty());
         let addrs: Vec<String> = t.iter().map(|t| t.addr.to_string()).collect();
         assert_eq!(addrs, ["10.0.0.1:9000", "10.0.0.2:7000"]);
-        assert!(t.iter().all(|t| t.backend == 1));
+        assert!(t.iter().all(|t| t.backend == BackendId(1)));
         assert_eq!(t[1].server, ServerId(1));
 
         let (t, _) = targets(&plan(&[Some(9000), None], Some(8081), true));
@@ -168,7 +176,7 @@ backends:\n  - name: other\n    servers: [\"127.0.0.1:1\"]\n  - name: b\n    ser
         assert_eq!(
             skipped,
             [Unprobeable {
-                backend: 1,
+                backend: BackendId(1),
                 server: ServerId(1)
             }]
         );
@@ -218,6 +226,18 @@ backends:\n  - name: other\n    servers: [\"127.0.0.1:1\"]\n  - name: b\n    ser
         assert!(times.iter().all(|d| *d <= interval));
         assert!(times.iter().any(|d| *d < interval / 4));
         assert!(times.iter().any(|d| *d > interval * 3 / 4));
+    }
+
+    #[test]
+    fn the_largest_interval_schedules_far_away_without_a_panic() {
+        let t0 = Instant::now();
+        let mut rng = Prng::new(3);
+        for _ in 0..100 {
+            assert!(rng.below(Duration::MAX) <= Duration::MAX);
+            assert!(first_probe(t0, Duration::MAX, &mut rng) >= t0);
+            let next = next_probe(t0, t0, Duration::MAX, &mut rng);
+            assert!(next > t0 + Duration::from_secs(365 * 24 * 3600));
+        }
     }
 
     #[test]

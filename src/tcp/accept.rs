@@ -1,11 +1,15 @@
 //! Accepting TCP clients on this loop's listeners.
 //!
 //! Owns: the listener sockets and their tokens, reserving connection slots
-//! (`Runtime::reserve`) before accepting, pausing a listener at a cap or on
-//! an accept error (it is deregistered; clients wait in the kernel
-//! backlog), pausing every listener for [`ACCEPT_RETRY`] on fd exhaustion,
-//! resuming when there is room, and listener changes on reload and
-//! shutdown. Does not own what happens to an accepted client (`conn.rs`).
+//! (`Runtime::reserve`) before accepting, pausing a listener at a cap, on
+//! fd exhaustion or on an accept error (it is deregistered; clients wait in
+//! the kernel backlog), resuming it when there is room (a close or the
+//! [`ACCEPT_RETRY`] timer for a cap, the timer only otherwise), and listener
+//! changes on reload and shutdown. Pausing and resuming touch only the
+//! listeners concerned: a paused listener is paused at most once, and the
+//! paused ones are kept in lists, so a close on a loop with a 10,000-port
+//! range costs nothing when none is paused. Does not own what happens to an
+//! accepted client (`conn.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,16 +22,16 @@ use reactor::{Ctx, Interest, Ready, Token, DEFAULT_BUDGET};
 use super::conn::Conn;
 use super::phase::{ConnState, Limits};
 use super::{ConnId, TcpProxy};
-use crate::config::AcceptProxy;
-use crate::events::{Loop, Tag, Timer};
+use crate::config::{AcceptProxy, ListenerId};
+use crate::events::{Loop, Tag, TcpSlot, Timer};
 
 /// How long accepting stays paused before it is tried again.
 pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// One listening socket owned by this loop.
 pub struct TcpListenerSock {
-    /// Index into `plan.listeners`.
-    pub plan: usize,
+    /// The listener of the plan this socket belongs to.
+    pub plan: ListenerId,
     pub port: u16,
     pub sock: TcpListener,
 }
@@ -35,7 +39,38 @@ pub struct TcpListenerSock {
 pub(super) struct ListenerSlot {
     l: TcpListenerSock,
     token: Option<Token>,
-    paused: bool,
+    paused: Option<Pause>,
+}
+
+/// Why a listener is paused, which decides what resumes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pause {
+    /// Its connection cap is reached: a close on this loop, or the retry
+    /// timer (caps are shared with other loops), resumes it once there is room.
+    AtCap,
+    /// Out of file descriptors or an accept error: the retry timer resumes
+    /// it (resuming on every close would churn while fds stay scarce).
+    UntilRetry,
+}
+
+/// The paused listeners, by reason.
+#[derive(Default)]
+pub(super) struct PausedListeners {
+    at_cap: Vec<TcpSlot>,
+    until_retry: Vec<TcpSlot>,
+}
+
+impl PausedListeners {
+    fn list(&mut self, why: Pause) -> &mut Vec<TcpSlot> {
+        match why {
+            Pause::AtCap => &mut self.at_cap,
+            Pause::UntilRetry => &mut self.until_retry,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.at_cap.is_empty() && self.until_retry.is_empty()
+    }
 }
 
 impl ListenerSlot {
@@ -43,14 +78,14 @@ impl ListenerSlot {
         ListenerSlot {
             l,
             token: None,
-            paused: false,
+            paused: None,
         }
     }
 
     /// Takes the socket out of the loop (it closes when the slot drops).
     fn unregister(&mut self, ctx: &mut Ctx<impl Loop>) {
         if let Some(t) = self.token.take() {
-            if self.paused {
+            if self.paused.is_some() {
                 ctx.forget(t);
             } else {
                 ctx.deregister(&mut self.l.sock, t);
@@ -62,12 +97,12 @@ impl ListenerSlot {
 impl TcpProxy {
     pub fn start(&mut self, ctx: &mut Ctx<impl Loop>) {
         for i in 0..self.listeners.len() {
-            self.register_listener(ctx, i);
+            self.register_listener(ctx, TcpSlot(i));
         }
     }
 
-    fn register_listener(&mut self, ctx: &mut Ctx<impl Loop>, i: usize) {
-        let slot = &mut self.listeners[i];
+    fn register_listener(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot) {
+        let slot = &mut self.listeners[i.0];
         match ctx.register(&mut slot.l.sock, Interest::READABLE, Tag::TcpListener(i)) {
             Ok(t) => slot.token = Some(t),
             Err(e) => log::error!("cannot register listener port {}: {e}", slot.l.port),
@@ -77,18 +112,27 @@ impl TcpProxy {
     /// Reload, phase 1: closes the listeners whose plan index maps to no
     /// listener of the new plan (their port may be re-bound by the new one).
     /// Established connections are not touched.
-    pub fn close_removed_listeners(&mut self, ctx: &mut Ctx<impl Loop>, keep: &[Option<usize>]) {
+    pub fn close_removed_listeners(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        keep: &[Option<ListenerId>],
+    ) {
         for mut slot in std::mem::take(&mut self.listeners) {
-            if keep.get(slot.l.plan).copied().flatten().is_some() {
+            if keep.get(slot.l.plan.0).copied().flatten().is_some() {
                 self.listeners.push(slot);
             } else {
                 slot.unregister(ctx);
             }
         }
         // Listener tags are indexes into `listeners`: renumber the survivors.
+        self.paused = PausedListeners::default();
         for (i, slot) in self.listeners.iter().enumerate() {
+            let i = TcpSlot(i);
             if let Some(tag) = slot.token.and_then(|t| ctx.tag_mut(t)) {
                 *tag = Tag::TcpListener(i);
+            }
+            if let Some(why) = slot.paused {
+                self.paused.list(why).push(i);
             }
         }
     }
@@ -99,18 +143,18 @@ impl TcpProxy {
         &mut self,
         ctx: &mut Ctx<impl Loop>,
         rt: Arc<crate::runtime::Runtime>,
-        keep: &[Option<usize>],
+        keep: &[Option<ListenerId>],
         added: Vec<TcpListenerSock>,
     ) {
         self.rt = rt;
         for slot in self.listeners.iter_mut() {
-            if let Some(Some(j)) = keep.get(slot.l.plan) {
+            if let Some(Some(j)) = keep.get(slot.l.plan.0) {
                 slot.l.plan = *j;
             }
         }
         for l in added {
             self.listeners.push(ListenerSlot::new(l));
-            let i = self.listeners.len() - 1;
+            let i = TcpSlot(self.listeners.len() - 1);
             self.register_listener(ctx, i);
         }
     }
@@ -121,54 +165,75 @@ impl TcpProxy {
         for mut slot in self.listeners.drain(..) {
             slot.unregister(ctx);
         }
+        self.paused = PausedListeners::default();
     }
 
-    fn pause(&mut self, ctx: &mut Ctx<impl Loop>, i: usize) {
-        let slot = &mut self.listeners[i];
-        if !slot.paused {
-            ctx.pause(&mut slot.l.sock);
-            slot.paused = true;
+    fn pause(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot, why: Pause) {
+        let slot = &mut self.listeners[i.0];
+        match slot.paused {
+            None => {
+                ctx.pause(&mut slot.l.sock);
+                self.paused.list(why).push(i);
+            }
+            Some(was) if was != why => {
+                self.paused.list(was).retain(|&j| j != i);
+                self.paused.list(why).push(i);
+            }
+            Some(_) => {}
         }
+        slot.paused = Some(why);
         if !self.retry_armed {
             self.retry_armed = true;
             ctx.set_timer_after(ACCEPT_RETRY, Timer::AcceptRetry);
         }
     }
 
-    /// Resumes paused listeners that have room again (after a close).
+    /// After a close: resumes the listeners paused at a cap that have room
+    /// again. Looks only at those.
     pub(super) fn resume_paused(&mut self, ctx: &mut Ctx<impl Loop>) {
+        self.resume(ctx, Pause::AtCap);
+    }
+
+    fn resume(&mut self, ctx: &mut Ctx<impl Loop>, why: Pause) {
         if self.stopped {
             return;
         }
-        for slot in self.listeners.iter_mut() {
-            if slot.paused && self.rt.has_room(slot.l.plan) {
-                if let Some(t) = slot.token {
-                    if ctx.resume(&mut slot.l.sock, t, Interest::READABLE).is_ok() {
-                        slot.paused = false;
-                    }
-                }
+        let mut k = 0;
+        while k < self.paused.list(why).len() {
+            let i = self.paused.list(why)[k];
+            let slot = &mut self.listeners[i.0];
+            let resumed = self.rt.has_room(slot.l.plan)
+                && slot
+                    .token
+                    .is_some_and(|t| ctx.resume(&mut slot.l.sock, t, Interest::READABLE).is_ok());
+            if resumed {
+                slot.paused = None;
+                self.paused.list(why).swap_remove(k);
+            } else {
+                k += 1;
             }
         }
     }
 
     pub fn on_accept_retry(&mut self, ctx: &mut Ctx<impl Loop>) {
         self.retry_armed = false;
-        self.resume_paused(ctx);
-        if self.listeners.iter().any(|s| s.paused) {
+        self.resume(ctx, Pause::AtCap);
+        self.resume(ctx, Pause::UntilRetry);
+        if !self.paused.is_empty() {
             self.retry_armed = true;
             ctx.set_timer_after(ACCEPT_RETRY, Timer::AcceptRetry);
         }
     }
 
-    pub fn on_listener_ready(&mut self, ctx: &mut Ctx<impl Loop>, i: usize, token: Token) {
-        let plan = self.listeners[i].l.plan;
+    pub fn on_listener_ready(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot, token: Token) {
+        let plan = self.listeners[i.0].l.plan;
         let reserved = self.rt.reserve(plan, DEFAULT_BUDGET);
         if reserved == 0 {
-            self.pause(ctx, i);
+            self.pause(ctx, i, Pause::AtCap);
             return;
         }
         let mut fresh = Vec::new();
-        let (n, stop) = accept_batch(&self.listeners[i].l.sock, reserved, |s, a| {
+        let (n, stop) = accept_batch(&self.listeners[i.0].l.sock, reserved, |s, a| {
             fresh.push((s, a))
         });
         self.rt.unreserve(plan, reserved - n);
@@ -180,28 +245,31 @@ impl TcpProxy {
             AcceptStop::Budget => {
                 if reserved < DEFAULT_BUDGET {
                     // Stopped by a cap, not by the budget.
-                    self.pause(ctx, i);
+                    self.pause(ctx, i, Pause::AtCap);
                 } else {
                     ctx.requeue(token, Ready::READABLE);
                 }
             }
-            AcceptStop::FdExhausted(e) => {
-                if let Some(suppressed) = self.fd_warn.allow(ctx.now()) {
-                    log::warn!(
-                        "accept: {e}; pausing accepts for {} ms ({} similar messages suppressed)",
-                        ACCEPT_RETRY.as_millis(),
-                        suppressed
-                    );
-                }
-                for j in 0..self.listeners.len() {
-                    self.pause(ctx, j);
-                }
-            }
+            AcceptStop::FdExhausted(e) => self.on_fd_exhausted(ctx, i, &e),
             AcceptStop::Error(e) => {
-                log::error!("accept on port {}: {e}", self.listeners[i].l.port);
-                self.pause(ctx, i);
+                log::error!("accept on port {}: {e}", self.listeners[i.0].l.port);
+                self.pause(ctx, i, Pause::UntilRetry);
             }
         }
+    }
+
+    /// Out of file descriptors while accepting on listener `i`.
+    fn on_fd_exhausted(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot, e: &std::io::Error) {
+        if let Some(suppressed) = self.fd_warn.allow(ctx.now()) {
+            log::warn!(
+                "accept: {e}; pausing accepts for {} ms ({} similar messages suppressed)",
+                ACCEPT_RETRY.as_millis(),
+                suppressed
+            );
+        }
+        // Only this listener: the others pause when they hit it too, and
+        // idle ones are never touched.
+        self.pause(ctx, i, Pause::UntilRetry);
     }
 
     /// Registers an accepted client (its slot is already reserved) and
@@ -209,11 +277,11 @@ impl TcpProxy {
     fn open(
         &mut self,
         ctx: &mut Ctx<impl Loop>,
-        li: usize,
+        li: TcpSlot,
         mut stream: TcpStream,
         peer: SocketAddr,
     ) {
-        let plan = self.listeners[li].l.plan;
+        let plan = self.listeners[li.0].l.plan;
         let entry = self.conns.vacant_entry();
         let id = ConnId(entry.key());
         let token = match ctx.register(
@@ -228,8 +296,8 @@ impl TcpProxy {
                 return;
             }
         };
-        let lp = &self.rt.plan.listeners[plan];
-        let backend = &self.rt.backends[lp.backend].plan;
+        let lp = self.rt.plan.listener(plan);
+        let backend = &self.rt.backend(lp.backend).plan;
         let limits = Limits {
             retries: backend.retries,
             connect_timeout: backend.connect_timeout,
@@ -240,7 +308,7 @@ impl TcpProxy {
         entry.insert(Conn::new(
             Arc::clone(&self.rt),
             plan,
-            self.listeners[li].l.port,
+            self.listeners[li.0].l.port,
             stream,
             token,
             peer,
@@ -249,3 +317,7 @@ impl TcpProxy {
         self.apply(ctx, id, first);
     }
 }
+
+#[cfg(test)]
+#[path = "accept_tests.rs"]
+mod tests;

@@ -20,8 +20,9 @@ use super::phase::{Action, ConnState, Event, Phase, Reason, Relayed, TimerKind};
 use super::relay::{Direction, Readiness};
 use super::{client_ip, show, ConnId, TcpProxy};
 use crate::balancer::{ServerId, Tried};
-use crate::config::ProxyVersion;
+use crate::config::{ListenerId, ProxyVersion};
 use crate::events::{Loop, Tag, Timer};
+use crate::limits::is_resource_exhaustion;
 use crate::logging::timestamp;
 use crate::proxy_protocol::{Header, Transport, Version};
 use crate::runtime::Runtime;
@@ -30,8 +31,8 @@ pub(super) struct Conn {
     /// The configuration this connection was accepted under: a reload
     /// does not change an established connection's backend or timeouts.
     pub(super) rt: Arc<Runtime>,
-    /// Index into `rt.plan.listeners`.
-    pub(super) listener: usize,
+    /// Its listener in `rt.plan`.
+    pub(super) listener: ListenerId,
     /// The port the client reached (a port-less server gets the same one).
     port: u16,
     pub(super) client: TcpStream,
@@ -67,7 +68,7 @@ enum Attempt {
 impl Conn {
     pub(super) fn new(
         rt: Arc<Runtime>,
-        listener: usize,
+        listener: ListenerId,
         port: u16,
         client: TcpStream,
         client_token: Token,
@@ -175,13 +176,13 @@ impl TcpProxy {
         let now = ctx.now();
         let c = self.conns.get_mut(id.0)?;
         let rt = Arc::clone(&c.rt);
-        let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
+        let backend = rt.backend_of(c.listener);
         let client = c.client();
         let Some(sid) = backend.acquire(client_ip(&client), &c.tried, now) else {
             if let Some(n) = self.down_warn.allow(now) {
                 log::warn!(
                     "listener {}: no server available in backend {} for {} ({n} similar messages suppressed)",
-                    rt.plan.listeners[c.listener].name,
+                    rt.plan.listener(c.listener).name,
                     backend.plan.name,
                     show(&client)
                 );
@@ -214,7 +215,7 @@ impl TcpProxy {
                     }
                 }
             }
-            Err(e) if crate::health::is_resource_exhaustion(&e) => {
+            Err(e) if is_resource_exhaustion(&e) => {
                 // Our fd table is full, not the server's fault: no
                 // failure reported, no retry elsewhere (it would fail
                 // the same way); the client goes, which frees room.
@@ -247,7 +248,7 @@ impl TcpProxy {
             ctx.forget(t);
         }
         let rt = Arc::clone(&c.rt);
-        let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
+        let backend = rt.backend_of(c.listener);
         if let Some(sid) = c.server.take() {
             log::debug!(
                 "{} -> {}: {why}",
@@ -272,7 +273,7 @@ impl TcpProxy {
             if let Some(n) = self.header_warn.allow(now) {
                 log::warn!(
                     "listener {}: closing {}: no PROXY header within {}s ({n} similar messages suppressed)",
-                    c.rt.plan.listeners[c.listener].name,
+                    c.rt.plan.listener(c.listener).name,
                     show(&c.peer),
                     super::PROXY_HEADER_TIMEOUT.as_secs()
                 );
@@ -324,7 +325,7 @@ impl TcpProxy {
         let now = ctx.now();
         let c = &mut self.conns[id.0];
         let rt = Arc::clone(&c.rt);
-        let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
+        let backend = rt.backend_of(c.listener);
         if let Some(sid) = c.server {
             backend.report_success(sid, now);
         }
@@ -357,7 +358,7 @@ impl TcpProxy {
             return;
         };
         let before = c.up.bytes + c.down.bytes;
-        let zero_copy = c.rt.plan.listeners[c.listener].zero_copy;
+        let zero_copy = c.rt.plan.listener(c.listener).zero_copy;
         c.up.fin_by_close = c.down.is_done();
         let up = if zero_copy {
             c.up.pump_zero_copy(
@@ -435,7 +436,7 @@ impl TcpProxy {
             set_rst(&c.client);
         }
         let rt = Arc::clone(&c.rt);
-        let backend = &rt.backends[rt.plan.listeners[c.listener].backend];
+        let backend = rt.backend_of(c.listener);
         let server = c.server.map(|sid| backend.server(sid).target(c.port));
         if let Some((s, t)) = c.upstream.take() {
             ctx.forget(t);
@@ -458,7 +459,7 @@ impl TcpProxy {
             self.access.line(format!(
                 "{} tcp listener={} client={} server={} bytes_in={} bytes_out={} duration_ms={} reason=\"{}\"",
                 timestamp(std::time::SystemTime::now()),
-                rt.plan.listeners[c.listener].name,
+                rt.plan.listener(c.listener).name,
                 show(&c.client()),
                 server.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                 c.up.bytes,

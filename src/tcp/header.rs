@@ -74,7 +74,7 @@ impl TcpProxy {
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
-        let accept = accepted_versions(c.rt.plan.listeners[c.listener].accept_proxy);
+        let accept = accepted_versions(c.rt.plan.listener(c.listener).accept_proxy);
         let mut chunk = [0u8; 512];
         let mut closed = false;
         while c.client_ready.readable && c.header.len() < PROXY_HEADER_MAX {
@@ -102,7 +102,7 @@ impl TcpProxy {
                 if let Some(n) = self.header_warn.allow(ctx.now()) {
                     log::warn!(
                         "listener {}: closing {}: {why} ({n} similar messages suppressed)",
-                        c.rt.plan.listeners[c.listener].name,
+                        c.rt.plan.listener(c.listener).name,
                         show(&c.peer)
                     );
                 }

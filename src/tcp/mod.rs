@@ -13,7 +13,7 @@
 //! - `relay.rs`: one direction's byte pump (copy or splice), `buffer.rs`:
 //!   the per-loop buffer pool.
 //!
-//! Does not own server choice or health (`servers.rs`, `backend.rs`),
+//! Does not own server choice or health (`backend_rt.rs`, `health/`),
 //! PROXY header parsing (`proxy_protocol/`) or binding (`run.rs`).
 
 mod accept;
@@ -30,8 +30,9 @@ use std::time::Duration;
 use reactor::splice::PipePool;
 use slab::Slab;
 
+use crate::limits::LogLimiter;
 use crate::logging::AccessLog;
-use crate::runtime::{LogLimiter, Runtime};
+use crate::runtime::Runtime;
 use buffer::BufPool;
 
 pub use crate::events::ConnId;
@@ -49,6 +50,7 @@ pub struct TcpProxy {
     pool: BufPool,
     pipes: PipePool,
     retry_armed: bool,
+    paused: accept::PausedListeners,
     stopped: bool,
     fd_warn: LogLimiter,
     down_warn: LogLimiter,
@@ -74,6 +76,7 @@ impl TcpProxy {
             pool: BufPool::new(64),
             pipes: PipePool::new(16),
             retry_armed: false,
+            paused: accept::PausedListeners::default(),
             stopped: false,
             fd_warn: LogLimiter::new(Duration::from_secs(10)),
             down_warn: LogLimiter::new(Duration::from_secs(1)),

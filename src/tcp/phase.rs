@@ -3,9 +3,10 @@
 //! Owns: the phase a connection is in (awaiting its PROXY header,
 //! connecting with attempt *n*, relaying, half-closed either way, closed),
 //! how many servers it has tried against `retries`, when it was last
-//! active, which single timer it needs next, and why it ended (the access
-//! log's `reason=`). Every transition takes an [`Event`] and `now` and
-//! returns the one [`Action`] the shell must perform.
+//! active, which single timer it needs next (deadlines saturate through
+//! `clock::after`), and why it ended (the access log's `reason=`).
+//! Every transition takes an [`Event`] and `now` and returns the one
+//! [`Action`] the shell must perform.
 //!
 //! Does not own: sockets, buffers, the balancer, health reports or log
 //! lines. The shell (`conn.rs`, `header.rs`, `accept.rs`) does the I/O and
@@ -16,6 +17,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::relay::Pump;
+use crate::clock::after;
 
 /// How long a client on an `accept_proxy` listener has to send its header.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -196,24 +198,6 @@ pub struct ConnState {
     last_active: Instant,
 }
 
-/// `now + d`, never panicking: a duration too large for the clock means
-/// "as late as the clock can say" (never early).
-pub fn deadline_after(now: Instant, d: Duration) -> Instant {
-    if let Some(t) = now.checked_add(d) {
-        return t;
-    }
-    // Halve until it fits: the latest instant this clock can represent.
-    let mut step = d;
-    let mut t = now;
-    while step > Duration::from_nanos(1) {
-        step /= 2;
-        if let Some(later) = t.checked_add(step) {
-            t = later;
-        }
-    }
-    t
-}
-
 impl ConnState {
     /// A connection accepted at `now`. With `accept_proxy` it first waits
     /// for the PROXY header (up to [`PROXY_HEADER_TIMEOUT`]); otherwise it
@@ -227,10 +211,7 @@ impl ConnState {
         };
         let action = if accept_proxy {
             s.phase = Phase::AwaitingHeader;
-            Action::Arm(
-                deadline_after(now, PROXY_HEADER_TIMEOUT),
-                TimerKind::Deadline,
-            )
+            Action::Arm(after(now, PROXY_HEADER_TIMEOUT), TimerKind::Deadline)
         } else {
             Action::Connect
         };
@@ -283,10 +264,9 @@ impl ConnState {
             } else {
                 Reason::ConnectFailed
             }),
-            (Connecting { .. }, Event::ConnectPending) => Action::Arm(
-                deadline_after(now, self.limits.connect_timeout),
-                TimerKind::Deadline,
-            ),
+            (Connecting { .. }, Event::ConnectPending) => {
+                Action::Arm(after(now, self.limits.connect_timeout), TimerKind::Deadline)
+            }
             (Connecting { attempt }, Event::AttemptFailed) => {
                 if attempt > self.limits.retries {
                     self.close(Reason::ConnectFailed)
@@ -299,14 +279,11 @@ impl ConnState {
             (Connecting { .. }, Event::Connected) => {
                 self.phase = Relaying;
                 self.last_active = now;
-                Action::Arm(
-                    deadline_after(now, self.limits.idle_timeout),
-                    TimerKind::Idle,
-                )
+                Action::Arm(after(now, self.limits.idle_timeout), TimerKind::Idle)
             }
 
             (Relaying | ClientFinished | ServerFinished, Event::IdleTimer) => {
-                let due = deadline_after(self.last_active, self.limits.idle_timeout);
+                let due = after(self.last_active, self.limits.idle_timeout);
                 if now >= due {
                     self.close(Reason::IdleTimeout)
                 } else {

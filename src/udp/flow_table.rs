@@ -27,11 +27,17 @@ pub struct FlowId {
     generation: u64,
 }
 
-/// What identifies a session: the listener socket (index in the shell's own
-/// list) and the client's address exactly as the socket reported it.
+/// A UDP listening socket of one loop: its slot in the shell's listener
+/// table (not a plan's `ListenerId`: one plan listener has a socket per
+/// port, and per loop with `reuseport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpSlot(pub usize);
+
+/// What identifies a session: the listener socket and the client's address
+/// exactly as the socket reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    pub listener: usize,
+    pub listener: UdpSlot,
     pub client: SocketAddr,
 }
 
@@ -60,7 +66,7 @@ pub struct Flow<S> {
 impl<S> Flow<S> {
     /// When this flow expires if nothing else happens.
     pub fn deadline(&self) -> Instant {
-        self.last_seen + self.idle
+        crate::clock::after(self.last_seen, self.idle)
     }
 }
 
@@ -247,7 +253,7 @@ mod tests {
 
     fn key(listener: usize, port: u16) -> FlowKey {
         FlowKey {
-            listener,
+            listener: UdpSlot(listener),
             client: SocketAddr::from(([127, 0, 0, 1], port)),
         }
     }
@@ -272,6 +278,18 @@ mod tests {
         assert_eq!(t.get(c).map(|f| f.io), Some("c"));
         assert_eq!(t.len(), 3);
         assert_eq!(t.counters().created, 3);
+    }
+
+    #[test]
+    fn the_largest_idle_timeout_never_expires_and_never_panics() {
+        let t0 = Instant::now();
+        let mut t = FlowTable::new();
+        let id = t.insert(key(0, 1), None, t0, Duration::MAX, ()).unwrap();
+        let later = secs(t0, 10 * 365 * 24 * 3600);
+        t.datagram_in(id, later, 10, None);
+        let due = t.get(id).map(|f| f.deadline()).unwrap();
+        assert!(due > later);
+        assert_eq!(t.check_idle(id, later), IdleCheck::RearmAt(due));
     }
 
     #[test]

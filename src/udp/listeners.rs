@@ -11,7 +11,8 @@
 use reactor::Token;
 use slab::Slab;
 
-use super::UdpListenerSock;
+use super::{UdpListenerSock, UdpSlot};
+use crate::config::ListenerId;
 
 pub(super) struct ListenerSlot {
     pub(super) l: UdpListenerSock,
@@ -41,42 +42,45 @@ impl ListenerSlots {
         self.slots.capacity()
     }
 
-    pub(super) fn get(&self, i: usize) -> Option<&ListenerSlot> {
-        self.slots.get(i)
+    pub(super) fn get(&self, i: UdpSlot) -> Option<&ListenerSlot> {
+        self.slots.get(i.0)
     }
 
-    pub(super) fn get_mut(&mut self, i: usize) -> Option<&mut ListenerSlot> {
-        self.slots.get_mut(i)
+    pub(super) fn get_mut(&mut self, i: UdpSlot) -> Option<&mut ListenerSlot> {
+        self.slots.get_mut(i.0)
     }
 
     /// Slot indexes of the open listeners.
-    pub(super) fn ids(&self) -> Vec<usize> {
-        self.slots.iter().map(|(i, _)| i).collect()
+    pub(super) fn ids(&self) -> Vec<UdpSlot> {
+        self.slots.iter().map(|(i, _)| UdpSlot(i)).collect()
     }
 
     /// Puts an added listener into a free slot (or a new one); its index.
-    pub(super) fn insert(&mut self, l: UdpListenerSock) -> usize {
-        self.slots.insert(ListenerSlot { l, token: None })
+    pub(super) fn insert(&mut self, l: UdpListenerSock) -> UdpSlot {
+        UdpSlot(self.slots.insert(ListenerSlot { l, token: None }))
     }
 
     /// Takes out the listeners whose plan index maps to nothing in `keep`
     /// (`keep[old plan index]`), freeing their slots for reuse.
-    pub(super) fn remove_unkept(&mut self, keep: &[Option<usize>]) -> Vec<(usize, ListenerSlot)> {
+    pub(super) fn remove_unkept(
+        &mut self,
+        keep: &[Option<ListenerId>],
+    ) -> Vec<(UdpSlot, ListenerSlot)> {
         let gone: Vec<usize> = self
             .slots
             .iter()
-            .filter(|(_, s)| keep.get(s.l.plan).copied().flatten().is_none())
+            .filter(|(_, s)| keep.get(s.l.plan.0).copied().flatten().is_none())
             .map(|(i, _)| i)
             .collect();
         gone.into_iter()
-            .map(|i| (i, self.slots.remove(i)))
+            .map(|i| (UdpSlot(i), self.slots.remove(i)))
             .collect()
     }
 
     /// Gives kept listeners their index in the new plan.
-    pub(super) fn relabel(&mut self, keep: &[Option<usize>]) {
+    pub(super) fn relabel(&mut self, keep: &[Option<ListenerId>]) {
         for (_, slot) in self.slots.iter_mut() {
-            if let Some(Some(j)) = keep.get(slot.l.plan) {
+            if let Some(Some(j)) = keep.get(slot.l.plan.0) {
                 slot.l.plan = *j;
             }
         }
@@ -96,7 +100,11 @@ mod tests {
     fn sock(plan: usize) -> UdpListenerSock {
         let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let port = sock.local_addr().unwrap().port();
-        UdpListenerSock { plan, port, sock }
+        UdpListenerSock {
+            plan: ListenerId(plan),
+            port,
+            sock,
+        }
     }
 
     #[test]
@@ -105,36 +113,39 @@ mod tests {
         let mut slots = ListenerSlots::new(vec![sock(0)]);
         for _ in 0..1000 {
             let added = slots.insert(sock(1));
-            assert_eq!(added, 1, "the freed slot is taken again");
-            assert_eq!(slots.ids(), vec![0, 1]);
-            let removed = slots.remove_unkept(&[Some(0), None]);
+            assert_eq!(added, UdpSlot(1), "the freed slot is taken again");
+            assert_eq!(slots.ids(), vec![UdpSlot(0), UdpSlot(1)]);
+            let removed = slots.remove_unkept(&[Some(ListenerId(0)), None]);
             assert_eq!(removed.len(), 1);
-            assert_eq!(removed[0].0, 1);
-            assert_eq!(removed[0].1.l.plan, 1);
-            assert_eq!(slots.ids(), vec![0]);
+            assert_eq!(removed[0].0, UdpSlot(1));
+            assert_eq!(removed[0].1.l.plan, ListenerId(1));
+            assert_eq!(slots.ids(), vec![UdpSlot(0)]);
         }
         assert!(slots.capacity() <= 4, "slots grew: {}", slots.capacity());
-        assert_eq!(slots.get(0).map(|s| s.l.plan), Some(0));
-        assert!(slots.get(1).is_none());
+        assert_eq!(slots.get(UdpSlot(0)).map(|s| s.l.plan), Some(ListenerId(0)));
+        assert!(slots.get(UdpSlot(1)).is_none());
     }
 
     #[test]
     fn a_kept_listener_keeps_its_slot_and_takes_its_new_plan_index() {
         let mut slots = ListenerSlots::new(vec![sock(0), sock(1), sock(2)]);
-        let port1 = slots.get(1).unwrap().l.port;
+        let port1 = slots.get(UdpSlot(1)).unwrap().l.port;
         // New plan: old 1 is new 0; old 0 and 2 are gone; one listener added.
-        let keep = [None, Some(0), None];
-        let removed: Vec<usize> = slots
+        let keep = [None, Some(ListenerId(0)), None];
+        let removed: Vec<UdpSlot> = slots
             .remove_unkept(&keep)
             .into_iter()
             .map(|(i, _)| i)
             .collect();
-        assert_eq!(removed, vec![0, 2]);
+        assert_eq!(removed, vec![UdpSlot(0), UdpSlot(2)]);
         slots.relabel(&keep);
         let added = slots.insert(sock(1));
-        assert!(added == 0 || added == 2, "a freed slot is reused: {added}");
-        let kept = slots.get(1).unwrap();
-        assert_eq!((kept.l.plan, kept.l.port), (0, port1));
+        assert!(
+            added == UdpSlot(0) || added == UdpSlot(2),
+            "a freed slot is reused: {added:?}"
+        );
+        let kept = slots.get(UdpSlot(1)).unwrap();
+        assert_eq!((kept.l.plan, kept.l.port), (ListenerId(0), port1));
         assert_eq!(slots.drain().len(), 2);
         assert!(slots.is_empty());
     }

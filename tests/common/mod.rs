@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -40,19 +40,11 @@ impl Drop for TempDir {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `n` consecutive ports free for TCP on both 127.0.0.1 and 127.0.0.2.
-/// Chosen below the kernel's ephemeral range, so a port that `free_port`
-/// (port 0) or any outgoing connection gets can never fall inside it.
-pub fn free_port_range(n: u16) -> u16 {
+/// Ports for nvelox's listeners come from below the kernel's ephemeral
+/// range: a port that a port-0 bind (every backend and client of the tests
+/// running in parallel) or an outgoing connection gets can never be one of
+/// them, so a port checked free stays free until nvelox binds it.
+fn non_ephemeral_ports(n: u16) -> (u16, u16) {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
@@ -62,23 +54,81 @@ pub fn free_port_range(n: u16) -> u16 {
         high > low,
         "no room for {n} ports below the ephemeral range"
     );
-    let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
-    for _ in 0..200 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let base = low + ((seed >> 33) % u64::from(high - low)) as u16;
-        let ok = (base..base + n).all(|p| {
-            TcpListener::bind(("127.0.0.1", p)).is_ok()
-                && TcpListener::bind(("127.0.0.2", p)).is_ok()
-                && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
-                && std::net::UdpSocket::bind(("127.0.0.2", p)).is_ok()
-        });
-        if ok {
+    (low, high)
+}
+
+/// A pseudo-random start in `[low, high)`, different per call and process.
+fn pick(low: u16, high: u16) -> u16 {
+    static SEED: AtomicU64 = AtomicU64::new(0);
+    let mut seed = SEED.load(Ordering::Relaxed);
+    if seed == 0 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        seed = t ^ (u64::from(std::process::id()) << 32);
+    }
+    let next = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    SEED.store(next, Ordering::Relaxed);
+    low + ((next >> 33) % u64::from(high - low)) as u16
+}
+
+/// Handed out by this test process already: parallel tests of one binary
+/// never get the same port.
+fn claim(ports: std::ops::Range<u16>) -> bool {
+    static CLAIMED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|p| p.into_inner());
+    if ports.clone().any(|p| claimed.contains(&p)) {
+        return false;
+    }
+    claimed.extend(ports);
+    true
+}
+
+fn free_everywhere(p: u16) -> bool {
+    let v6 = TcpListener::bind("[::1]:0").is_ok();
+    let hosts: &[&str] = if v6 {
+        &["0.0.0.0", "::", "127.0.0.1", "127.0.0.2"]
+    } else {
+        &["0.0.0.0", "127.0.0.1", "127.0.0.2"]
+    };
+    hosts
+        .iter()
+        .all(|h| TcpListener::bind((*h, p)).is_ok() && std::net::UdpSocket::bind((*h, p)).is_ok())
+}
+
+/// A port for an nvelox listener, free for TCP and UDP on every address
+/// (wildcard, 127.0.0.1, 127.0.0.2, ::1), outside the ephemeral range and
+/// not handed out before by this process (see [`non_ephemeral_ports`]).
+pub fn free_port() -> u16 {
+    free_port_range(1)
+}
+
+/// `n` consecutive ports, each as [`free_port`] promises.
+pub fn free_port_range(n: u16) -> u16 {
+    let (low, high) = non_ephemeral_ports(n);
+    for _ in 0..500 {
+        let base = pick(low, high);
+        if (base..base + n).all(free_everywhere) && claim(base..base + n) {
             return base;
         }
     }
     panic!("no free port range of {n}");
+}
+
+/// Says that `test` did not run its checks and why: written straight to
+/// stderr, which the test harness does not capture (unlike `eprintln!`), so
+/// the line shows in the output of a passing run.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
+
+/// True when the tests run as root (CI does; some tests need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// The running binary; SIGKILLed on drop if still alive.

@@ -27,7 +27,7 @@ impl Validator<'_> {
             BalanceKind::RoundRobin,
         );
         let send_proxy = self.send_proxy(f, &p, &b);
-        let connect_timeout = self.duration(
+        let mut connect_timeout = self.duration(
             f,
             &key(&p, "connect_timeout"),
             b.connect_timeout.as_ref(),
@@ -35,6 +35,22 @@ impl Validator<'_> {
             false,
             MAX_TIMEOUT,
         );
+        let mut connect_set = b.connect_timeout.is_some().then(|| {
+            let at = go::SetAt {
+                value: connect_timeout,
+                path: key(&p, "connect_timeout"),
+            };
+            (at, origin.clone())
+        });
+        let mut read_timeout = None;
+        if let Some(t) = &b.timeouts {
+            let (connect, read) = self.backend_timeouts(f, &p, t, connect_set.is_some());
+            if let Some(c) = connect {
+                connect_timeout = c.value;
+                connect_set = Some((c, origin.clone()));
+            }
+            read_timeout = read;
+        }
         let retries = self
             .number(f, &key(&p, "retries"), b.retries.as_ref(), 0, 100)
             .map_or(DEFAULT_RETRIES, |n| n as u32);
@@ -71,6 +87,9 @@ impl Validator<'_> {
         };
         BackendDraft {
             origin,
+            connect_set,
+            listener_connect: None,
+            read_timeout,
             name: name.clone(),
             plan: BackendPlan {
                 name: name.unwrap_or_default(),

@@ -17,6 +17,7 @@
 //! [`LineIndex`] for semantic ones).
 
 mod backends;
+mod go;
 mod health;
 mod includes;
 mod listeners;
@@ -67,6 +68,7 @@ pub fn load_with(path: &Path, resolver: &dyn Resolver) -> Result<Plan, ConfigErr
     match std::fs::read_to_string(path) {
         Ok(text) => load_str_with(&text, path, resolver),
         Err(e) => Err(ConfigErrors {
+            warnings: Vec::new(),
             errors: vec![ConfigError {
                 file: path.to_path_buf(),
                 line: None,
@@ -111,6 +113,7 @@ pub fn load_str_with(
         }
         _ => Err(ConfigErrors {
             errors: sorted(v.errors),
+            warnings: sorted(v.warnings),
         }),
     }
 }
@@ -153,7 +156,15 @@ struct ListenerDraft {
     name: Option<String>,
     bind: Option<BindSpec>,
     protocol: Protocol,
+    /// `protocol: http` / `https`: refused (compat); TCP/UDP-only checks
+    /// (overlapping binds) are skipped for it.
+    later_protocol: bool,
     backend_name: Option<String>,
+    /// `backend`, or the deprecated `default_backend`: where errors about
+    /// the name point.
+    backend_key: &'static str,
+    /// Go's `timeouts.connect`, applied to the backend once it is known.
+    connect: Option<go::SetAt>,
     zero_copy: bool,
     accept_proxy: AcceptProxy,
     idle_timeout: Duration,
@@ -166,6 +177,13 @@ struct BackendDraft {
     origin: Origin,
     name: Option<String>,
     plan: BackendPlan,
+    /// Where the backend set its connect timeout (`connect_timeout` or
+    /// `timeouts.connect`).
+    connect_set: Option<(go::SetAt, Origin)>,
+    /// The first listener `timeouts.connect` applied to this backend.
+    listener_connect: Option<(go::SetAt, Origin)>,
+    /// Path of Go's `timeouts.read` (HTTP only), if written.
+    read_timeout: Option<String>,
 }
 
 fn key(parent: &str, k: &str) -> String {
@@ -235,6 +253,7 @@ impl Validator<'_> {
     }
 
     fn parse_file(&mut self, file: FileId, text: &str) -> Option<RawConfig> {
+        self.go_only_keys(file, text);
         match raw::parse(text) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -280,7 +299,7 @@ impl Validator<'_> {
         let server = self.server(main, raw.server.take().unwrap_or_default());
         let logging = self.logging(main, raw.logging.take().unwrap_or_default());
 
-        let backend_drafts: Vec<BackendDraft> = backends
+        let mut backend_drafts: Vec<BackendDraft> = backends
             .into_iter()
             .map(|(origin, b)| self.backend(origin, b))
             .collect();
@@ -293,51 +312,7 @@ impl Validator<'_> {
         self.duplicate_listener_names(&listener_drafts);
         self.overlapping_binds(&listener_drafts);
 
-        let mut plan_listeners = Vec::with_capacity(listener_drafts.len());
-        for l in listener_drafts {
-            let Some(name) = l.backend_name.as_deref() else {
-                continue;
-            };
-            let path = key(&l.origin.path, "default_backend");
-            let Some(&backend) = by_name.get(name) else {
-                let mut known: Vec<&str> = by_name.keys().map(String::as_str).collect();
-                known.sort_unstable();
-                let known = if known.is_empty() {
-                    "no backends are defined".to_string()
-                } else {
-                    format!("defined backends: {}", known.join(", "))
-                };
-                self.error(
-                    l.origin.file,
-                    &path,
-                    format!("unknown backend {name:?} ({known})"),
-                );
-                continue;
-            };
-            let b = &backend_drafts[backend].plan;
-            if l.protocol == Protocol::Udp && b.send_proxy == Some(ProxyVersion::V1) {
-                self.error(
-                    l.origin.file,
-                    &path,
-                    format!(
-                        "backend {name:?} sends PROXY v1, which is TCP only; use send_proxy: v2 for UDP listeners"
-                    ),
-                );
-            }
-            if let (Some(bind), Some(name)) = (l.bind, l.name) {
-                plan_listeners.push(ListenerPlan {
-                    name,
-                    bind,
-                    protocol: l.protocol,
-                    backend,
-                    zero_copy: l.zero_copy,
-                    accept_proxy: l.accept_proxy,
-                    idle_timeout: l.idle_timeout,
-                    max_connections: l.max_connections,
-                    reuseport: l.reuseport,
-                });
-            }
-        }
+        let plan_listeners = self.link(listener_drafts, &mut backend_drafts, &by_name);
 
         Some(Plan {
             server,

@@ -75,6 +75,8 @@ impl Validator<'_> {
                 ("info", LevelFilter::Info),
                 ("debug", LevelFilter::Debug),
                 ("trace", LevelFilter::Trace),
+                // Go Nvelox's spelling, listed last.
+                ("warning", LevelFilter::Warn),
             ],
             LevelFilter::Info,
         );

@@ -30,7 +30,8 @@ fn has(errs: &[ConfigError], path: &str, line: usize, needle: &str) {
         found,
         "no error at {path} line {line} containing {needle:?}; got:\n{}",
         ConfigErrors {
-            errors: errs.to_vec()
+            errors: errs.to_vec(),
+            ..Default::default()
         }
     );
 }
@@ -39,7 +40,7 @@ const MINIMAL: &str = r#"
 listeners:
   - name: web
     bind: "127.0.0.1:8080"
-    default_backend: pool
+    backend: pool
 backends:
   - name: pool
     servers:
@@ -60,7 +61,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(l.name, "web");
     assert_eq!(l.bind, BindSpec::parse("127.0.0.1:8080").unwrap());
     assert_eq!(l.protocol, Protocol::Tcp);
-    assert_eq!(l.backend, 0);
+    assert_eq!(l.backend, BackendId(0));
     assert_eq!(l.idle_timeout, Duration::from_secs(300));
     assert_eq!(l.accept_proxy, AcceptProxy::Off);
     assert!(!l.zero_copy && !l.reuseport);
@@ -151,7 +152,7 @@ backends:
     assert_eq!(game.idle_timeout, Duration::from_secs(45));
     assert_eq!(game.max_connections, Some(10000));
     assert!(game.reuseport);
-    assert_eq!(plan.listeners[1].backend, 0);
+    assert_eq!(plan.listeners[1].backend, BackendId(0));
     let b = &plan.backends[0];
     assert_eq!(b.balance, BalanceKind::SourceHash);
     assert_eq!(b.connect_timeout, Duration::from_millis(500));
@@ -381,7 +382,8 @@ backends:
         23,
         "{}",
         ConfigErrors {
-            errors: errs.clone()
+            errors: errs.clone(),
+            ..Default::default()
         }
     );
     // Reported in file order, whatever order the checks ran in.
@@ -429,11 +431,11 @@ fn scalar_errors_name_path_and_line() {
             "missing required key `bind`",
         ),
         (
-            "    default_backend: pool\n",
+            "    backend: pool\n",
             "",
             "listeners[0]",
             3,
-            "missing required key `default_backend`",
+            "missing required key `backend`",
         ),
         (
             "    bind: \"127.0.0.1:8080\"\n",
@@ -674,7 +676,7 @@ listeners:
     bind: "127.0.0.1:8080"
     zero_copy: true
     accept_proxy: v2
-    default_backend: pool
+    backend: pool
 backends:
   - name: pool
     send_proxy_v2: true
@@ -728,7 +730,7 @@ fn includes_add_listeners_and_backends_in_sorted_order() {
     let names: Vec<&str> = plan.backends.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["pool", "first", "extra_pool"]);
     assert_eq!(plan.listeners[1].name, "extra");
-    assert_eq!(plan.listeners[1].backend, 0);
+    assert_eq!(plan.listeners[1].backend, BackendId(0));
 
     // The string form, and an empty but existing directory.
     std::fs::create_dir_all(tmp.0.join("empty.d")).unwrap();

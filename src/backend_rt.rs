@@ -4,16 +4,21 @@
 //! Loops pick servers concurrently, so each backend's balancer sits behind a
 //! `Mutex` (held for one pick: a few hundred nanoseconds, negligible at L4
 //! connection rates, and it keeps round-robin and weights exact across loops).
-//! Connection counts are atomics.
+//! Connection counts are atomics; a server's `max_connections` is enforced
+//! by reserving the slot with a compare-exchange after the pick (a check and
+//! a later increment let every loop pass the same check at once).
+//!
+//! Does not own the health rules (`health/state.rs`), the balancing
+//! algorithms (`balancer/`) or the plan (`config/`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::backend::{Health, Transition};
 use crate::balancer::{new_balancer, Balancer, Candidate, ServerId, Tried};
 use crate::config::{BackendPlan, ServerPlan};
+use crate::health::state::{Health, Transition};
 
 pub struct ServerRt {
     pub plan: ServerPlan,
@@ -57,6 +62,11 @@ impl BackendRt {
         &self.servers[id.0]
     }
 
+    /// Counts one connection on `s` unless that would exceed its cap.
+    fn reserve(s: &ServerRt) -> bool {
+        reserve_below(&s.active, s.plan.max_connections)
+    }
+
     fn usable(&self, s: &ServerRt, now: Instant) -> bool {
         let below_cap = match s.plan.max_connections {
             Some(max) => (s.active.load(Ordering::Relaxed) as usize) < max,
@@ -98,14 +108,22 @@ impl BackendRt {
                 active: s.active.load(Ordering::Relaxed),
             };
         }
-        let id = self
-            .balancer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pick(view, client, tried)?;
-        self.servers[id.0].active.fetch_add(1, Ordering::Relaxed);
-        self.with_health(id, |h| h.on_pick(now));
-        Some(id)
+        // Another loop may take a server's last slot between the look at
+        // `active` above and the reservation: then that server is out and
+        // the balancer picks again (at most once per server).
+        for _ in 0..view.len() {
+            let id = self
+                .balancer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pick(view, client, tried)?;
+            if Self::reserve(&self.servers[id.0]) {
+                self.with_health(id, |h| h.on_pick(now));
+                return Some(id);
+            }
+            view[id.0].usable = false;
+        }
+        None
     }
 
     pub fn release(&self, id: ServerId) {
@@ -144,4 +162,87 @@ impl BackendRt {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Adds one to `active` if it stays within `max` (no cap: always);
+/// atomic, so racing loops can never take more than `max` together.
+fn reserve_below(active: &AtomicU32, max: Option<usize>) -> bool {
+    let max = max.map_or(u32::MAX, |m| u32::try_from(m).unwrap_or(u32::MAX));
+    active
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+            a.checked_add(1).filter(|&n| n <= max)
+        })
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use std::path::Path;
+    use std::sync::{Arc, Barrier};
+
+    fn backend(servers: &str) -> BackendRt {
+        let text = format!(
+            "listeners:\n  - {{ name: l, bind: \"127.0.0.1:1\", default_backend: b }}\nbackends:\n  - name: b\n    balance: leastconn\n    servers:\n{servers}"
+        );
+        let plan = load_str(&text, Path::new("t.yaml")).unwrap();
+        BackendRt::new(&plan.backends[0], 1)
+    }
+
+    #[test]
+    fn the_reservation_never_passes_the_cap() {
+        let a = AtomicU32::new(0);
+        assert!(reserve_below(&a, Some(2)));
+        assert!(reserve_below(&a, Some(2)));
+        assert!(!reserve_below(&a, Some(2)));
+        assert_eq!(a.load(Ordering::Relaxed), 2);
+        let a = AtomicU32::new(u32::MAX - 1);
+        assert!(reserve_below(&a, None));
+        assert!(!reserve_below(&a, None), "no wrap at u32::MAX");
+        assert!(!reserve_below(&a, Some(usize::MAX)));
+    }
+
+    #[test]
+    fn loops_racing_for_a_capped_server_never_exceed_its_max_connections() {
+        // Four "event loops" acquire at the same moment, round after round,
+        // on a server with room for one more connection.
+        let threads = 4;
+        for round in 0..300 {
+            let b = Arc::new(backend(
+                "      - { address: \"127.0.0.1:9\", max_connections: 3 }\n",
+            ));
+            b.servers[0].active.store(2, Ordering::Relaxed);
+            let start = Arc::new(Barrier::new(threads));
+            let got: usize = (0..threads)
+                .map(|_| {
+                    let (b, start) = (Arc::clone(&b), Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        let ip = IpAddr::from([127, 0, 0, 1]);
+                        usize::from(b.acquire(ip, &Tried::new(), Instant::now()).is_some())
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .sum();
+            assert_eq!(got, 1, "round {round}: {got} loops got the last slot");
+            assert_eq!(b.servers[0].active.load(Ordering::Relaxed), 3);
+        }
+    }
+
+    #[test]
+    fn a_full_server_is_skipped_for_one_with_room() {
+        let b = backend(
+            "      - { address: \"127.0.0.1:9\", max_connections: 1 }\n      - { address: \"127.0.0.1:10\" }\n",
+        );
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let now = Instant::now();
+        let picks: Vec<usize> = (0..4)
+            .map(|_| b.acquire(ip, &Tried::new(), now).unwrap().0)
+            .collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 1, "{picks:?}");
+        assert_eq!(b.servers[0].active.load(Ordering::Relaxed), 1);
+    }
 }

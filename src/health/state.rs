@@ -1,6 +1,6 @@
-//! Backend servers and their health state (pure state machine).
+//! One server's health state (pure state machine).
 //!
-//! Owns: [`ServerId`], and [`Health`], which turns probe results and
+//! Owns: [`Health`], which turns probe results and
 //! connection outcomes into a server state (up, down, probing) and reports
 //! each change once as a [`Transition`] with a human reason, so the caller
 //! logs exactly one line per change.
@@ -41,17 +41,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::clock::after;
 use crate::config::HealthPlan;
-
-/// Index of a server within its backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServerId(pub usize);
-
-impl fmt::Display for ServerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "server #{}", self.0)
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
@@ -153,15 +144,6 @@ impl fmt::Display for HumanDuration {
     }
 }
 
-/// `now + d`, saturating far in the future instead of panicking on a
-/// duration from the config file too large for `Instant`.
-fn later(now: Instant, d: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    now.checked_add(d)
-        .or_else(|| now.checked_add(CENTURY))
-        .unwrap_or(now)
-}
-
 #[derive(Clone, Debug)]
 struct Active {
     rise: u32,
@@ -200,13 +182,13 @@ impl Passive {
     }
 
     fn trial_free(&self, trial_since: Option<Instant>, now: Instant) -> bool {
-        trial_since.map_or(true, |t| now >= later(t, self.fail_timeout))
+        trial_since.map_or(true, |t| now >= after(t, self.fail_timeout))
     }
 
     fn quarantine(&mut self, now: Instant) {
         self.failures.clear();
         self.phase = Phase::Quarantined {
-            until: later(now, self.fail_timeout),
+            until: after(now, self.fail_timeout),
         };
     }
 
@@ -313,7 +295,7 @@ impl Health {
             Phase::Quarantined { until } => Some(until),
             Phase::Probing {
                 trial_since: Some(t),
-            } => Some(later(t, p.fail_timeout)),
+            } => Some(after(t, p.fail_timeout)),
         }
     }
 
@@ -458,7 +440,7 @@ fn merge(first: Option<Transition>, second: Option<Transition>) -> Option<Transi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ActiveCheck, CheckKind, PassiveCheck};
+    use crate::config::{ActiveCheck, CheckKind, PassiveCheck, ServerId};
 
     fn active(rise: u32, fall: u32) -> ActiveCheck {
         ActiveCheck {
@@ -516,6 +498,33 @@ mod tests {
         assert_eq!(h.state(), State::Up);
         assert!(h.is_usable(t.at(200)));
         assert_eq!(h.next_deadline(), None);
+    }
+
+    #[test]
+    fn the_largest_fail_timeout_quarantines_for_ever_without_a_panic() {
+        let t = Clock::new();
+        let mut p = passive(1, 0);
+        p.fail_timeout = Duration::MAX;
+        let mut a = active(1, 1);
+        a.interval = Duration::MAX;
+        a.timeout = Duration::MAX;
+        let mut h = Health::new(&plan(None, Some(p.clone())));
+        assert!(h.on_failure(t.at(0)).is_some());
+        assert_eq!(h.state(), State::Down);
+        assert!(!h.is_usable(t.at(1_000_000_000)));
+        assert!(h.next_deadline().is_some_and(|d| d > t.at(1_000_000_000)));
+        // The same with active checks configured alongside.
+        let mut h = Health::new(&plan(Some(a), Some(p)));
+        assert_eq!(
+            h.on_probe_result(false, t.at(1)).map(|c| c.to),
+            Some(State::Down)
+        );
+        assert!(h.on_probe_result(true, t.at(2)).is_some());
+        assert!(h.is_usable(t.at(3)));
+        h.on_pick(t.at(3));
+        h.on_success(t.at(4));
+        h.on_failure(t.at(5));
+        assert!(!h.is_usable(t.at(6)));
     }
 
     #[test]

@@ -1,0 +1,166 @@
+//! Admitting a new UDP client: one session per (listener socket, client).
+//!
+//! Owns the admission checks, in order: not shutting down, the listener
+//! and global `max_connections` (through `Runtime::reserve`, shared with
+//! TCP), the process fd budget ([`fd_budget`]), a server from the
+//! balancer, and the session's own upstream socket (bound to an ephemeral
+//! port, `connect`ed to the server, registered in the loop, with its idle
+//! timer). Whatever fails gives back what was taken and says why
+//! ([`Refused`]), with at most one warning per interval.
+//! Does not own the session table (`flow_table.rs`) or the data path
+//! (`mod.rs`, `replies.rs`).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use mio::net::UdpSocket;
+use reactor::{Ctx, Interest};
+
+use super::proxy_header::Origin;
+use super::{show, FlowId, FlowKey, UdpProxy, UdpSlot, Upstream};
+use crate::balancer::Tried;
+use crate::config::ProxyVersion;
+use crate::events::{Loop, Tag, Timer};
+use crate::limits::{fd_budget, is_fd_exhaustion};
+
+/// Why a datagram from a new client found no session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refused {
+    SessionLimit,
+    FdLimit,
+    NoServer,
+    Socket,
+    Stopped,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refused::SessionLimit => "session limit (max_connections) reached",
+            Refused::FdLimit => "file descriptor budget for sessions spent",
+            Refused::NoServer => "no server available",
+            Refused::Socket => "cannot open an upstream socket",
+            Refused::Stopped => "shutting down",
+        })
+    }
+}
+
+fn upstream_socket(target: SocketAddr) -> io::Result<UdpSocket> {
+    let local = match target {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    };
+    let sock = UdpSocket::bind(local)?;
+    sock.connect(target)?;
+    Ok(sock)
+}
+
+impl UdpProxy {
+    pub(super) fn warn_refused(
+        &mut self,
+        ctx: &Ctx<impl Loop>,
+        li: UdpSlot,
+        peer: &SocketAddr,
+        why: Refused,
+    ) {
+        let limiter = match why {
+            Refused::NoServer => &mut self.down_warn,
+            Refused::Stopped => return,
+            _ => &mut self.full_warn,
+        };
+        if let Some(n) = limiter.allow(ctx.now()) {
+            let name = self
+                .listeners
+                .get(li)
+                .and_then(|s| self.rt.plan.listeners.get(s.l.plan.0))
+                .map(|l| l.name.as_str())
+                .unwrap_or("?");
+            log::warn!(
+                "listener {name}: dropping datagrams from new client {}: {why} ({n} similar messages suppressed)",
+                show(peer)
+            );
+        }
+    }
+
+    /// Admits a new session: caps, fd budget, server choice, upstream socket.
+    pub(super) fn open(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        key: FlowKey,
+        local_ip: Option<IpAddr>,
+        origin: Option<Origin>,
+    ) -> Result<FlowId, Refused> {
+        if self.stopped {
+            return Err(Refused::Stopped);
+        }
+        let now = ctx.now();
+        let (plan, port) = match self.listeners.get(key.listener) {
+            Some(s) => (s.l.plan, s.l.port),
+            None => return Err(Refused::Stopped),
+        };
+        let rt = Arc::clone(&self.rt);
+        if rt.reserve(plan, 1) == 0 {
+            return Err(Refused::SessionLimit);
+        }
+        let budget = fd_budget();
+        if !budget.take() {
+            rt.unreserve(plan, 1);
+            return Err(Refused::FdLimit);
+        }
+        let lp = rt.plan.listener(plan);
+        let backend = rt.backend(lp.backend);
+        let client = origin.map_or(key.client, |(src, _)| src);
+        let Some(server) = backend.acquire(client.ip().to_canonical(), &Tried::new(), now) else {
+            budget.give_back();
+            rt.unreserve(plan, 1);
+            return Err(Refused::NoServer);
+        };
+        let target = backend.server(server).target(port);
+        let give_back = |why: Refused| {
+            backend.release(server);
+            budget.give_back();
+            rt.unreserve(plan, 1);
+            Err(why)
+        };
+        let sock = match upstream_socket(target) {
+            Ok(s) => s,
+            Err(e) if is_fd_exhaustion(&e) => return give_back(Refused::FdLimit),
+            Err(e) => {
+                log::debug!("udp upstream socket to {target}: {e}");
+                backend.report_failure(server, now, "cannot connect");
+                return give_back(Refused::Socket);
+            }
+        };
+        let up = Upstream {
+            sock,
+            token: None,
+            server,
+            target,
+            plan,
+            timer: None,
+            send_proxy: backend.plan.send_proxy == Some(ProxyVersion::V2),
+            rt: Arc::clone(&rt),
+            origin,
+        };
+        let id = match self.flows.insert(key, local_ip, now, lp.idle_timeout, up) {
+            Ok(id) => id,
+            // The caller looked the key up first; keep the invariant anyway.
+            Err(_) => return give_back(Refused::Socket),
+        };
+        let Some(f) = self.flows.get_mut(id) else {
+            return Err(Refused::Socket);
+        };
+        match ctx.register(&mut f.io.sock, Interest::READABLE, Tag::UdpUpstream(id)) {
+            Ok(t) => f.io.token = Some(t),
+            Err(e) => {
+                log::error!("cannot register udp upstream socket to {target}: {e}");
+                self.end(ctx, id, "internal error", false);
+                return Err(Refused::Socket);
+            }
+        }
+        let deadline = f.deadline();
+        f.io.timer = Some(ctx.set_timer(deadline, Timer::UdpIdle(id)));
+        Ok(id)
+    }
+}
