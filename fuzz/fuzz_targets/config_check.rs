@@ -99,7 +99,7 @@ fn check_plan(plan: &Plan) {
     assert!(s.max_connections >= 1);
     assert!(s.shutdown_timeout <= MAX_TIMEOUT);
     for l in &plan.listeners {
-        assert!(l.backend < plan.backends.len(), "dangling backend index");
+        assert!(l.backend.0 < plan.backends.len(), "dangling backend index");
         assert!(!l.idle_timeout.is_zero() && l.idle_timeout <= MAX_IDLE_TIMEOUT);
         assert!(l.bind.first_port >= 1 && l.bind.first_port <= l.bind.last_port);
         assert!(l.max_connections != Some(0));
