@@ -337,7 +337,10 @@ fn text_of(t: &Option<Text>) -> Option<&str> {
 fn editor_line(text: &str, index: usize) -> usize {
     let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
     let end = index.saturating_add(bom).min(text.len());
-    1 + text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count()
+    1 + text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 /// serde_yaml says `listeners[0]: unknown field ... at line 3 column 5`;
