@@ -1,0 +1,311 @@
+//! Header editing, in one place (like sozu's `editor.rs`): the request head
+//! as sent to a server and the response head as sent to the client.
+//!
+//! Owns: hop-by-hop removal (`Connection`, `Keep-Alive`, `Proxy-Connection`,
+//! `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, and every header named
+//! in `Connection`), the framing headers written back from the framing
+//! decision (one `Content-Length`, or `Transfer-Encoding: chunked`), the
+//! `Connection` header of each hop, `X-Forwarded-For` (appended),
+//! `X-Forwarded-Proto`, `X-Forwarded-Port`, the configured add/set/remove
+//! edits and the backend-server header. Does not own parsing, framing
+//! decisions or configuration syntax: the config layer builds
+//! [`EditOptions`] and checks it with [`HeaderEdits::validate`].
+//!
+//! Order of edits on each head: hop-by-hop removal, `remove`, `set`
+//! (removes then writes once), `add` (appends, even if present).
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use super::framing::{list_elements, BodyFraming, TransferCoding};
+use super::head::{RequestHead, ResponseHead, Version};
+
+/// Headers nvelox never forwards from one hop to the next.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "http2-settings",
+];
+
+/// Headers users may not edit: they decide framing and connection handling,
+/// which only the editor writes.
+const NOT_EDITABLE: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+/// Add/set/remove lists for one direction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Appended, even when the header is already there.
+    pub add: Vec<(String, String)>,
+    /// Replaces every header of that name with this one.
+    pub set: Vec<(String, String)>,
+    /// Every header of that name is removed.
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    /// Checks every name is a token (and not a framing or hop-by-hop header)
+    /// and every value is visible text, so a configuration can never inject
+    /// a line break or change framing. The message names the culprit.
+    pub fn validate(&self) -> Result<(), String> {
+        let names = self
+            .add
+            .iter()
+            .chain(&self.set)
+            .map(|(n, _)| n)
+            .chain(&self.remove);
+        for name in names {
+            if name.is_empty() || !name.bytes().all(is_token) {
+                return Err(format!("invalid header name {name:?}"));
+            }
+            if NOT_EDITABLE.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                return Err(format!(
+                    "header {name:?} cannot be edited (nvelox writes it)"
+                ));
+            }
+        }
+        for (name, value) in self.add.iter().chain(&self.set) {
+            let ok = value
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+            if !ok {
+                return Err(format!("invalid value for header {name:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn drops(&self, name: &[u8]) -> bool {
+        self.remove
+            .iter()
+            .chain(self.set.iter().map(|(n, _)| n))
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    }
+
+    fn write_added(&self, out: &mut Vec<u8>) {
+        for (name, value) in self.set.iter().chain(&self.add) {
+            header(out, name.as_bytes(), value.as_bytes());
+        }
+    }
+}
+
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// What a listener does to heads (the config layer maps YAML onto it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EditOptions {
+    /// `X-Forwarded-For/-Proto/-Port` (`forwarded_for`, default true).
+    pub forwarded_for: bool,
+    pub request: HeaderEdits,
+    pub response: HeaderEdits,
+    /// `backend_server_header`: response header naming the server.
+    pub backend_server_header: Option<String>,
+}
+
+impl Default for EditOptions {
+    fn default() -> Self {
+        EditOptions {
+            forwarded_for: true,
+            request: HeaderEdits::default(),
+            response: HeaderEdits::default(),
+            backend_server_header: None,
+        }
+    }
+}
+
+/// Facts about the client side needed to write the upstream request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestContext<'a> {
+    pub client_ip: IpAddr,
+    /// `http` or `https`.
+    pub proto: &'a str,
+    /// The listener port the client connected to.
+    pub port: u16,
+    /// Ask the server to keep the connection (the pool will reuse it).
+    pub upstream_keep_alive: bool,
+}
+
+/// Facts needed to write the response head for the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseContext<'a> {
+    /// The server's address as written in the configuration.
+    pub server: &'a str,
+    /// The client connection stays open after this response.
+    pub client_keep_alive: bool,
+    /// The client spoke HTTP/1.0 (gets `Connection: keep-alive` to persist).
+    pub client_version: Version,
+}
+
+fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a header of this name is hop-by-hop in a head whose
+/// `Connection` values are `connection`.
+fn hop_by_hop<'a>(name: &[u8], mut connection: impl Iterator<Item = &'a [u8]>) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        || connection.any(|v| list_elements(v).any(|t| t.eq_ignore_ascii_case(name)))
+}
+
+fn write_framing(out: &mut Vec<u8>, framing: BodyFraming) {
+    match framing {
+        BodyFraming::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyFraming::None | BodyFraming::CloseDelimited | BodyFraming::Tunnel => {}
+    }
+}
+
+/// Writes the head to send to a server for `head` into `out`.
+pub fn write_request_head(
+    head: &RequestHead,
+    ctx: &RequestContext<'_>,
+    opts: &EditOptions,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(head.method_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target());
+    out.push(b' ');
+    out.extend_from_slice(head.version.as_str().as_bytes());
+    out.extend_from_slice(b"\r\n");
+
+    let headers = head.headers();
+    let mut forwarded_for: Vec<u8> = Vec::new();
+    let mut upgrade_value: Option<&[u8]> = None;
+    for (name, value) in headers.iter() {
+        if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade_value.get_or_insert(value);
+        }
+        if hop_by_hop(name, headers.values("connection")) || opts.request.drops(name) {
+            continue;
+        }
+        if opts.forwarded_for {
+            if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+                if !forwarded_for.is_empty() {
+                    forwarded_for.extend_from_slice(b", ");
+                }
+                forwarded_for.extend_from_slice(value);
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"x-forwarded-proto")
+                || name.eq_ignore_ascii_case(b"x-forwarded-port")
+            {
+                continue;
+            }
+        }
+        header(out, name, value);
+    }
+    write_framing(out, head.framing);
+    match (head.upgrade, upgrade_value) {
+        (true, Some(value)) => {
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+            header(out, b"Upgrade", value);
+        }
+        _ => match (head.version, ctx.upstream_keep_alive) {
+            (Version::Http11, false) => out.extend_from_slice(b"Connection: close\r\n"),
+            (Version::Http10, true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+            _ => {}
+        },
+    }
+    if opts.forwarded_for {
+        if !forwarded_for.is_empty() {
+            forwarded_for.extend_from_slice(b", ");
+        }
+        let _ = write!(forwarded_for, "{}", ctx.client_ip);
+        header(out, b"X-Forwarded-For", &forwarded_for);
+        header(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
+        let _ = write!(out, "X-Forwarded-Port: {}\r\n", ctx.port);
+    }
+    opts.request.write_added(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the head to send to the client for the server's `head` into
+/// `out`. The status line is always `HTTP/1.1` (the proxy's version; the
+/// body framing and `Connection` written here are what the client obeys).
+pub fn write_response_head(
+    head: &ResponseHead,
+    ctx: &ResponseContext<'_>,
+    opts: &EditOptions,
+    out: &mut Vec<u8>,
+) {
+    let _ = write!(out, "HTTP/1.1 {:03} ", head.status);
+    out.extend_from_slice(head.reason());
+    out.extend_from_slice(b"\r\n");
+
+    let headers = head.headers();
+    let mut upgrade_value: Option<&[u8]> = None;
+    for (name, value) in headers.iter() {
+        if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade_value.get_or_insert(value);
+        }
+        if hop_by_hop(name, headers.values("connection")) || opts.response.drops(name) {
+            continue;
+        }
+        if let Some(server_header) = &opts.backend_server_header {
+            if name.eq_ignore_ascii_case(server_header.as_bytes()) {
+                continue;
+            }
+        }
+        header(out, name, value);
+    }
+    let has_body_headers = head.status >= 200 && head.status != 204;
+    if has_body_headers && head.facts.transfer_coding != TransferCoding::Absent {
+        // The codings are end-to-end content (`gzip, chunked`): forwarded as
+        // declared, and with them no Content-Length.
+        for value in headers.values("transfer-encoding") {
+            header(out, b"Transfer-Encoding", value);
+        }
+    } else if let BodyFraming::Length(n) = head.framing {
+        let _ = write!(out, "Content-Length: {n}\r\n");
+    } else if let (true, BodyFraming::None, Some(n)) =
+        (has_body_headers, head.framing, head.facts.content_length)
+    {
+        // HEAD and 304 responses describe the body they did not send.
+        let _ = write!(out, "Content-Length: {n}\r\n");
+    }
+    if head.framing == BodyFraming::Tunnel {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        if let Some(value) = upgrade_value {
+            header(out, b"Upgrade", value);
+        }
+    } else if head.is_informational() {
+        // 1xx: no connection semantics of its own.
+    } else if !ctx.client_keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if ctx.client_version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    if let Some(name) = &opts.backend_server_header {
+        if !head.is_informational() {
+            header(out, name.as_bytes(), ctx.server.as_bytes());
+        }
+    }
+    if !head.is_informational() {
+        opts.response.write_added(out);
+    }
+    out.extend_from_slice(b"\r\n");
+}

@@ -1,0 +1,48 @@
+//! HTTP/1.0 and 1.1 proxying core, sans-IO: bytes and `Instant`s in,
+//! decisions and bytes to write out.
+//!
+//! Owns the wire rules of `protocol: http` listeners:
+//! - [`head`]: request and response heads parsed with `httparse` under the
+//!   caller's size and count limits, into owned compact heads, with every
+//!   strict refusal (request smuggling patterns, over-long targets, too many
+//!   headers) mapped to the status the client gets;
+//! - [`framing`]: the body-framing decision (length, chunked, none,
+//!   close-delimited, tunnel), made once from a head, as data, and the
+//!   `Connection` semantics (keep-alive, upgrade);
+//! - [`body`]: the streaming chunked decoder and the length counter, which
+//!   say where a message ends without ever buffering it;
+//! - [`editor`]: the only place heads are rewritten for the other side
+//!   (hop-by-hop removal, `X-Forwarded-*`, configured header edits, the
+//!   backend-server header);
+//! - [`reply`]: responses nvelox itself generates (400, 408, ..., 504);
+//! - [`session`]: the per-client-connection sequencing state machine
+//!   (head, body, response, keep-alive, pipelining, tunnel, timeouts);
+//! - [`retry`]: when a failed attempt may be tried again.
+//!
+//! It does not own sockets, buffers, timers, routing, balancing or the
+//! upstream pool: the shell (the event-loop side) feeds bytes it read, writes
+//! what it is told to, and picks servers.
+pub mod body;
+pub mod editor;
+pub mod framing;
+pub mod head;
+pub mod reply;
+pub mod retry;
+
+#[cfg(test)]
+mod body_tests;
+#[cfg(test)]
+mod head_tests;
+
+pub use body::{BodyDecoder, BodyError, ChunkedDecoder, Piece, Progress};
+pub use editor::{
+    write_request_head, write_response_head, EditOptions, HeaderEdits, RequestContext,
+    ResponseContext,
+};
+pub use framing::BodyFraming;
+pub use head::{
+    parse_request, parse_response, HeadLimits, Method, Parsed, Reject, RequestHead, ResponseHead,
+    Version,
+};
+pub use reply::error_response;
+pub use retry::{RetryFacts, RetryPolicy, UpstreamFailure};
