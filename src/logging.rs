@@ -133,7 +133,7 @@ impl fmt::Display for ReopenFailed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "cannot reopen {} {}: {}; still writing to the file open before (after a privilege drop the folder must be writable by server.user)",
+            "cannot reopen {} {}: {}; still writing to the file open before (after a privilege drop, the file and its folder must be writable by server.user)",
             self.what,
             self.path.display(),
             self.error
