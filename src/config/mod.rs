@@ -20,4 +20,7 @@ pub use duration::{parse_duration, DurationError};
 pub use error::{ConfigError, ConfigErrors};
 pub use plan::*;
 pub use size::{parse_size, SizeError};
-pub use validate::{load, load_str, load_str_with, load_with};
+pub use validate::{
+    check_http_path, load, load_str, load_str_with, load_with, HttpPathError, MAX_HTTP_PATH_LEN,
+    MAX_IDLE_TIMEOUT, MAX_TIMEOUT,
+};

@@ -268,7 +268,7 @@ impl Validator<'_> {
                 let (path, message) = split_serde_error(&e);
                 let e = ConfigError {
                     file: self.sources[file].path.clone(),
-                    line: e.location().map(|l| l.line()),
+                    line: e.location().map(|l| editor_line(text, l.index())),
                     path,
                     message,
                 };
@@ -335,6 +335,20 @@ impl Validator<'_> {
 
 fn text_of(t: &Option<Text>) -> Option<&str> {
     text(t.as_ref())
+}
+
+/// The line an editor shows for byte `index` of `text`: 1 + the `\n`s
+/// before it. serde_yaml's own line number also counts a lone CR, NEL,
+/// U+2028 and U+2029 as line breaks (YAML 1.1), which put errors on lines
+/// past the end of the file as an editor shows it (fuzzer finding); its byte
+/// index does not depend on that. A BOM is not counted by libyaml.
+fn editor_line(text: &str, index: usize) -> usize {
+    let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    let end = index.saturating_add(bom).min(text.len());
+    1 + text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 /// serde_yaml says `listeners[0]: unknown field ... at line 3 column 5`;
