@@ -303,8 +303,8 @@ backends:
             "python3 prometheus_client is not installed (.ci/run installs it)",
         ),
         Some(parsed) => {
-            let key = format!("nvelox_listener_bytes_in_total{{listener=\"web \"1\"\"}}");
-            assert_eq!(parsed.get(&key), Some(&(b as f64)), "{parsed:?}");
+            let key = "nvelox_listener_bytes_in_total{listener=\"web \"1\"\"}";
+            assert_eq!(parsed.get(key), Some(&(b as f64)), "{parsed:?}");
             assert_eq!(parsed.len(), m.len(), "every sample parsed");
         }
     }

@@ -289,7 +289,7 @@ backends:
         format!("127.0.0.1:{}", b.port()),
         format!("127.0.0.1:{}", c.port()),
     );
-    let mut want = vec![
+    let mut want = [
         format!("app/{sa}=up"),
         format!("app/{sb}=up"),
         format!("store/{sc}=up"),
