@@ -4,6 +4,8 @@
 //! Loops pick servers concurrently, so each backend's balancer sits behind a
 //! `Mutex` (held for one pick: a few hundred nanoseconds, negligible at L4
 //! connection rates, and it keeps round-robin and weights exact across loops).
+//! `balance: maglev` needs no such state per pick: its table is shared
+//! read-only by the loops (`maglev_rt`), without the lock.
 //! Connection counts are atomics; a server's `max_connections` is enforced
 //! by reserving the slot with a compare-exchange after the pick (a check and
 //! a later increment let every loop pass the same check at once).
@@ -16,9 +18,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::balancer::{new_balancer, Balancer, Candidate, ServerId, Tried};
-use crate::config::{BackendPlan, ServerPlan};
+use crate::balancer::{new_balancer, Balancer, Candidate, Member, ServerId, Tried};
+use crate::config::{BackendPlan, BalanceKind, ServerPlan};
 use crate::health::state::{Health, Transition};
+use crate::maglev_rt::MaglevRt;
 
 pub struct ServerRt {
     pub plan: ServerPlan,
@@ -36,16 +39,35 @@ impl ServerRt {
 
 pub struct BackendRt {
     pub plan: BackendPlan,
-    balancer: Mutex<Box<dyn Balancer>>,
+    picker: Picker,
     pub servers: Vec<ServerRt>,
+}
+
+enum Picker {
+    /// Algorithms with state per pick (round-robin position, PRNG, ...).
+    Locked(Mutex<Box<dyn Balancer>>),
+    Maglev(MaglevRt),
 }
 
 impl BackendRt {
     pub fn new(plan: &BackendPlan, seed: u64) -> BackendRt {
-        let weights: Vec<u32> = plan.servers.iter().map(|s| s.weight).collect();
+        let picker = match plan.balance {
+            BalanceKind::Maglev => Picker::Maglev(MaglevRt::new(&plan.servers, plan.hash_key)),
+            kind => {
+                let members: Vec<Member> = plan
+                    .servers
+                    .iter()
+                    .map(|s| Member {
+                        label: s.label.clone(),
+                        weight: s.weight,
+                    })
+                    .collect();
+                Picker::Locked(Mutex::new(new_balancer(kind, &members, seed)))
+            }
+        };
         BackendRt {
             plan: plan.clone(),
-            balancer: Mutex::new(new_balancer(plan.balance, &weights, seed)),
+            picker,
             servers: plan
                 .servers
                 .iter()
@@ -67,12 +89,15 @@ impl BackendRt {
         reserve_below(&s.active, s.plan.max_connections)
     }
 
-    fn usable(&self, s: &ServerRt, now: Instant) -> bool {
+    /// (usable now, in rotation): see `Health::is_usable` and
+    /// `Health::in_rotation`; usable also needs room below `max_connections`.
+    fn usable(&self, s: &ServerRt, now: Instant) -> (bool, bool) {
         let below_cap = match s.plan.max_connections {
             Some(max) => (s.active.load(Ordering::Relaxed) as usize) < max,
             None => true,
         };
-        below_cap && lock(&s.health).is_usable(now)
+        let h = lock(&s.health);
+        (below_cap && h.is_usable(now), h.in_rotation(now))
     }
 
     /// Applies `f` to a server's health and logs the state change, if any.
@@ -84,39 +109,55 @@ impl BackendRt {
         }
     }
 
-    /// Picks a server not yet in `tried` and counts a connection on it.
-    /// The caller must call [`release`](Self::release) exactly once for it.
+    /// [`acquire_from`](Self::acquire_from) for a caller without the
+    /// client's port (`hash_key: ip_port` then hashes port 0).
     pub fn acquire(&self, client: IpAddr, tried: &Tried, now: Instant) -> Option<ServerId> {
+        self.acquire_from(SocketAddr::new(client, 0), tried, now)
+    }
+
+    /// Picks a server not yet in `tried` for `client` (the PROXY header's
+    /// client when there is one) and counts a connection on it.
+    /// The caller must call [`release`](Self::release) exactly once for it.
+    pub fn acquire_from(
+        &self,
+        client: SocketAddr,
+        tried: &Tried,
+        now: Instant,
+    ) -> Option<ServerId> {
         let mut stack = [Candidate {
             weight: 1,
             backup: false,
             usable: false,
             active: 0,
         }; 16];
-        let mut heap;
-        let view: &mut [Candidate] = if self.servers.len() <= stack.len() {
-            &mut stack[..self.servers.len()]
+        let mut rot_stack = [false; 16];
+        let (mut heap, mut rot_heap);
+        let n = self.servers.len();
+        let (view, rot): (&mut [Candidate], &mut [bool]) = if n <= stack.len() {
+            (&mut stack[..n], &mut rot_stack[..n])
         } else {
-            heap = vec![stack[0]; self.servers.len()];
-            &mut heap
+            heap = vec![stack[0]; n];
+            rot_heap = vec![false; n];
+            (&mut heap, &mut rot_heap)
         };
-        for (c, s) in view.iter_mut().zip(&self.servers) {
+        for ((c, r), s) in view.iter_mut().zip(rot.iter_mut()).zip(&self.servers) {
+            let (usable, in_rotation) = self.usable(s, now);
             *c = Candidate {
                 weight: s.plan.weight,
                 backup: s.plan.backup,
-                usable: self.usable(s, now),
+                usable,
                 active: s.active.load(Ordering::Relaxed),
             };
+            *r = in_rotation;
         }
         // Another loop may take a server's last slot between the look at
         // `active` above and the reservation: then that server is out and
         // the balancer picks again (at most once per server).
         for _ in 0..view.len() {
-            let id = self
-                .balancer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pick(view, client, tried)?;
+            let id = match &self.picker {
+                Picker::Locked(b) => lock(b).pick(view, client.ip().to_canonical(), tried)?,
+                Picker::Maglev(m) => m.pick(view, rot, client, tried)?,
+            };
             if Self::reserve(&self.servers[id.0]) {
                 self.with_health(id, |h| h.on_pick(now));
                 return Some(id);

@@ -16,6 +16,7 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod logging;
+pub mod maglev_rt;
 pub mod proxy_protocol;
 pub mod reload;
 pub mod run;
