@@ -10,23 +10,75 @@
 //! by reserving the slot with a compare-exchange after the pick (a check and
 //! a later increment let every loop pass the same check at once).
 //!
+//! Operators steer servers at run time through the admin API
+//! ([`AdminMode`], [`BackendRt::set_weight`]); that state, the per-loop
+//! counters ([`ServerStats`]) and the last health-check result live here
+//! too, and carry over a reload for servers that remain
+//! ([`BackendRt::inherit`]).
+//!
 //! Does not own the health rules (`health/state.rs`), the balancing
 //! algorithms (`balancer/`) or the plan (`config/`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use crate::balancer::{new_balancer, Balancer, Candidate, Member, ServerId, Tried};
 use crate::config::{BackendPlan, BalanceKind, ServerPlan};
-use crate::health::state::{Health, Transition};
+use crate::health::state::{Health, State, Transition};
 use crate::maglev_rt::MaglevRt;
+use crate::metrics::ServerStats;
+
+/// What an operator said about a server (admin API); lasts until the
+/// process restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminMode {
+    /// In service (the default).
+    Ready = 0,
+    /// No new connections; open ones finish; health checks go on.
+    Drain = 1,
+    /// No new connections, no health checks; open ones finish.
+    Disabled = 2,
+}
+
+impl AdminMode {
+    fn from_u8(v: u8) -> AdminMode {
+        match v {
+            1 => AdminMode::Drain,
+            2 => AdminMode::Disabled,
+            _ => AdminMode::Ready,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminMode::Ready => "ready",
+            AdminMode::Drain => "drain",
+            AdminMode::Disabled => "disabled",
+        }
+    }
+}
+
+/// The outcome of the latest active health check of a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckRecord {
+    pub ok: bool,
+    pub at: SystemTime,
+    pub detail: String,
+}
 
 pub struct ServerRt {
     pub plan: ServerPlan,
     pub active: AtomicU32,
     health: Mutex<Health>,
+    /// Per-loop counters; shared with the previous runtime on reload.
+    pub stats: Arc<ServerStats>,
+    admin: AtomicU8,
+    /// The weight in force (the configured one unless an operator set one).
+    weight: AtomicU32,
+    weight_set_by_admin: AtomicBool,
+    last_check: Mutex<Option<CheckRecord>>,
 }
 
 impl ServerRt {
@@ -35,39 +87,68 @@ impl ServerRt {
     pub fn target(&self, client_port: u16) -> SocketAddr {
         SocketAddr::new(self.plan.ip, self.plan.port.unwrap_or(client_port))
     }
+
+    pub fn admin_mode(&self) -> AdminMode {
+        AdminMode::from_u8(self.admin.load(Ordering::Relaxed))
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// The health state (up, down, probing) as last computed.
+    pub fn health_state(&self) -> State {
+        lock(&self.health).state()
+    }
+
+    /// What the status page and the API show: the operator's word first,
+    /// then health.
+    pub fn state_label(&self) -> &'static str {
+        match self.admin_mode() {
+            AdminMode::Disabled => "disabled",
+            AdminMode::Drain => "draining",
+            AdminMode::Ready => match self.health_state() {
+                State::Up => "up",
+                State::Down => "down",
+                State::Probing => "probing",
+            },
+        }
+    }
+
+    pub fn last_check(&self) -> Option<CheckRecord> {
+        lock(&self.last_check).clone()
+    }
 }
 
 pub struct BackendRt {
     pub plan: BackendPlan,
     picker: Picker,
+    seed: u64,
     pub servers: Vec<ServerRt>,
 }
 
 enum Picker {
     /// Algorithms with state per pick (round-robin position, PRNG, ...).
     Locked(Mutex<Box<dyn Balancer>>),
+    /// Rebuilds by itself when the servers in rotation or their weights
+    /// change (it compares on every pick).
     Maglev(MaglevRt),
 }
 
 impl BackendRt {
-    pub fn new(plan: &BackendPlan, seed: u64) -> BackendRt {
+    /// `loops`: event loops, one counter cell each.
+    pub fn new(plan: &BackendPlan, seed: u64, loops: usize) -> BackendRt {
         let picker = match plan.balance {
             BalanceKind::Maglev => Picker::Maglev(MaglevRt::new(&plan.servers, plan.hash_key)),
             kind => {
-                let members: Vec<Member> = plan
-                    .servers
-                    .iter()
-                    .map(|s| Member {
-                        label: s.label.clone(),
-                        weight: s.weight,
-                    })
-                    .collect();
+                let members: Vec<Member> = plan.servers.iter().map(member).collect();
                 Picker::Locked(Mutex::new(new_balancer(kind, &members, seed)))
             }
         };
         BackendRt {
             plan: plan.clone(),
             picker,
+            seed,
             servers: plan
                 .servers
                 .iter()
@@ -75,8 +156,72 @@ impl BackendRt {
                     plan: s.clone(),
                     active: AtomicU32::new(0),
                     health: Mutex::new(Health::new(&plan.health)),
+                    stats: Arc::new(ServerStats::new(loops)),
+                    admin: AtomicU8::new(AdminMode::Ready as u8),
+                    weight: AtomicU32::new(s.weight),
+                    weight_set_by_admin: AtomicBool::new(false),
+                    last_check: Mutex::new(None),
                 })
                 .collect(),
+        }
+    }
+
+    /// Reload of a changed backend: servers of `old` that remain (same
+    /// label) keep their counters, the operator's mode and weight, and
+    /// their last check result.
+    pub fn inherit(&mut self, old: &BackendRt) {
+        for s in &mut self.servers {
+            let Some(o) = old.servers.iter().find(|o| o.plan.label == s.plan.label) else {
+                continue;
+            };
+            s.stats = Arc::clone(&o.stats);
+            s.admin
+                .store(o.admin.load(Ordering::Relaxed), Ordering::Relaxed);
+            if o.weight_set_by_admin.load(Ordering::Relaxed) {
+                s.weight.store(o.weight(), Ordering::Relaxed);
+                s.weight_set_by_admin.store(true, Ordering::Relaxed);
+            }
+            *lock(&s.last_check) = o.last_check();
+        }
+        self.rebuild_balancer();
+    }
+
+    /// The server written as `label` in the configuration.
+    pub fn find_server(&self, label: &str) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .position(|s| s.plan.label == label)
+            .map(ServerId)
+    }
+
+    /// Admin API: drain, disable or enable a server.
+    pub fn set_admin_mode(&self, id: ServerId, mode: AdminMode) {
+        self.servers[id.0]
+            .admin
+            .store(mode as u8, Ordering::Relaxed);
+    }
+
+    /// Admin API: the server's weight from now on (>= 1).
+    pub fn set_weight(&self, id: ServerId, weight: u32) {
+        let s = &self.servers[id.0];
+        s.weight.store(weight.max(1), Ordering::Relaxed);
+        s.weight_set_by_admin.store(true, Ordering::Relaxed);
+        self.rebuild_balancer();
+    }
+
+    /// Algorithms that precompute from the weights (the hash ring) start
+    /// over with the weights in force.
+    fn rebuild_balancer(&self) {
+        if let Picker::Locked(b) = &self.picker {
+            let members: Vec<Member> = self
+                .servers
+                .iter()
+                .map(|s| Member {
+                    weight: s.weight(),
+                    ..member(&s.plan)
+                })
+                .collect();
+            *lock(b) = new_balancer(self.plan.balance, &members, self.seed);
         }
     }
 
@@ -90,14 +235,19 @@ impl BackendRt {
     }
 
     /// (usable now, in rotation): see `Health::is_usable` and
-    /// `Health::in_rotation`; usable also needs room below `max_connections`.
+    /// `Health::in_rotation`; both need the operator's `Ready`, and usable
+    /// also needs room below `max_connections`.
     fn usable(&self, s: &ServerRt, now: Instant) -> (bool, bool) {
         let below_cap = match s.plan.max_connections {
             Some(max) => (s.active.load(Ordering::Relaxed) as usize) < max,
             None => true,
         };
+        let ready = s.admin_mode() == AdminMode::Ready;
         let h = lock(&s.health);
-        (below_cap && h.is_usable(now), h.in_rotation(now))
+        (
+            below_cap && ready && h.is_usable(now),
+            ready && h.in_rotation(now),
+        )
     }
 
     /// Applies `f` to a server's health and logs the state change, if any.
@@ -143,7 +293,7 @@ impl BackendRt {
         for ((c, r), s) in view.iter_mut().zip(rot.iter_mut()).zip(&self.servers) {
             let (usable, in_rotation) = self.usable(s, now);
             *c = Candidate {
-                weight: s.plan.weight,
+                weight: s.weight(),
                 backup: s.plan.backup,
                 usable,
                 active: s.active.load(Ordering::Relaxed),
@@ -190,6 +340,18 @@ impl BackendRt {
     /// appended to a state-change warning so it says why.
     pub fn report_probe(&self, id: ServerId, ok: bool, now: Instant, detail: &str) {
         let s = &self.servers[id.0];
+        *lock(&s.last_check) = Some(CheckRecord {
+            ok,
+            at: SystemTime::now(),
+            detail: detail.to_string(),
+        });
+        // The checker runs on loop 0 only: its cell has a single writer.
+        let c = if ok {
+            crate::metrics::server::CHECKS_OK
+        } else {
+            crate::metrics::server::CHECKS_FAILED
+        };
+        s.stats.add(0, c, 1);
         let t = lock(&s.health).on_probe_result(ok, now);
         if let Some(t) = t {
             log::warn!(
@@ -198,6 +360,13 @@ impl BackendRt {
                 s.plan.label
             );
         }
+    }
+}
+
+fn member(s: &ServerPlan) -> Member {
+    Member {
+        label: s.label.clone(),
+        weight: s.weight,
     }
 }
 
@@ -228,7 +397,7 @@ mod tests {
             "listeners:\n  - {{ name: l, bind: \"127.0.0.1:1\", default_backend: b }}\nbackends:\n  - name: b\n    balance: leastconn\n    servers:\n{servers}"
         );
         let plan = load_str(&text, Path::new("t.yaml")).unwrap();
-        BackendRt::new(&plan.backends[0], 1)
+        BackendRt::new(&plan.backends[0], 1, 1)
     }
 
     #[test]
@@ -285,5 +454,49 @@ mod tests {
             .collect();
         assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 1, "{picks:?}");
         assert_eq!(b.servers[0].active.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn maglev_drain_moves_only_the_drained_servers_clients() {
+        let text = "listeners:\n  - { name: l, bind: \"127.0.0.1:1\", backend: b }\nbackends:\n  - name: b\n    balance: maglev\n    servers: [\"127.0.0.1:9\", \"127.0.0.1:10\", \"127.0.0.1:11\", \"127.0.0.1:12\"]\n";
+        let plan = load_str(text, Path::new("t.yaml")).unwrap();
+        let b = BackendRt::new(&plan.backends[0], 1, 1);
+        let now = Instant::now();
+        let pick = |n: u32| {
+            let c = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 | n), 1));
+            let id = b.acquire_from(c, &Tried::new(), now).unwrap();
+            b.release(id);
+            id.0
+        };
+        let before: Vec<usize> = (0..1000).map(pick).collect();
+        b.set_admin_mode(ServerId(2), AdminMode::Drain);
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let after: Vec<usize> = (0..1000).map(pick).collect();
+            for (was, now) in before.iter().zip(&after) {
+                assert_ne!(*now, 2);
+                if *was != 2 {
+                    assert_eq!(was, now);
+                }
+            }
+            let Picker::Maglev(m) = &b.picker else {
+                panic!("not maglev")
+            };
+            let view: Vec<Candidate> = b
+                .servers
+                .iter()
+                .map(|s| Candidate {
+                    weight: 1,
+                    backup: false,
+                    usable: s.admin_mode() == AdminMode::Ready,
+                    active: 0,
+                })
+                .collect();
+            if m.is_current(&view, &[true, true, false, true]) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no rebuild");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
