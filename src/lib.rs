@@ -7,6 +7,7 @@
 //! the reactor. The README's layout table and docs/architecture.md list
 //! every module.
 pub mod acl;
+pub mod admin;
 pub mod backend_rt;
 pub mod balancer;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod proxy_protocol;
 pub mod reload;
 pub mod run;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::acl::ListenerAccess;
 use crate::backend_rt::BackendRt;
 use crate::config::{BackendId, ListenerId, Plan};
+use crate::metrics::ListenerStats;
 
 pub struct Runtime {
     pub plan: Plan,
@@ -26,6 +27,9 @@ pub struct Runtime {
     /// counts; carried over for listeners a reload kept (the rules
     /// themselves are read from `plan` at each check).
     pub access: Vec<Arc<ListenerAccess>>,
+    /// Per listener, indexed by `ListenerId`: per-loop counters, carried
+    /// over for listeners a reload kept.
+    pub listener_stats: Vec<Arc<ListenerStats>>,
 }
 
 impl Runtime {
@@ -34,6 +38,7 @@ impl Runtime {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        let loops = plan.server.workers.max(1);
         let backends = plan
             .backends
             .iter()
@@ -42,8 +47,14 @@ impl Runtime {
                 Arc::new(BackendRt::new(
                     b,
                     seed ^ (i as u64).wrapping_mul(0x9E37_79B9),
+                    loops,
                 ))
             })
+            .collect();
+        let listener_stats = plan
+            .listeners
+            .iter()
+            .map(|_| Arc::new(ListenerStats::new(loops)))
             .collect();
         let listener_active = plan
             .listeners
@@ -61,6 +72,7 @@ impl Runtime {
             active: Arc::new(AtomicUsize::new(0)),
             listener_active,
             access,
+            listener_stats,
         }
     }
 
@@ -79,10 +91,18 @@ impl Runtime {
             if let (Some(n), Some(access)) = (n, old.access.get(o)) {
                 fresh.access[n.0] = Arc::clone(access);
             }
+            if let (Some(n), Some(stats)) = (n, old.listener_stats.get(o)) {
+                fresh.listener_stats[n.0] = Arc::clone(stats);
+            }
         }
         for b in fresh.backends.iter_mut() {
             if let Some(same) = old.backends.iter().find(|ob| ob.plan == b.plan) {
                 *b = Arc::clone(same);
+            } else if let Some(prev) = old.backends.iter().find(|ob| ob.plan.name == b.plan.name) {
+                // Changed: servers that remain keep counters and admin state.
+                if let Some(fresh_b) = Arc::get_mut(b) {
+                    fresh_b.inherit(prev);
+                }
             }
         }
         fresh

@@ -54,11 +54,15 @@ fn deny_and_allow_lists_for_v4_v6_and_mapped_clients() {
     let echo = Backend::start(Mode::Echo);
     // IPv4 listener: the deny list wins over the allow list.
     let port = free_port();
+    let metrics = free_port();
     let to = SocketAddr::from(([127, 0, 0, 1], port));
-    let n = Nvelox::start(&config(
-        &format!("127.0.0.1:{port}"),
-        echo.addr,
-        "    ip_allowlist: [\"127.0.0.0/8\"]\n    ip_denylist: [\"127.0.0.2/32\", \"10.0.0.0/8\"]\n",
+    let n = Nvelox::start(&format!(
+        "metrics: {{ enabled: true, bind: \"127.0.0.1:{metrics}\" }}\n{}",
+        config(
+            &format!("127.0.0.1:{port}"),
+            echo.addr,
+            "    ip_allowlist: [\"127.0.0.0/8\"]\n    ip_denylist: [\"127.0.0.2/32\", \"10.0.0.0/8\"]\n",
+        )
     ));
     assert!(served("127.0.0.3", to));
     let before = echo.count();
@@ -67,6 +71,16 @@ fn deny_and_allow_lists_for_v4_v6_and_mapped_clients() {
     // The denied client never reached the server.
     assert_eq!(echo.count(), before + 1);
     n.wait_for_line("in ip_denylist", WAIT);
+    let mut m = TcpStream::connect(("127.0.0.1", metrics)).unwrap();
+    m.set_read_timeout(Some(WAIT)).unwrap();
+    m.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    m.read_to_string(&mut text).unwrap();
+    assert!(
+        text.contains("nvelox_listener_denied_total{listener=\"guarded\",reason=\"ip_denylist\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("nvelox_listener_denied_total{listener=\"guarded\",reason=\"ip_allowlist\"} 0\n"));
     drop(n);
 
     // Dual-stack listener: IPv4 clients arrive as ::ffff:a.b.c.d and match

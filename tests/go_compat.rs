@@ -46,6 +46,8 @@ const PASSING_HTTP: &[&str] = &[
     "14-retries-failover",
     "18-ip-allowlist-denylist",
     "19-body-size-limit",
+    "21-metrics-prometheus",
+    "22-admin-api",
     "23-timeouts",
 ];
 
@@ -107,22 +109,12 @@ const REFUSED: &[(&str, &[&str])] = &[
         &["16: backends[0].circuit_breaker: not supported by nvelox: circuit_breaker"],
     ),
     (
-        "21-metrics-prometheus",
-        &["6: metrics: not supported by nvelox yet: metrics"],
-    ),
-    (
-        "22-admin-api",
-        &["6: admin: not supported by nvelox yet: admin"],
-    ),
-    (
         "24-caching",
         &["11: listeners[0].cache: not supported by nvelox: cache"],
     ),
     (
         "28-full-production",
         &[
-            "14: metrics: not supported by nvelox yet: metrics",
-            "19: admin: not supported by nvelox yet: admin",
             "32: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
             "39: listeners[1].protocol: not supported by nvelox yet: protocol: https",
             "41: listeners[1].tls: not supported by nvelox yet: tls",
@@ -180,7 +172,6 @@ const REFUSED: &[(&str, &[&str])] = &[
     (
         "32-hot-reload",
         &[
-            "9: metrics: not supported by nvelox yet: metrics",
             "25: listeners[1].protocol: not supported by nvelox yet: protocol: https",
             "26: listeners[1].tls: not supported by nvelox yet: tls",
             "30: listeners[1].server_names: not supported by nvelox yet: server_names",

@@ -33,8 +33,6 @@ pub enum Support {
 /// reported.
 pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     // top level
-    ("metrics", Support::Later("Prometheus metrics endpoint")),
-    ("admin", Support::Later("admin API and status page")),
     ("tracing", Support::Never("OpenTelemetry tracing")),
     // listeners
     ("listeners[].tls", Support::Later("TLS termination")),
@@ -259,7 +257,6 @@ mod tests {
     #[test]
     fn finds_every_key_at_once_with_its_path() {
         let doc = r#"
-metrics: { enabled: true }
 tracing: { enabled: true }
 listeners:
   - name: a
@@ -279,7 +276,6 @@ backends:
         assert_eq!(
             paths(doc),
             vec![
-                "metrics",
                 "tracing",
                 "listeners[0].protocol",
                 "listeners[0].http3",
@@ -291,15 +287,15 @@ backends:
         );
         let f = scan(doc);
         assert_eq!(
-            f[1].message(),
+            f[0].message(),
             "not supported by nvelox: tracing (OpenTelemetry tracing)"
         );
         assert_eq!(
-            f[2].message(),
+            f[1].message(),
             "not supported by nvelox yet: protocol: https (HTTPS: HTTP mode over TLS, planned)"
         );
-        assert_eq!(f[5].what, "redirect");
-        assert!(matches!(f[5].support, Support::Never(_)));
+        assert_eq!(f[4].what, "redirect");
+        assert!(matches!(f[4].support, Support::Never(_)));
         // `protocol: http`, `routes`, `headers` ... are nvelox keys now.
         let http = "listeners:\n  - { name: a, bind: \":80\", protocol: http, backend: b, routes: [], headers: {}, max_body_size: 1MB }\n";
         assert!(scan(http).is_empty(), "{:?}", scan(http));

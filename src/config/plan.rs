@@ -37,6 +37,10 @@ pub struct Plan {
     pub logging: LoggingSettings,
     pub listeners: Vec<ListenerPlan>,
     pub backends: Vec<BackendPlan>,
+    /// `metrics:` with `enabled: true`.
+    pub metrics: Option<MetricsPlan>,
+    /// `admin:` with `enabled: true`.
+    pub admin: Option<AdminPlan>,
     /// Things that load but deserve a word (a deprecated key such as Go's
     /// `default_backend`), one line each, already naming file, line and YAML
     /// path. Printed by `--check` and logged as warnings at start.
@@ -84,6 +88,22 @@ pub struct LoggingSettings {
     pub error_log: LogTarget,
     /// `None` = off (the default).
     pub access_log: Option<PathBuf>,
+}
+
+/// The Prometheus endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsPlan {
+    pub bind: std::net::SocketAddr,
+    /// Starts with `/`. Default `/metrics`.
+    pub path: String,
+}
+
+/// The status page and JSON API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminPlan {
+    pub bind: std::net::SocketAddr,
+    /// Required when `bind` is not a loopback address.
+    pub api_key: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -80,10 +80,28 @@ pub struct RawConfig {
     pub include: Option<IncludeList>,
     pub listeners: Option<Vec<RawListener>>,
     pub backends: Option<Vec<RawBackend>>,
+    pub metrics: Option<RawMetrics>,
+    pub admin: Option<RawAdmin>,
     // Go Nvelox only (reported by `compat`).
-    pub metrics: Option<GoOnly>,
-    pub admin: Option<GoOnly>,
     pub tracing: Option<GoOnly>,
+}
+
+/// `metrics:` (Prometheus endpoint).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<Text>,
+    pub bind: Option<Text>,
+    pub path: Option<Text>,
+}
+
+/// `admin:` (status page and JSON API).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub enabled: Option<Text>,
+    pub bind: Option<Text>,
+    pub api_key: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

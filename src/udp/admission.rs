@@ -51,6 +51,22 @@ impl std::fmt::Display for Refused {
     }
 }
 
+impl Refused {
+    /// The `nvelox_listener_udp_drops_total` reason; `None` for a client
+    /// the access rules refused (`nvelox_listener_denied_total` counts it).
+    pub(super) fn drop_reason(self) -> Option<crate::metrics::Drop> {
+        use crate::metrics::Drop;
+        Some(match self {
+            Refused::SessionLimit => Drop::SessionLimit,
+            Refused::FdLimit => Drop::FdLimit,
+            Refused::NoServer => Drop::NoServer,
+            Refused::Socket => Drop::SocketError,
+            Refused::Stopped => Drop::ShuttingDown,
+            Refused::Denied(_) => return None,
+        })
+    }
+}
+
 fn upstream_socket(target: SocketAddr) -> io::Result<UdpSocket> {
     let local = match target {
         SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
@@ -144,6 +160,11 @@ impl UdpProxy {
             Err(e) if is_fd_exhaustion(&e) => return give_back(Refused::FdLimit),
             Err(e) => {
                 log::debug!("udp upstream socket to {target}: {e}");
+                backend.server(server).stats.add(
+                    ctx.loop_index(),
+                    crate::metrics::server::CONNECTION_ERRORS,
+                    1,
+                );
                 backend.report_failure(server, now, "cannot connect");
                 return give_back(Refused::Socket);
             }
@@ -178,6 +199,12 @@ impl UdpProxy {
         }
         let deadline = f.deadline();
         f.io.timer = Some(ctx.set_timer(deadline, Timer::UdpIdle(id)));
+        let lp = ctx.loop_index();
+        rt.listener_stats[plan.0].add(lp, crate::metrics::listener::CONNECTIONS, 1);
+        backend
+            .server(server)
+            .stats
+            .add(lp, crate::metrics::server::CONNECTIONS, 1);
         Ok(id)
     }
 }

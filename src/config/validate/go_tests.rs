@@ -289,7 +289,6 @@ backends:
 "#;
     let errs = errors(doc);
     let expected = [
-        "go.yaml:2: metrics: not supported by nvelox yet: metrics",
         "go.yaml:7: listeners[0].protocol: not supported by nvelox yet: protocol: https",
         "go.yaml:8: listeners[0].http3: not supported by nvelox: http3",
         "go.yaml:9: listeners[0].tls: not supported by nvelox yet: tls",

@@ -24,6 +24,7 @@ mod health;
 mod http;
 mod includes;
 mod listeners;
+mod observe;
 mod scalars;
 mod server;
 
@@ -310,6 +311,9 @@ impl Validator<'_> {
         }
         let server = self.server(main, raw.server.take().unwrap_or_default());
         let logging = self.logging(main, raw.logging.take().unwrap_or_default());
+        let metrics = raw.metrics.take().and_then(|m| self.metrics(main, m));
+        let admin = raw.admin.take().and_then(|a| self.admin(main, a));
+        self.shared_bind(main, metrics.as_ref(), admin.as_ref());
 
         let mut backend_drafts: Vec<BackendDraft> = backends
             .into_iter()
@@ -331,6 +335,8 @@ impl Validator<'_> {
             logging,
             listeners: plan_listeners,
             backends: backend_drafts.into_iter().map(|b| b.plan).collect(),
+            metrics,
+            admin,
             // Filled in, sorted, by `load_str_with`.
             warnings: Vec::new(),
         })
