@@ -77,10 +77,14 @@ fn deny_and_allow_lists_for_v4_v6_and_mapped_clients() {
     let mut text = String::new();
     m.read_to_string(&mut text).unwrap();
     assert!(
-        text.contains("nvelox_listener_denied_total{listener=\"guarded\",reason=\"ip_denylist\"} 1\n"),
+        text.contains(
+            "nvelox_listener_denied_total{listener=\"guarded\",reason=\"ip_denylist\"} 1\n"
+        ),
         "{text}"
     );
-    assert!(text.contains("nvelox_listener_denied_total{listener=\"guarded\",reason=\"ip_allowlist\"} 0\n"));
+    assert!(text.contains(
+        "nvelox_listener_denied_total{listener=\"guarded\",reason=\"ip_allowlist\"} 0\n"
+    ));
     drop(n);
 
     // Dual-stack listener: IPv4 clients arrive as ::ffff:a.b.c.d and match
