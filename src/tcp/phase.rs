@@ -85,6 +85,8 @@ pub enum Reason {
     /// `tls:`: the handshake with the client failed.
     HandshakeFailed,
     HandshakeTimeout,
+    /// The access rules refused the client (`ip_denylist`, limits, ...).
+    Denied,
     ClientReset,
     ClientError,
     ServerReset,
@@ -108,6 +110,7 @@ impl Reason {
             Reason::ClientHelloTimeout => "ClientHello timeout",
             Reason::HandshakeFailed => "TLS handshake failed",
             Reason::HandshakeTimeout => "TLS handshake timeout",
+            Reason::Denied => "denied",
             Reason::ClientReset => "client reset",
             Reason::ClientError => "client error",
             Reason::ServerReset => "server reset",
@@ -176,6 +179,8 @@ pub enum Event<'a> {
     HandshakeDone,
     /// The client's TLS handshake failed.
     HandshakeFailed,
+    /// The client in the PROXY header is refused by the access rules.
+    Denied,
     /// The balancer chose a server: a new attempt begins.
     ServerChosen,
     /// The balancer has no (further) server.
@@ -351,6 +356,7 @@ impl ConnState {
             }
             (Handshaking, Event::HandshakeFailed) => self.close(Reason::HandshakeFailed),
             (Handshaking, Event::Deadline) => self.close(Reason::HandshakeTimeout),
+            (AwaitingHeader, Event::Denied) => self.close(Reason::Denied),
 
             (Connecting { attempt }, Event::ServerChosen) => {
                 self.phase = Connecting {

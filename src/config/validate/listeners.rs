@@ -116,6 +116,7 @@ impl Validator<'_> {
             )
             .map(|n| n as usize);
         let reuseport = self.flag(f, &key(&p, "reuseport"), l.reuseport.as_ref());
+        let access = self.access(f, &p, &l);
         let has_routes = l.sni_routes.is_some();
         let sni_routes = l
             .sni_routes
@@ -166,6 +167,7 @@ impl Validator<'_> {
             idle_timeout,
             max_connections,
             reuseport,
+            access,
         }
     }
 
@@ -330,6 +332,7 @@ impl Validator<'_> {
                     sni_routes,
                     tls: l.tls,
                     http,
+                    access: l.access,
                 });
             }
         }
