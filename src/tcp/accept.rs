@@ -282,6 +282,12 @@ impl TcpProxy {
         peer: SocketAddr,
     ) {
         let plan = self.listeners[li.0].l.plan;
+        if self.rt.plan.listener(plan).protocol == crate::config::Protocol::Http {
+            let port = self.listeners[li.0].l.port;
+            return self
+                .http
+                .open(ctx, Arc::clone(&self.rt), plan, port, stream, peer);
+        }
         let entry = self.conns.vacant_entry();
         let id = ConnId(entry.key());
         let token = match ctx.register(
