@@ -29,6 +29,7 @@ use mio::net::TcpStream;
 use reactor::{Ctx, Interest, Ready, TimerKey, Token};
 use slab::Slab;
 
+use crate::acl::access::Admitted;
 use crate::balancer::{ServerId, Tried};
 use crate::config::{BackendId, ListenerId};
 use crate::events::{Loop, Tag, Timer};
@@ -141,6 +142,8 @@ pub(crate) struct Conn {
     timer: Option<(TimerKey, Instant)>,
     /// Last time bytes moved (stalls inside bodies and tunnels).
     last_progress: Instant,
+    /// The access-control admission to give back at close.
+    admitted: Option<Admitted>,
 }
 
 /// This loop's HTTP connections and upstream pool.
@@ -167,7 +170,9 @@ impl HttpProxy {
         self.conns.is_empty()
     }
 
-    /// A client accepted on an HTTP listener (its slot already reserved).
+    /// A client accepted on an HTTP listener (its slot already reserved,
+    /// `admitted` by its access rules).
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         &mut self,
         ctx: &mut Ctx<impl Loop>,
@@ -176,7 +181,14 @@ impl HttpProxy {
         port: u16,
         mut stream: TcpStream,
         peer: SocketAddr,
+        admitted: Option<Admitted>,
     ) {
+        let release = |rt: &Runtime| {
+            rt.unreserve(listener, 1);
+            if let Some(a) = admitted {
+                rt.access(listener).release(a);
+            }
+        };
         let entry = self.conns.vacant_entry();
         let id = HttpId(entry.key());
         let token = match ctx.register(
@@ -187,7 +199,7 @@ impl HttpProxy {
             Ok(t) => t,
             Err(e) => {
                 log::error!("cannot register client {peer}: {e}");
-                rt.unreserve(listener, 1);
+                release(&rt);
                 return;
             }
         };
@@ -199,7 +211,7 @@ impl HttpProxy {
         );
         let lp = rt.plan.listener(listener);
         let Some(hp) = lp.http.as_ref() else {
-            rt.unreserve(listener, 1);
+            release(&rt);
             ctx.forget(token);
             return;
         };
@@ -238,6 +250,7 @@ impl HttpProxy {
             tunnel: false,
             timer: None,
             last_progress: now,
+            admitted,
         });
         self.arm(ctx, id);
     }
@@ -375,6 +388,9 @@ impl HttpProxy {
             }
         }
         c.rt.unreserve(c.listener, 1);
+        if let Some(a) = c.admitted {
+            c.rt.access(c.listener).release(a);
+        }
         self.closed += 1;
     }
 }
