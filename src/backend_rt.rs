@@ -8,22 +8,74 @@
 //! by reserving the slot with a compare-exchange after the pick (a check and
 //! a later increment let every loop pass the same check at once).
 //!
+//! Operators steer servers at run time through the admin API
+//! ([`AdminMode`], [`BackendRt::set_weight`]); that state, the per-loop
+//! counters ([`ServerStats`]) and the last health-check result live here
+//! too, and carry over a reload for servers that remain
+//! ([`BackendRt::inherit`]).
+//!
 //! Does not own the health rules (`health/state.rs`), the balancing
 //! algorithms (`balancer/`) or the plan (`config/`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use crate::balancer::{new_balancer, Balancer, Candidate, ServerId, Tried};
 use crate::config::{BackendPlan, ServerPlan};
-use crate::health::state::{Health, Transition};
+use crate::health::state::{Health, State, Transition};
+use crate::metrics::ServerStats;
+
+/// What an operator said about a server (admin API); lasts until the
+/// process restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminMode {
+    /// In service (the default).
+    Ready = 0,
+    /// No new connections; open ones finish; health checks go on.
+    Drain = 1,
+    /// No new connections, no health checks; open ones finish.
+    Disabled = 2,
+}
+
+impl AdminMode {
+    fn from_u8(v: u8) -> AdminMode {
+        match v {
+            1 => AdminMode::Drain,
+            2 => AdminMode::Disabled,
+            _ => AdminMode::Ready,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminMode::Ready => "ready",
+            AdminMode::Drain => "drain",
+            AdminMode::Disabled => "disabled",
+        }
+    }
+}
+
+/// The outcome of the latest active health check of a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckRecord {
+    pub ok: bool,
+    pub at: SystemTime,
+    pub detail: String,
+}
 
 pub struct ServerRt {
     pub plan: ServerPlan,
     pub active: AtomicU32,
     health: Mutex<Health>,
+    /// Per-loop counters; shared with the previous runtime on reload.
+    pub stats: Arc<ServerStats>,
+    admin: AtomicU8,
+    /// The weight in force (the configured one unless an operator set one).
+    weight: AtomicU32,
+    weight_set_by_admin: AtomicBool,
+    last_check: Mutex<Option<CheckRecord>>,
 }
 
 impl ServerRt {
@@ -32,20 +84,54 @@ impl ServerRt {
     pub fn target(&self, client_port: u16) -> SocketAddr {
         SocketAddr::new(self.plan.ip, self.plan.port.unwrap_or(client_port))
     }
+
+    pub fn admin_mode(&self) -> AdminMode {
+        AdminMode::from_u8(self.admin.load(Ordering::Relaxed))
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// The health state (up, down, probing) as last computed.
+    pub fn health_state(&self) -> State {
+        lock(&self.health).state()
+    }
+
+    /// What the status page and the API show: the operator's word first,
+    /// then health.
+    pub fn state_label(&self) -> &'static str {
+        match self.admin_mode() {
+            AdminMode::Disabled => "disabled",
+            AdminMode::Drain => "draining",
+            AdminMode::Ready => match self.health_state() {
+                State::Up => "up",
+                State::Down => "down",
+                State::Probing => "probing",
+            },
+        }
+    }
+
+    pub fn last_check(&self) -> Option<CheckRecord> {
+        lock(&self.last_check).clone()
+    }
 }
 
 pub struct BackendRt {
     pub plan: BackendPlan,
     balancer: Mutex<Box<dyn Balancer>>,
+    seed: u64,
     pub servers: Vec<ServerRt>,
 }
 
 impl BackendRt {
-    pub fn new(plan: &BackendPlan, seed: u64) -> BackendRt {
+    /// `loops`: event loops, one counter cell each.
+    pub fn new(plan: &BackendPlan, seed: u64, loops: usize) -> BackendRt {
         let weights: Vec<u32> = plan.servers.iter().map(|s| s.weight).collect();
         BackendRt {
             plan: plan.clone(),
             balancer: Mutex::new(new_balancer(plan.balance, &weights, seed)),
+            seed,
             servers: plan
                 .servers
                 .iter()
@@ -53,9 +139,64 @@ impl BackendRt {
                     plan: s.clone(),
                     active: AtomicU32::new(0),
                     health: Mutex::new(Health::new(&plan.health)),
+                    stats: Arc::new(ServerStats::new(loops)),
+                    admin: AtomicU8::new(AdminMode::Ready as u8),
+                    weight: AtomicU32::new(s.weight),
+                    weight_set_by_admin: AtomicBool::new(false),
+                    last_check: Mutex::new(None),
                 })
                 .collect(),
         }
+    }
+
+    /// Reload of a changed backend: servers of `old` that remain (same
+    /// label) keep their counters, the operator's mode and weight, and
+    /// their last check result.
+    pub fn inherit(&mut self, old: &BackendRt) {
+        for s in &mut self.servers {
+            let Some(o) = old.servers.iter().find(|o| o.plan.label == s.plan.label) else {
+                continue;
+            };
+            s.stats = Arc::clone(&o.stats);
+            s.admin
+                .store(o.admin.load(Ordering::Relaxed), Ordering::Relaxed);
+            if o.weight_set_by_admin.load(Ordering::Relaxed) {
+                s.weight.store(o.weight(), Ordering::Relaxed);
+                s.weight_set_by_admin.store(true, Ordering::Relaxed);
+            }
+            *lock(&s.last_check) = o.last_check();
+        }
+        self.rebuild_balancer();
+    }
+
+    /// The server written as `label` in the configuration.
+    pub fn find_server(&self, label: &str) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .position(|s| s.plan.label == label)
+            .map(ServerId)
+    }
+
+    /// Admin API: drain, disable or enable a server.
+    pub fn set_admin_mode(&self, id: ServerId, mode: AdminMode) {
+        self.servers[id.0]
+            .admin
+            .store(mode as u8, Ordering::Relaxed);
+    }
+
+    /// Admin API: the server's weight from now on (>= 1).
+    pub fn set_weight(&self, id: ServerId, weight: u32) {
+        let s = &self.servers[id.0];
+        s.weight.store(weight.max(1), Ordering::Relaxed);
+        s.weight_set_by_admin.store(true, Ordering::Relaxed);
+        self.rebuild_balancer();
+    }
+
+    /// Algorithms that precompute from the weights (the hash ring) start
+    /// over with the weights in force.
+    fn rebuild_balancer(&self) {
+        let weights: Vec<u32> = self.servers.iter().map(ServerRt::weight).collect();
+        *lock(&self.balancer) = new_balancer(self.plan.balance, &weights, self.seed);
     }
 
     pub fn server(&self, id: ServerId) -> &ServerRt {
@@ -72,7 +213,7 @@ impl BackendRt {
             Some(max) => (s.active.load(Ordering::Relaxed) as usize) < max,
             None => true,
         };
-        below_cap && lock(&s.health).is_usable(now)
+        below_cap && s.admin_mode() == AdminMode::Ready && lock(&s.health).is_usable(now)
     }
 
     /// Applies `f` to a server's health and logs the state change, if any.
@@ -102,7 +243,7 @@ impl BackendRt {
         };
         for (c, s) in view.iter_mut().zip(&self.servers) {
             *c = Candidate {
-                weight: s.plan.weight,
+                weight: s.weight(),
                 backup: s.plan.backup,
                 usable: self.usable(s, now),
                 active: s.active.load(Ordering::Relaxed),
@@ -149,6 +290,18 @@ impl BackendRt {
     /// appended to a state-change warning so it says why.
     pub fn report_probe(&self, id: ServerId, ok: bool, now: Instant, detail: &str) {
         let s = &self.servers[id.0];
+        *lock(&s.last_check) = Some(CheckRecord {
+            ok,
+            at: SystemTime::now(),
+            detail: detail.to_string(),
+        });
+        // The checker runs on loop 0 only: its cell has a single writer.
+        let c = if ok {
+            crate::metrics::server::CHECKS_OK
+        } else {
+            crate::metrics::server::CHECKS_FAILED
+        };
+        s.stats.add(0, c, 1);
         let t = lock(&s.health).on_probe_result(ok, now);
         if let Some(t) = t {
             log::warn!(
@@ -187,7 +340,7 @@ mod tests {
             "listeners:\n  - {{ name: l, bind: \"127.0.0.1:1\", default_backend: b }}\nbackends:\n  - name: b\n    balance: leastconn\n    servers:\n{servers}"
         );
         let plan = load_str(&text, Path::new("t.yaml")).unwrap();
-        BackendRt::new(&plan.backends[0], 1)
+        BackendRt::new(&plan.backends[0], 1, 1)
     }
 
     #[test]

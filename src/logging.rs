@@ -133,7 +133,7 @@ impl fmt::Display for ReopenFailed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "cannot reopen {} {}: {}; still writing to the file open before (after a privilege drop the folder must be writable by server.user)",
+            "cannot reopen {} {}: {}; still writing to the file open before (after a privilege drop, the file and its folder must be writable by server.user)",
             self.what,
             self.path.display(),
             self.error
@@ -251,6 +251,11 @@ impl AccessLog {
 
     pub fn enabled(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// Lines dropped so far because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     pub fn line(&self, line: String) {

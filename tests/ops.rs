@@ -261,3 +261,53 @@ fn a_range_beyond_the_fd_limit_exits_2_and_says_to_raise_it() {
     // The stderr reader thread may still be catching up with the exit.
     n.wait_for_line("file-descriptor limit is 64", WAIT);
 }
+
+/// Issue 11, bug 1 from the running side: every duration at the largest
+/// value `--check` accepts. Connections, a retry past a dead server (a
+/// passive quarantine of the maximum), active probes, a UDP session and
+/// the shutdown deadline all compute deadlines from them; none may panic.
+#[test]
+fn every_duration_at_its_maximum_runs_and_exits_cleanly() {
+    let b = Backend::start(Mode::Echo);
+    let dead = free_port();
+    let (tcp_port, udp_port) = (free_port(), free_port());
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = echo.recv_from(&mut buf) {
+            let _ = echo.send_to(&buf[..n], from);
+        }
+    });
+    let yaml = format!(
+        "server:\n  workers: 2\n  shutdown_timeout: 24h\n\
+listeners:\n  - {{ name: t, bind: \"127.0.0.1:{tcp_port}\", backend: pool, idle_timeout: 168h }}\n  \
+- {{ name: u, bind: \"127.0.0.1:{udp_port}\", protocol: udp, backend: upool, idle_timeout: 168h }}\n\
+backends:\n  - name: pool\n    connect_timeout: 24h\n    servers: [\"127.0.0.1:{dead}\", \"{}\"]\n    \
+health_check:\n      active: {{ type: tcp, interval: 24h, timeout: 24h }}\n      passive: {{ max_fails: 1, fail_timeout: 24h }}\n  \
+- name: upool\n    servers: [\"{echo_addr}\"]\n    health_check:\n      passive: {{ max_fails: 1, fail_timeout: 24h }}\n",
+        b.addr
+    );
+    let (code, out, err) = {
+        let dir = TempDir::new("max-check");
+        let cfg = dir.path("n.yaml");
+        std::fs::write(&cfg, &yaml).unwrap();
+        run_bin(&["-c", cfg.to_str().unwrap(), "--check"])
+    };
+    assert_eq!((code, out.as_str()), (0, "configuration OK\n"), "{err}");
+    let mut n = Nvelox::start(&yaml);
+    let addr = SocketAddr::from(([127, 0, 0, 1], tcp_port));
+    // Round robin meets the dead server too: refused, quarantined, retried.
+    for i in 0..4u8 {
+        assert_eq!(roundtrip(addr, &[b'a' + i]), [b'a' + i]);
+    }
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.send_to(b"dgram", ("127.0.0.1", udp_port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (len, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..len], b"dgram");
+    n.signal(libc::SIGTERM);
+    assert_eq!(n.wait_exit(WAIT), Some(0), "{}", n.stderr_text());
+    assert!(!n.stderr_text().contains("panicked"), "{}", n.stderr_text());
+}

@@ -650,12 +650,17 @@ fn seed_corpus_is_valid() {
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.map(|e| e.path()).unwrap_or_else(|e| panic!("{e}"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let (_, consumed) = complete(&bytes, Accept::Any);
-        assert!(consumed <= bytes.len());
+        // The hand-written seeds (`v1_*.bin`, `v2_*.bin`) are complete
+        // headers; the rest is the fuzzer's minimized corpus, any bytes.
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("v1_") || name.starts_with("v2_") {
+            let (_, consumed) = complete(&bytes, Accept::Any);
+            assert!(consumed <= bytes.len());
+            seen += 1;
+        }
         check_parse(&bytes);
-        seen += 1;
     }
-    assert!(seen >= 8, "only {seen} seeds");
+    assert!(seen >= 8, "only {seen} hand-written seeds");
 }
 
 // ---- property tests -------------------------------------------------------

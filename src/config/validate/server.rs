@@ -108,6 +108,10 @@ impl Validator<'_> {
     }
 }
 
+/// The CPU count, asked once per process: `available_parallelism` reads
+/// cgroup files on every call, and a reload or `--check` needs no fresher
+/// answer (changing `workers` needs a restart anyway).
 fn auto_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

@@ -934,3 +934,24 @@ fn http_probe_path_must_fit_a_request_line() {
         assert_eq!(active.path, good.trim_matches('"'));
     }
 }
+
+/// Fuzzer finding (config target): serde_yaml counts a lone CR as a line
+/// break, so a file with CRs inside a line got an error "at line 94" of a
+/// 45-line file. Lines are now counted as an editor shows them.
+#[test]
+fn syntax_error_lines_count_only_newlines() {
+    let doc = "listeners:\n  - name: a\r\r\r\r\r\r\r\r\r\r\n    bind: [\n";
+    let errs = errors(doc);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    let line = errs[0].line.expect("a syntax error has a line");
+    assert!(line <= doc.lines().count() + 1, "line {line}: {}", errs[0]);
+    // CRLF files keep the numbers serde_yaml gives (the end of the file
+    // here, line 5).
+    let crlf = "listeners:\r\n  - name: a\r\n    bind: :80\r\n    oops\r\n";
+    let errs = errors(crlf);
+    assert_eq!(errs[0].line, Some(5), "{errs:#?}");
+    assert!(errs[0].message.contains("at line 5 column 1"), "{errs:#?}");
+    // Also with a byte-order mark in front.
+    let bom = format!("\u{feff}{crlf}");
+    assert_eq!(errors(&bom)[0].line, Some(5));
+}
