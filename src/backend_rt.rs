@@ -4,6 +4,8 @@
 //! Loops pick servers concurrently, so each backend's balancer sits behind a
 //! `Mutex` (held for one pick: a few hundred nanoseconds, negligible at L4
 //! connection rates, and it keeps round-robin and weights exact across loops).
+//! `balance: maglev` needs no such state per pick: its table is shared
+//! read-only by the loops (`maglev_rt`), without the lock.
 //! Connection counts are atomics; a server's `max_connections` is enforced
 //! by reserving the slot with a compare-exchange after the pick (a check and
 //! a later increment let every loop pass the same check at once).
@@ -22,9 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use crate::balancer::{new_balancer, Balancer, Candidate, ServerId, Tried};
-use crate::config::{BackendPlan, ServerPlan};
+use crate::balancer::{new_balancer, Balancer, Candidate, Member, ServerId, Tried};
+use crate::config::{BackendPlan, BalanceKind, ServerPlan};
 use crate::health::state::{Health, State, Transition};
+use crate::maglev_rt::MaglevRt;
 use crate::metrics::ServerStats;
 
 /// What an operator said about a server (admin API); lasts until the
@@ -119,18 +122,32 @@ impl ServerRt {
 
 pub struct BackendRt {
     pub plan: BackendPlan,
-    balancer: Mutex<Box<dyn Balancer>>,
+    picker: Picker,
     seed: u64,
     pub servers: Vec<ServerRt>,
+}
+
+enum Picker {
+    /// Algorithms with state per pick (round-robin position, PRNG, ...).
+    Locked(Mutex<Box<dyn Balancer>>),
+    /// Rebuilds by itself when the servers in rotation or their weights
+    /// change (it compares on every pick).
+    Maglev(MaglevRt),
 }
 
 impl BackendRt {
     /// `loops`: event loops, one counter cell each.
     pub fn new(plan: &BackendPlan, seed: u64, loops: usize) -> BackendRt {
-        let weights: Vec<u32> = plan.servers.iter().map(|s| s.weight).collect();
+        let picker = match plan.balance {
+            BalanceKind::Maglev => Picker::Maglev(MaglevRt::new(&plan.servers, plan.hash_key)),
+            kind => {
+                let members: Vec<Member> = plan.servers.iter().map(member).collect();
+                Picker::Locked(Mutex::new(new_balancer(kind, &members, seed)))
+            }
+        };
         BackendRt {
             plan: plan.clone(),
-            balancer: Mutex::new(new_balancer(plan.balance, &weights, seed)),
+            picker,
             seed,
             servers: plan
                 .servers
@@ -195,8 +212,17 @@ impl BackendRt {
     /// Algorithms that precompute from the weights (the hash ring) start
     /// over with the weights in force.
     fn rebuild_balancer(&self) {
-        let weights: Vec<u32> = self.servers.iter().map(ServerRt::weight).collect();
-        *lock(&self.balancer) = new_balancer(self.plan.balance, &weights, self.seed);
+        if let Picker::Locked(b) = &self.picker {
+            let members: Vec<Member> = self
+                .servers
+                .iter()
+                .map(|s| Member {
+                    weight: s.weight(),
+                    ..member(&s.plan)
+                })
+                .collect();
+            *lock(b) = new_balancer(self.plan.balance, &members, self.seed);
+        }
     }
 
     pub fn server(&self, id: ServerId) -> &ServerRt {
@@ -208,12 +234,20 @@ impl BackendRt {
         reserve_below(&s.active, s.plan.max_connections)
     }
 
-    fn usable(&self, s: &ServerRt, now: Instant) -> bool {
+    /// (usable now, in rotation): see `Health::is_usable` and
+    /// `Health::in_rotation`; both need the operator's `Ready`, and usable
+    /// also needs room below `max_connections`.
+    fn usable(&self, s: &ServerRt, now: Instant) -> (bool, bool) {
         let below_cap = match s.plan.max_connections {
             Some(max) => (s.active.load(Ordering::Relaxed) as usize) < max,
             None => true,
         };
-        below_cap && s.admin_mode() == AdminMode::Ready && lock(&s.health).is_usable(now)
+        let ready = s.admin_mode() == AdminMode::Ready;
+        let h = lock(&s.health);
+        (
+            below_cap && ready && h.is_usable(now),
+            ready && h.in_rotation(now),
+        )
     }
 
     /// Applies `f` to a server's health and logs the state change, if any.
@@ -225,39 +259,55 @@ impl BackendRt {
         }
     }
 
-    /// Picks a server not yet in `tried` and counts a connection on it.
-    /// The caller must call [`release`](Self::release) exactly once for it.
+    /// [`acquire_from`](Self::acquire_from) for a caller without the
+    /// client's port (`hash_key: ip_port` then hashes port 0).
     pub fn acquire(&self, client: IpAddr, tried: &Tried, now: Instant) -> Option<ServerId> {
+        self.acquire_from(SocketAddr::new(client, 0), tried, now)
+    }
+
+    /// Picks a server not yet in `tried` for `client` (the PROXY header's
+    /// client when there is one) and counts a connection on it.
+    /// The caller must call [`release`](Self::release) exactly once for it.
+    pub fn acquire_from(
+        &self,
+        client: SocketAddr,
+        tried: &Tried,
+        now: Instant,
+    ) -> Option<ServerId> {
         let mut stack = [Candidate {
             weight: 1,
             backup: false,
             usable: false,
             active: 0,
         }; 16];
-        let mut heap;
-        let view: &mut [Candidate] = if self.servers.len() <= stack.len() {
-            &mut stack[..self.servers.len()]
+        let mut rot_stack = [false; 16];
+        let (mut heap, mut rot_heap);
+        let n = self.servers.len();
+        let (view, rot): (&mut [Candidate], &mut [bool]) = if n <= stack.len() {
+            (&mut stack[..n], &mut rot_stack[..n])
         } else {
-            heap = vec![stack[0]; self.servers.len()];
-            &mut heap
+            heap = vec![stack[0]; n];
+            rot_heap = vec![false; n];
+            (&mut heap, &mut rot_heap)
         };
-        for (c, s) in view.iter_mut().zip(&self.servers) {
+        for ((c, r), s) in view.iter_mut().zip(rot.iter_mut()).zip(&self.servers) {
+            let (usable, in_rotation) = self.usable(s, now);
             *c = Candidate {
                 weight: s.weight(),
                 backup: s.plan.backup,
-                usable: self.usable(s, now),
+                usable,
                 active: s.active.load(Ordering::Relaxed),
             };
+            *r = in_rotation;
         }
         // Another loop may take a server's last slot between the look at
         // `active` above and the reservation: then that server is out and
         // the balancer picks again (at most once per server).
         for _ in 0..view.len() {
-            let id = self
-                .balancer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pick(view, client, tried)?;
+            let id = match &self.picker {
+                Picker::Locked(b) => lock(b).pick(view, client.ip().to_canonical(), tried)?,
+                Picker::Maglev(m) => m.pick(view, rot, client, tried)?,
+            };
             if Self::reserve(&self.servers[id.0]) {
                 self.with_health(id, |h| h.on_pick(now));
                 return Some(id);
@@ -310,6 +360,13 @@ impl BackendRt {
                 s.plan.label
             );
         }
+    }
+}
+
+fn member(s: &ServerPlan) -> Member {
+    Member {
+        label: s.label.clone(),
+        weight: s.weight,
     }
 }
 
@@ -397,5 +454,49 @@ mod tests {
             .collect();
         assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 1, "{picks:?}");
         assert_eq!(b.servers[0].active.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn maglev_drain_moves_only_the_drained_servers_clients() {
+        let text = "listeners:\n  - { name: l, bind: \"127.0.0.1:1\", backend: b }\nbackends:\n  - name: b\n    balance: maglev\n    servers: [\"127.0.0.1:9\", \"127.0.0.1:10\", \"127.0.0.1:11\", \"127.0.0.1:12\"]\n";
+        let plan = load_str(text, Path::new("t.yaml")).unwrap();
+        let b = BackendRt::new(&plan.backends[0], 1, 1);
+        let now = Instant::now();
+        let pick = |n: u32| {
+            let c = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 | n), 1));
+            let id = b.acquire_from(c, &Tried::new(), now).unwrap();
+            b.release(id);
+            id.0
+        };
+        let before: Vec<usize> = (0..1000).map(pick).collect();
+        b.set_admin_mode(ServerId(2), AdminMode::Drain);
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let after: Vec<usize> = (0..1000).map(pick).collect();
+            for (was, now) in before.iter().zip(&after) {
+                assert_ne!(*now, 2);
+                if *was != 2 {
+                    assert_eq!(was, now);
+                }
+            }
+            let Picker::Maglev(m) = &b.picker else {
+                panic!("not maglev")
+            };
+            let view: Vec<Candidate> = b
+                .servers
+                .iter()
+                .map(|s| Candidate {
+                    weight: 1,
+                    backup: false,
+                    usable: s.admin_mode() == AdminMode::Ready,
+                    active: 0,
+                })
+                .collect();
+            if m.is_current(&view, &[true, true, false, true]) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no rebuild");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod logging;
+pub mod maglev_rt;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod reload;

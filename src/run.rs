@@ -294,10 +294,7 @@ fn bind_admin(plan: &Plan) -> Result<Vec<AdminSock>, BindError> {
     }
     let mut out = Vec::new();
     for (addr, roles, name) in wanted {
-        let bound = std::net::TcpListener::bind(addr).and_then(|l| {
-            l.set_nonblocking(true)?;
-            Ok(l)
-        });
+        let bound = bind_admin_socket(addr);
         match bound {
             Ok(l) => {
                 log::info!("{name} listening on http://{addr}");
@@ -316,6 +313,23 @@ fn bind_admin(plan: &Plan) -> Result<Vec<AdminSock>, BindError> {
         }
     }
     Ok(out)
+}
+
+/// Backlog of an admin/metrics socket: a burst of scrapes (or a page
+/// opened in many tabs) waits in the kernel instead of being refused.
+const ADMIN_BACKLOG: i32 = 4096;
+
+fn bind_admin_socket(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(ADMIN_BACKLOG)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
 }
 
 /// Listening sockets, per event loop.

@@ -257,7 +257,7 @@ fn unknown_balance() {
         &body,
         &[(
             6,
-            "backends[0].balance: unknown value \"weighted\" (expected one of: roundrobin, leastconn, random, source_hash)",
+            "backends[0].balance: unknown value \"weighted\" (expected one of: roundrobin, leastconn, random, source_hash, maglev)",
         )],
     );
 }

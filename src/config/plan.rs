@@ -152,6 +152,16 @@ pub enum BalanceKind {
     LeastConn,
     Random,
     SourceHash,
+    Maglev,
+}
+
+/// What `balance: maglev` hashes to choose a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's IP address (the PROXY header's client when present).
+    Ip,
+    /// IP address and source port: spreads one client's connections.
+    IpPort,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -291,6 +301,8 @@ pub struct HttpBackendPlan {
 pub struct BackendPlan {
     pub name: String,
     pub balance: BalanceKind,
+    /// `balance: maglev` only (else `Ip`, unused). Default `Ip`.
+    pub hash_key: HashKey,
     /// From `send_proxy_v2: true` or `send_proxy: v1 | v2`.
     pub send_proxy: Option<ProxyVersion>,
     /// Default 5s.

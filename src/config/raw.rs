@@ -323,6 +323,7 @@ pub struct RawBackendTimeouts {
 pub struct RawBackend {
     pub name: Option<Text>,
     pub balance: Option<Text>,
+    pub hash_key: Option<Text>,
     pub send_proxy_v2: Option<Text>,
     pub send_proxy: Option<Text>,
     pub connect_timeout: Option<Text>,

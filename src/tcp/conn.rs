@@ -18,7 +18,7 @@ use reactor::{Ctx, Interest, Ready, TimerKey, Token, DEFAULT_BUDGET};
 
 use super::phase::{Action, ConnState, Event, Phase, Reason, Relayed, TimerKind};
 use super::relay::{Direction, Readiness};
-use super::{client_ip, show, ConnId, TcpProxy};
+use super::{show, ConnId, TcpProxy};
 use crate::balancer::{ServerId, Tried};
 use crate::config::{ListenerId, ProxyVersion};
 use crate::events::{Loop, Tag, Timer};
@@ -179,7 +179,7 @@ impl TcpProxy {
         let rt = Arc::clone(&c.rt);
         let backend = rt.backend_of(c.listener);
         let client = c.client();
-        let Some(sid) = backend.acquire(client_ip(&client), &c.tried, now) else {
+        let Some(sid) = backend.acquire_from(client, &c.tried, now) else {
             if let Some(n) = self.down_warn.allow(now) {
                 log::warn!(
                     "listener {}: no server available in backend {} for {} ({n} similar messages suppressed)",

@@ -124,7 +124,7 @@ impl UdpProxy {
         let lp = rt.plan.listener(plan);
         let backend = rt.backend(lp.backend);
         let client = origin.map_or(key.client, |(src, _)| src);
-        let Some(server) = backend.acquire(client.ip().to_canonical(), &Tried::new(), now) else {
+        let Some(server) = backend.acquire_from(client, &Tried::new(), now) else {
             budget.give_back();
             rt.unreserve(plan, 1);
             return Err(Refused::NoServer);

@@ -24,9 +24,20 @@ impl Validator<'_> {
                 ("leastconn", BalanceKind::LeastConn),
                 ("random", BalanceKind::Random),
                 ("source_hash", BalanceKind::SourceHash),
+                ("maglev", BalanceKind::Maglev),
             ],
             BalanceKind::RoundRobin,
         );
+        let hash_key = self.choice(
+            f,
+            &key(&p, "hash_key"),
+            b.hash_key.as_ref(),
+            &[("ip", HashKey::Ip), ("ip_port", HashKey::IpPort)],
+            HashKey::Ip,
+        );
+        if b.hash_key.is_some() && balance != BalanceKind::Maglev {
+            self.error(f, &key(&p, "hash_key"), "applies to `balance: maglev` only");
+        }
         let send_proxy = self.send_proxy(f, &p, &b);
         let mut connect_timeout = self.duration(
             f,
@@ -106,6 +117,7 @@ impl Validator<'_> {
             plan: BackendPlan {
                 name: name.unwrap_or_default(),
                 balance,
+                hash_key,
                 send_proxy,
                 connect_timeout,
                 retries,
