@@ -60,7 +60,7 @@ def scraper(port: int, stop: threading.Event, count: list[int]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--secs", type=float, default=4.0)
+    ap.add_argument("--secs", type=int, default=4)
     ap.add_argument("--port-base", type=int, default=23000)
     args = ap.parse_args()
     for binary in (BASE, COUNTING):
