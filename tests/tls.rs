@@ -229,7 +229,10 @@ listeners:
       - {{ server_name: B.Test, backend: b }}
     backend: other
 backends:
-  - {{ name: a, servers: ["{a}"] }}
+  # A dead first server: the live one is server 1 of a backend whose
+  # listener's own backend has a single server (counters must use the
+  # routed backend).
+  - {{ name: a, servers: ["127.0.0.1:1", "{a}"] }}
   - {{ name: b, servers: ["{b}"] }}
   - {{ name: other, servers: ["{other}"] }}
 "#
