@@ -39,10 +39,12 @@ const PASSING: &[&str] = &[
 const PASSING_HTTP: &[&str] = &[
     "02-load-balancing",
     "03-health-checks",
+    "04-rate-limiting",
     "08-host-routing",
     "09-path-routing",
     "12-header-manipulation",
     "14-retries-failover",
+    "18-ip-allowlist-denylist",
     "19-body-size-limit",
     "21-metrics-prometheus",
     "22-admin-api",
@@ -52,13 +54,6 @@ const PASSING_HTTP: &[&str] = &[
 /// Every other file: each refused key, as `LINE: PATH: message` (the text
 /// in parentheses after the key is left out).
 const REFUSED: &[(&str, &[&str])] = &[
-    (
-        "04-rate-limiting",
-        &[
-            "11: listeners[0].rate_limit: not supported by nvelox yet: rate_limit",
-            "14: listeners[0].ip_rate_limit: not supported by nvelox yet: ip_rate_limit",
-        ],
-    ),
     (
         "05-tls-termination",
         &["11: listeners[0].tls: not supported by nvelox yet: tls"],
@@ -110,10 +105,6 @@ const REFUSED: &[(&str, &[&str])] = &[
         &["11: listeners[0].acl: not supported by nvelox: acl"],
     ),
     (
-        "18-ip-allowlist-denylist",
-        &["11: listeners[0].ip_allowlist: not supported by nvelox yet: ip_allowlist"],
-    ),
-    (
         "20-circuit-breaker",
         &["16: backends[0].circuit_breaker: not supported by nvelox: circuit_breaker"],
     ),
@@ -128,7 +119,6 @@ const REFUSED: &[(&str, &[&str])] = &[
             "39: listeners[1].protocol: not supported by nvelox yet: protocol: https",
             "41: listeners[1].tls: not supported by nvelox yet: tls",
             "44: listeners[1].compression: not supported by nvelox: compression",
-            "46: listeners[1].ip_rate_limit: not supported by nvelox yet: ip_rate_limit",
             "82: backends[0].sticky_session: not supported by nvelox: sticky_session",
             "89: backends[1].max_connections: not supported by nvelox: max_connections",
             "95: backends[1].circuit_breaker: not supported by nvelox: circuit_breaker",

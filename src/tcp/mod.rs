@@ -2,11 +2,12 @@
 //! connection state machine ([`phase::ConnState`]).
 //!
 //! Owns this loop's TCP listeners and connections, split by concept:
-//! - `accept.rs`: listener sockets, accepting under the connection caps,
-//!   pausing and resuming accepts (caps, fd exhaustion), reload and
-//!   shutdown of listeners;
+//! - `accept.rs`: listener sockets, accepting under the connection caps
+//!   and the listener's `rate_limit`, the access rules (`crate::acl`) for a
+//!   client without PROXY header, pausing and resuming accepts (caps, rate,
+//!   fd exhaustion), reload and shutdown of listeners;
 //! - `header.rs`: `accept_proxy`, reading and judging the client's PROXY
-//!   header;
+//!   header (then the access rules, on the client it names);
 //! - `conn.rs`: one connection's life: server choice, connect with
 //!   timeout and retries, relaying, idle timeout, close and access log;
 //! - `phase.rs`: the phases and their transitions, without sockets;
@@ -25,11 +26,13 @@ pub mod relay;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reactor::splice::PipePool;
 use slab::Slab;
 
+use crate::acl::Denied;
+use crate::config::ListenerId;
 use crate::limits::LogLimiter;
 use crate::logging::AccessLog;
 use crate::runtime::Runtime;
@@ -38,6 +41,9 @@ use buffer::BufPool;
 pub use crate::events::ConnId;
 pub use accept::TcpListenerSock;
 pub use phase::PROXY_HEADER_TIMEOUT;
+
+/// At most one log line per this interval for each reason of refusal.
+pub const DENY_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 use accept::ListenerSlot;
 use conn::Conn;
@@ -55,6 +61,8 @@ pub struct TcpProxy {
     fd_warn: LogLimiter,
     down_warn: LogLimiter,
     header_warn: LogLimiter,
+    /// One per [`Denied`] reason.
+    deny_warn: [LogLimiter; 5],
 }
 
 fn client_ip(a: &SocketAddr) -> IpAddr {
@@ -81,10 +89,29 @@ impl TcpProxy {
             fd_warn: LogLimiter::new(Duration::from_secs(10)),
             down_warn: LogLimiter::new(Duration::from_secs(1)),
             header_warn: LogLimiter::new(Duration::from_secs(1)),
+            deny_warn: std::array::from_fn(|_| LogLimiter::new(DENY_LOG_INTERVAL)),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()
+    }
+
+    /// Logs a refusal, at most once per [`DENY_LOG_INTERVAL`] and reason.
+    fn warn_denied(
+        &mut self,
+        now: Instant,
+        listener: ListenerId,
+        client: &SocketAddr,
+        why: Denied,
+    ) {
+        if let Some(n) = self.deny_warn[why.index()].allow(now) {
+            log::warn!(
+                "listener {}: closing {}: {} ({n} similar messages suppressed)",
+                self.rt.plan.listener(listener).name,
+                show(client),
+                why.describe()
+            );
+        }
     }
 }
