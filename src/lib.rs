@@ -16,6 +16,7 @@ pub mod config;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod http_proxy;
 pub mod limits;
 pub mod logging;
 pub mod maglev_rt;

@@ -318,6 +318,11 @@ impl TcpProxy {
                 }
             }
         }
+        if lp.protocol == crate::config::Protocol::Http {
+            let port = self.listeners[li.0].l.port;
+            let rt = Arc::clone(&self.rt);
+            return self.http.open(ctx, rt, plan, port, stream, peer, admitted);
+        }
         let entry = self.conns.vacant_entry();
         let id = ConnId(entry.key());
         let token = match ctx.register(

@@ -442,6 +442,7 @@ impl TcpProxy {
         for k in ids {
             self.step(ctx, ConnId(k), Event::Shutdown);
         }
+        self.http.close_all(ctx);
     }
 
     /// Drops connection `id`: both sockets (with RST for a reset), its

@@ -33,10 +33,13 @@ use slab::Slab;
 
 use crate::acl::Denied;
 use crate::config::ListenerId;
+use crate::events::Loop;
+use crate::http_proxy::{HttpId, HttpProxy};
 use crate::limits::LogLimiter;
 use crate::logging::AccessLog;
 use crate::runtime::Runtime;
 use buffer::BufPool;
+use reactor::{Ctx, Ready};
 
 pub use crate::events::ConnId;
 pub use accept::TcpListenerSock;
@@ -63,6 +66,8 @@ pub struct TcpProxy {
     header_warn: LogLimiter,
     /// One per [`Denied`] reason.
     deny_warn: [LogLimiter; 5],
+    /// `protocol: http` connections accepted on this loop's listeners.
+    pub http: HttpProxy,
 }
 
 fn client_ip(a: &SocketAddr) -> IpAddr {
@@ -78,6 +83,7 @@ impl TcpProxy {
     pub fn new(rt: Arc<Runtime>, access: AccessLog, listeners: Vec<TcpListenerSock>) -> TcpProxy {
         TcpProxy {
             rt,
+            http: HttpProxy::new(access.clone()),
             access,
             listeners: listeners.into_iter().map(ListenerSlot::new).collect(),
             conns: Slab::new(),
@@ -94,7 +100,29 @@ impl TcpProxy {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
+        self.conns.is_empty() && self.http.is_empty()
+    }
+
+    pub fn on_http_client_ready(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, ready: Ready) {
+        self.http.on_client_ready(ctx, id, ready);
+        self.after_http(ctx);
+    }
+
+    pub fn on_http_upstream_ready(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, ready: Ready) {
+        self.http.on_upstream_ready(ctx, id, ready);
+        self.after_http(ctx);
+    }
+
+    pub fn on_http_timer(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
+        self.http.on_timer(ctx, id);
+        self.after_http(ctx);
+    }
+
+    /// HTTP connections closed: their listener slots are free again.
+    fn after_http(&mut self, ctx: &mut Ctx<impl Loop>) {
+        if std::mem::take(&mut self.http.closed) > 0 {
+            self.resume_paused(ctx);
+        }
     }
 
     /// Logs a refusal, at most once per [`DENY_LOG_INTERVAL`] and reason.
