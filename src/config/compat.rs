@@ -236,8 +236,16 @@ fn walk(v: &Value, path: &str, pattern: &str, out: &mut Vec<Finding>) {
             }
         }
         Value::Sequence(items) => {
+            // Keys live in maps: a list of scalars (a 100,000-entry
+            // `ip_denylist`) has nothing to find, so no paths are built.
+            let pat = format!("{pattern}[]");
             for (i, child) in items.iter().enumerate() {
-                walk(child, &format!("{path}[{i}]"), &format!("{pattern}[]"), out);
+                if matches!(
+                    child,
+                    Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_)
+                ) {
+                    walk(child, &format!("{path}[{i}]"), &pat, out);
+                }
             }
         }
         Value::Tagged(t) => walk(&t.value, path, pattern, out),

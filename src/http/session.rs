@@ -67,7 +67,8 @@ pub enum ClientStep {
         whole_body: Option<usize>,
     },
     /// Forward and drop the first `forward` bytes (request body, chunked
-    /// framing included); `done`: that was its end.
+    /// framing included); `done`: that was its end. `forward` may be 0 with
+    /// `done` false: read more.
     Body { forward: usize, done: bool },
     /// Bytes of a pipelined request: keep them buffered, feed them again
     /// after the current exchange ends.
