@@ -458,3 +458,26 @@ fn expect_100_continue_is_passed_through() {
     let r = c.response();
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
 }
+
+#[test]
+fn sighup_keeps_keep_alive_clients_and_new_connections_use_the_new_backend() {
+    let (a, b) = (Origin::named("a"), Origin::named("b"));
+    let port = free_port();
+    let yaml = |o: &Origin| {
+        format!(
+            "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    servers: [\"{}\"]\n",
+            o.addr
+        )
+    };
+    let n = Nvelox::start(&yaml(&a));
+    let mut old = Client::connect(port);
+    assert_eq!(old.get("/").body, b"a");
+    std::fs::write(n.dir.path("nvelox.yaml"), yaml(&b)).unwrap();
+    n.signal(libc::SIGHUP);
+    assert!(eventually(WAIT, || n
+        .stderr_text()
+        .contains("configuration reloaded")));
+    // The open connection goes on under the configuration it started with.
+    assert_eq!(old.get("/").body, b"a");
+    assert!(eventually(WAIT, || Client::connect(port).get("/").body == b"b"));
+}
