@@ -481,3 +481,28 @@ fn sighup_keeps_keep_alive_clients_and_new_connections_use_the_new_backend() {
     assert_eq!(old.get("/").body, b"a");
     assert!(eventually(WAIT, || Client::connect(port).get("/").body == b"b"));
 }
+
+#[test]
+fn responses_are_counted_by_status_class() {
+    let o = Origin::named("o");
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "metrics:\n  enabled: true\n  bind: \"127.0.0.1:{mport}\"\nlisteners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    servers: [\"{}\"]\n",
+        o.addr
+    );
+    let _n = Nvelox::start(&yaml);
+    let mut c = Client::connect(port);
+    assert_eq!(c.get("/").status, 200);
+    assert_eq!(c.get("/").status, 200);
+    assert_eq!(
+        exchange(port, b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        400
+    );
+    let scrape = || exchange(mport, b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").body;
+    assert!(eventually(WAIT, || {
+        let text = String::from_utf8_lossy(&scrape()).to_string();
+        text.contains("nvelox_listener_http_responses_total{listener=\"web\",code=\"2xx\"} 2")
+            && text
+                .contains("nvelox_listener_http_responses_total{listener=\"web\",code=\"4xx\"} 1")
+    }));
+}
