@@ -292,3 +292,99 @@ fn http10_and_connection_close_close_after_the_response() {
         assert!(rest.is_empty());
     }
 }
+
+#[test]
+fn upstream_connections_are_reused_after_complete_responses() {
+    let o = Origin::named("o");
+    let (_n, port) = start(&[&o], "", "    keepalive: 4\n");
+    for _ in 0..3 {
+        let mut c = Client::connect(port);
+        for _ in 0..3 {
+            assert_eq!(c.get("/").body, b"o");
+        }
+    }
+    assert_eq!(o.requests().len(), 9);
+    // One loop may hold one pooled connection each: 2 event loops at most
+    // (the config does not set `workers`; the machine may have more).
+    let used = o.conns.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(used < 9, "{used} upstream connections for 9 requests");
+}
+
+#[test]
+fn websocket_upgrade_becomes_a_byte_tunnel() {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let req = read_request(&mut r).unwrap();
+        assert_eq!(req.header("Upgrade"), Some("websocket"));
+        w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .unwrap();
+        // Echo lines until EOF.
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            w.write_all(line.as_bytes()).unwrap();
+            line.clear();
+        }
+    });
+    let port = free_port();
+    let yaml = format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    servers: [\"{addr}\"]\n"
+    );
+    let _n = Nvelox::start(&yaml);
+    let mut c = Client::connect(port);
+    c.send(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    let mut status = String::new();
+    c.r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    loop {
+        let mut h = String::new();
+        c.r.read_line(&mut h).unwrap();
+        if h == "\r\n" {
+            break;
+        }
+    }
+    for msg in ["hello\n", "through the tunnel\n"] {
+        c.send(msg.as_bytes());
+        let mut got = String::new();
+        c.r.read_line(&mut got).unwrap();
+        assert_eq!(got, msg);
+    }
+}
+
+#[test]
+fn sigterm_closes_idle_keep_alive_clients_and_finishes_requests_in_flight() {
+    let slow = Origin::start(Arc::new(|req: &Seen| {
+        if req.target == "/slow" {
+            Answer::Slow(Duration::from_millis(800), ok(b"finished"))
+        } else {
+            Answer::Raw(ok(b"quick"))
+        }
+    }));
+    let port = free_port();
+    let yaml = format!(
+        "server:\n  shutdown_timeout: 20s\nlisteners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    servers: [\"{}\"]\n",
+        slow.addr
+    );
+    let mut n = Nvelox::start(&yaml);
+    let mut idle = Client::connect(port);
+    assert_eq!(idle.get("/").body, b"quick");
+    let mut busy = Client::connect(port);
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(eventually(WAIT, || slow
+        .requests()
+        .iter()
+        .any(|r| r.target == "/slow")));
+    n.signal(libc::SIGTERM);
+    // The idle client is closed at once, the busy one gets its answer.
+    let mut rest = Vec::new();
+    idle.r.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let r = busy.response();
+    assert_eq!(r.body, b"finished");
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert_eq!(n.wait_exit(WAIT), Some(0));
+}

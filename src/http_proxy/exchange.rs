@@ -396,7 +396,7 @@ impl HttpProxy {
                 c.uin.drain(..consumed.min(c.uin.len()));
                 let rc = ResponseContext {
                     server: &server,
-                    client_keep_alive,
+                    client_keep_alive: client_keep_alive && !self.draining,
                     client_version: version,
                 };
                 write_response_head(&head, &rc, &hp.edits, &mut c.cout);

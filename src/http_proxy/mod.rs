@@ -154,6 +154,8 @@ pub struct HttpProxy {
     /// Connections closed since the caller last looked (their listener
     /// slots were released: paused listeners may resume).
     pub closed: usize,
+    /// Shutting down: no keep-alive after the request in flight.
+    draining: bool,
 }
 
 impl HttpProxy {
@@ -163,6 +165,7 @@ impl HttpProxy {
             conns: Slab::new(),
             pool: pool::Pool::default(),
             closed: 0,
+            draining: false,
         }
     }
 
@@ -339,6 +342,22 @@ impl HttpProxy {
             }
         }
         self.arm(ctx, id);
+    }
+
+    /// Shutdown begins: idle keep-alive connections close now, the others
+    /// after the response in flight (which says `Connection: close`).
+    pub fn drain(&mut self, ctx: &mut Ctx<impl Loop>) {
+        self.draining = true;
+        self.pool.clear(ctx);
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.req.is_none() && c.cin.is_empty() && c.cout.is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        for k in idle {
+            self.close(ctx, HttpId(k), "shutdown");
+        }
     }
 
     /// Shutdown: the drain time is over, close what is left.

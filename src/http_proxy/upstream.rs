@@ -117,7 +117,7 @@ impl HttpProxy {
         let backend = c.rt.backend(backend_id);
         backend.release(up.server);
         c.uin.clear();
-        if reuse && !up.eof {
+        if reuse && !up.eof && !self.draining {
             let keepalive = backend.plan.http.keepalive;
             self.pool
                 .put(ctx, up.target, up.stream, up.token, keepalive);
@@ -230,7 +230,7 @@ impl HttpProxy {
             self.log(&self.conns[id.0], &r, "done");
         }
         let c = &mut self.conns[id.0];
-        if end.close_client {
+        if end.close_client || self.draining {
             c.closing = true;
         }
     }

@@ -166,6 +166,7 @@ impl TcpProxy {
             slot.unregister(ctx);
         }
         self.paused = PausedListeners::default();
+        self.http.drain(ctx);
     }
 
     fn pause(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot, why: Pause) {

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -45,6 +45,8 @@ pub type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
 pub struct Origin {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted.
+    pub conns: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -75,17 +77,25 @@ impl Origin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let conns2 = Arc::clone(&conns);
         thread::spawn(move || {
             for s in l.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(s) = s else { continue };
+                conns2.fetch_add(1, Ordering::SeqCst);
                 let (h, seen) = (Arc::clone(&handler), Arc::clone(&seen2));
                 thread::spawn(move || serve(s, h, seen));
             }
         });
-        Origin { addr, seen, stop }
+        Origin {
+            addr,
+            seen,
+            conns,
+            stop,
+        }
     }
 
     pub fn requests(&self) -> Vec<Seen> {
