@@ -238,6 +238,11 @@ fn normalize(name: &[u8]) -> Result<String, &'static str> {
     {
         return Err("a server name with characters DNS names do not have");
     }
+    // `a..b`, `.a`, `a..` (found by the fuzzer: one trailing dot was
+    // stripped, the second kept): DNS names have no empty label.
+    if name.split(|&b| b == b'.').any(<[u8]>::is_empty) {
+        return Err("a server name with an empty label");
+    }
     Ok(String::from_utf8_lossy(name).to_ascii_lowercase())
 }
 

@@ -166,6 +166,11 @@ fn bad_server_names_are_refused() {
         sni_ext(&[(0, b"a\0b")]),
         sni_ext(&[(0, b"caf\xc3\xa9.test")]),
         sni_ext(&[(0, b"a b")]),
+        // Found by the fuzzer: two trailing dots left one behind.
+        sni_ext(&[(0, b"alpnest..")]),
+        sni_ext(&[(0, b"a..b")]),
+        sni_ext(&[(0, b".a")]),
+        sni_ext(&[(0, b".")]),
         sni_ext(&[(0, &[b'a'; 254])]),
         sni_ext(&[(0, b"a.test"), (0, b"b.test")]),
     ] {
