@@ -21,6 +21,10 @@ pub struct ConnId(pub usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProbeId(pub usize);
 
+/// Index of an admin/metrics HTTP connection (loop 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AdminConnId(pub usize);
+
 /// A TCP listening socket of this loop: its index in the loop's TCP
 /// listener table (not a plan's `ListenerId`: one plan listener has a
 /// socket per port, and per loop with `reuseport`).
@@ -37,6 +41,10 @@ pub enum Tag {
     UdpUpstream(FlowId),
     /// An active health probe's socket (loop 0 only).
     Probe(ProbeId),
+    /// An admin/metrics listening socket (loop 0 only).
+    AdminListener(usize),
+    /// An admin/metrics HTTP connection (loop 0 only).
+    AdminConn(AdminConnId),
 }
 
 /// Timers of this loop.
@@ -56,6 +64,8 @@ pub enum Timer {
     ProbeDue(ProbeId),
     /// A health probe ran out of time.
     ProbeTimeout(ProbeId),
+    /// An admin/metrics connection ran out of time.
+    AdminDeadline(AdminConnId),
 }
 
 /// Any handler whose tokens are [`Tag`]s and whose timers are [`Timer`]s:

@@ -6,6 +6,7 @@
 //! `tcp`, `udp`, `health` and `run` are the thin shell that drives them from
 //! the reactor. The README's layout table and docs/architecture.md list
 //! every module.
+pub mod admin;
 pub mod backend_rt;
 pub mod balancer;
 pub mod cli;
@@ -16,6 +17,8 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod logging;
+pub mod maglev_rt;
+pub mod metrics;
 pub mod proxy_protocol;
 pub mod reload;
 pub mod run;

@@ -253,6 +253,11 @@ impl AccessLog {
         self.tx.is_some()
     }
 
+    /// Lines dropped so far because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     pub fn line(&self, line: String) {
         self.send(AccessMsg::Line(line));
     }

@@ -65,6 +65,26 @@ pub fn keep_restart_only_settings(old: &Plan, new: &mut Plan) -> Vec<String> {
         "logging.access_log",
         old.logging.access_log != new.logging.access_log,
     );
+    let metrics_bind = |p: &Plan| p.metrics.as_ref().map(|m| m.bind);
+    let admin_bind = |p: &Plan| p.admin.as_ref().map(|a| a.bind);
+    check(
+        "metrics.enabled / metrics.bind",
+        metrics_bind(old) != metrics_bind(new),
+    );
+    check(
+        "admin.enabled / admin.bind",
+        admin_bind(old) != admin_bind(new),
+    );
+    // The sockets stay as they are; `metrics.path` and `admin.api_key`
+    // apply at once.
+    match (&old.metrics, &mut new.metrics) {
+        (Some(o), Some(n)) => n.bind = o.bind,
+        (o, n) => *n = o.clone(),
+    }
+    match (&old.admin, &mut new.admin) {
+        (Some(o), Some(n)) => n.bind = o.bind,
+        (o, n) => *n = o.clone(),
+    }
     new.server.workers = old.server.workers;
     new.server.user = old.server.user.clone();
     new.server.group = old.server.group.clone();

@@ -18,6 +18,8 @@ use reactor::group::assign;
 use reactor::listener::{bind_spec_tcp, bind_spec_udp, BindFailure, BindOptions};
 use reactor::LoopGroup;
 
+use crate::admin::api::Roles;
+use crate::admin::AdminSock;
 use crate::config::{ListenerId, Plan, Protocol};
 use crate::logging;
 use crate::reload;
@@ -30,8 +32,29 @@ use privileges::{drop_privileges, PidFile, PidFileError, PrivilegeError};
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_STARTUP: i32 = 2;
 
+/// Exit code when the plan needs something this binary lacks.
+pub const EXIT_NOT_BUILT: i32 = 1;
+
+/// Why this binary cannot run `plan`: a `protocol: http` listener, until the
+/// HTTP event-loop side exists (the configuration already loads, so
+/// `--check` passes; running it as plain TCP would be wrong).
+pub fn missing_feature(plan: &Plan) -> Option<String> {
+    let l = plan
+        .listeners
+        .iter()
+        .find(|l| l.protocol == Protocol::Http)?;
+    Some(format!(
+        "HTTP mode is not built into this binary yet (listener {:?} has protocol: http)",
+        l.name
+    ))
+}
+
 /// Runs the balancer until SIGTERM/SIGINT. `config_path` is kept for reload.
 pub fn run(plan: Plan, config_path: &Path) -> i32 {
+    if let Some(why) = missing_feature(&plan) {
+        eprintln!("nvelox: {why}");
+        return EXIT_NOT_BUILT;
+    }
     // Before any thread exists (the access-log writer is the first): every
     // thread inherits the mask, so these signals only ever reach sigtimedwait.
     if let Err(e) = handled_signals().thread_block() {
@@ -124,6 +147,10 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
         Ok(b) => b,
         Err(e) => return startup_error(StartError::Bind(e)),
     };
+    let admin = match bind_admin(&plan) {
+        Ok(a) => a,
+        Err(e) => return startup_error(StartError::Bind(e)),
+    };
 
     // While still root (the logs are already open): the pid file's folder
     // is usually root's (/run).
@@ -143,6 +170,7 @@ fn run_with_logs(plan: Plan, config_path: &Path, logs: &logging::Logs) -> i32 {
         config_path,
         logs,
         Bound { tcp, udp, sockets },
+        admin,
         next,
         &signals,
     );
@@ -157,9 +185,11 @@ fn serve(
     config_path: &Path,
     logs: &logging::Logs,
     bound: Bound,
+    admin: Vec<AdminSock>,
     mut next: usize,
     signals: &SigSet,
 ) -> i32 {
+    let mut admin = Some(admin);
     let Bound {
         mut tcp,
         mut udp,
@@ -176,6 +206,12 @@ fn serve(
             access.clone(),
             std::mem::take(&mut tcp[i]),
             std::mem::take(&mut udp[i]),
+            // The admin/metrics server runs on loop 0.
+            if i == 0 {
+                admin.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            },
         )
     }) {
         Ok(g) => g,
@@ -189,7 +225,9 @@ fn serve(
         match wait_signal(signals, Duration::from_millis(500)) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => break,
             Some(Signal::SIGHUP) => {
-                if let Some(new) = reload(&rt, config_path, &group, &mut next) {
+                let reloaded = reload(&rt, config_path, &group, &mut next);
+                crate::metrics::count_reload(reloaded.is_some());
+                if let Some(new) = reloaded {
                     rt = new;
                 }
             }
@@ -221,6 +259,77 @@ fn serve(
     }
     log::info!("stopped");
     code
+}
+
+/// The metrics and admin sockets: one when both share a bind.
+fn bind_admin(plan: &Plan) -> Result<Vec<AdminSock>, BindError> {
+    let mut wanted: Vec<(std::net::SocketAddr, Roles, &str)> = Vec::new();
+    if let Some(m) = &plan.metrics {
+        wanted.push((
+            m.bind,
+            Roles {
+                metrics: true,
+                admin: false,
+                bind_is_loopback: m.bind.ip().is_loopback(),
+            },
+            "metrics",
+        ));
+    }
+    if let Some(a) = &plan.admin {
+        match wanted.iter_mut().find(|(b, _, _)| *b == a.bind) {
+            Some((_, roles, name)) => {
+                roles.admin = true;
+                *name = "metrics+admin";
+            }
+            None => wanted.push((
+                a.bind,
+                Roles {
+                    metrics: false,
+                    admin: true,
+                    bind_is_loopback: a.bind.ip().is_loopback(),
+                },
+                "admin",
+            )),
+        }
+    }
+    let mut out = Vec::new();
+    for (addr, roles, name) in wanted {
+        let bound = bind_admin_socket(addr);
+        match bound {
+            Ok(l) => {
+                log::info!("{name} listening on http://{addr}");
+                out.push(AdminSock {
+                    sock: mio::net::TcpListener::from_std(l),
+                    roles,
+                });
+            }
+            Err(error) => {
+                return Err(BindError {
+                    listener: name.to_string(),
+                    bind: addr.to_string(),
+                    failure: BindFailure { addr, error },
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Backlog of an admin/metrics socket: a burst of scrapes (or a page
+/// opened in many tabs) waits in the kernel instead of being refused.
+const ADMIN_BACKLOG: i32 = 4096;
+
+fn bind_admin_socket(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(ADMIN_BACKLOG)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
 }
 
 /// Listening sockets, per event loop.
@@ -263,6 +372,8 @@ fn bind_listeners(
                     sock,
                 },
             )?,
+            // Refused by `missing_feature` before anything is bound.
+            Protocol::Http => continue,
             Protocol::Udp => spread(
                 l,
                 workers,
@@ -303,6 +414,10 @@ fn reload(
             return None;
         }
     };
+    if let Some(why) = missing_feature(&plan) {
+        log::error!("reload refused, the running configuration stays in force: {why}");
+        return None;
+    }
     for w in &plan.warnings {
         log::warn!("{w}");
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::backend_rt::BackendRt;
 use crate::config::{BackendId, ListenerId, Plan};
+use crate::metrics::ListenerStats;
 
 pub struct Runtime {
     pub plan: Plan,
@@ -21,6 +22,9 @@ pub struct Runtime {
     /// Per listener plan (all its ports and reuseport sockets together),
     /// indexed by `ListenerId`; carried over for listeners a reload kept.
     pub listener_active: Vec<Arc<AtomicUsize>>,
+    /// Per listener, indexed by `ListenerId`: per-loop counters, carried
+    /// over for listeners a reload kept.
+    pub listener_stats: Vec<Arc<ListenerStats>>,
 }
 
 impl Runtime {
@@ -29,6 +33,7 @@ impl Runtime {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        let loops = plan.server.workers.max(1);
         let backends = plan
             .backends
             .iter()
@@ -37,8 +42,14 @@ impl Runtime {
                 Arc::new(BackendRt::new(
                     b,
                     seed ^ (i as u64).wrapping_mul(0x9E37_79B9),
+                    loops,
                 ))
             })
+            .collect();
+        let listener_stats = plan
+            .listeners
+            .iter()
+            .map(|_| Arc::new(ListenerStats::new(loops)))
             .collect();
         let listener_active = plan
             .listeners
@@ -50,6 +61,7 @@ impl Runtime {
             backends,
             active: Arc::new(AtomicUsize::new(0)),
             listener_active,
+            listener_stats,
         }
     }
 
@@ -65,10 +77,18 @@ impl Runtime {
             if let (Some(n), Some(counter)) = (n, old.listener_active.get(o)) {
                 fresh.listener_active[n.0] = Arc::clone(counter);
             }
+            if let (Some(n), Some(stats)) = (n, old.listener_stats.get(o)) {
+                fresh.listener_stats[n.0] = Arc::clone(stats);
+            }
         }
         for b in fresh.backends.iter_mut() {
             if let Some(same) = old.backends.iter().find(|ob| ob.plan == b.plan) {
                 *b = Arc::clone(same);
+            } else if let Some(prev) = old.backends.iter().find(|ob| ob.plan.name == b.plan.name) {
+                // Changed: servers that remain keep counters and admin state.
+                if let Some(fresh_b) = Arc::get_mut(b) {
+                    fresh_b.inherit(prev);
+                }
             }
         }
         fresh

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use reactor::{Action, Ctx, Handler, Ready, Token};
 
+use crate::admin::{AdminServer, AdminSock};
 use crate::config::ListenerId;
 use crate::events::{Tag, Timer};
 use crate::health::HealthChecker;
@@ -44,6 +45,8 @@ pub struct Worker {
     pub udp: UdpProxy,
     /// Runs probes on loop 0 only; idle elsewhere.
     health: HealthChecker,
+    /// The admin/metrics server: sockets on loop 0 only.
+    admin: AdminServer,
     draining: bool,
 }
 
@@ -53,8 +56,10 @@ impl Worker {
         access: AccessLog,
         tcp_listeners: Vec<TcpListenerSock>,
         udp_listeners: Vec<UdpListenerSock>,
+        admin: Vec<AdminSock>,
     ) -> Worker {
         Worker {
+            admin: AdminServer::new(Arc::clone(&rt), access.clone(), admin),
             udp: UdpProxy::new(Arc::clone(&rt), access.clone(), udp_listeners),
             health: HealthChecker::new(Arc::clone(&rt)),
             tcp: TcpProxy::new(rt, access, tcp_listeners),
@@ -78,6 +83,7 @@ impl Handler for Worker {
         if ctx.loop_index() == 0 {
             self.health.start(ctx);
         }
+        self.admin.start(ctx);
         Action::Continue
     }
 
@@ -89,6 +95,8 @@ impl Handler for Worker {
             Some(Tag::UdpListener(i)) => self.udp.on_listener_ready(ctx, i, token),
             Some(Tag::UdpUpstream(id)) => self.udp.on_upstream_ready(ctx, id, token),
             Some(Tag::Probe(id)) => self.health.on_ready(ctx, id, ready),
+            Some(Tag::AdminListener(i)) => self.admin.on_listener_ready(ctx, i, token),
+            Some(Tag::AdminConn(id)) => self.admin.on_conn_ready(ctx, id, ready),
             None => {}
         }
         Action::Continue
@@ -102,6 +110,7 @@ impl Handler for Worker {
             Timer::UdpIdle(id) => self.udp.on_idle_timer(ctx, id),
             Timer::ProbeDue(id) => self.health.on_due(ctx, id),
             Timer::ProbeTimeout(id) => self.health.on_timeout(ctx, id),
+            Timer::AdminDeadline(id) => self.admin.on_deadline(ctx, id),
             Timer::DrainDeadline => {
                 self.tcp.close_all(ctx);
                 self.udp.close_all(ctx, "shutdown");
@@ -118,6 +127,7 @@ impl Handler for Worker {
                 self.tcp.stop_listening(ctx);
                 self.udp.stop_listening(ctx);
                 self.health.stop(ctx);
+                self.admin.stop(ctx);
                 ctx.set_timer(deadline, Timer::DrainDeadline);
             }
             Msg::CloseRemoved { keep, done } => {
@@ -136,6 +146,7 @@ impl Handler for Worker {
                 if ctx.loop_index() == 0 {
                     self.health.start(ctx);
                 }
+                self.admin.set_runtime(Arc::clone(&rt));
                 self.tcp.apply_reload(ctx, Arc::clone(&rt), &keep, tcp);
                 self.udp.apply_reload(ctx, rt, &keep, udp);
             }

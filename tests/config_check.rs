@@ -257,7 +257,7 @@ fn unknown_balance() {
         &body,
         &[(
             6,
-            "backends[0].balance: unknown value \"weighted\" (expected one of: roundrobin, leastconn, random, source_hash)",
+            "backends[0].balance: unknown value \"weighted\" (expected one of: roundrobin, leastconn, random, source_hash, maglev)",
         )],
     );
 }
@@ -430,4 +430,91 @@ fn http_probe_path_with_space_or_crlf_is_refused() {
             &[(9, "backends[0].health_check.active.path: http path ")],
         );
     }
+}
+
+#[test]
+fn http_listener_keys_check_with_file_and_line() {
+    let good = r#"listeners:
+  - name: web
+    bind: "127.0.0.1:8000"
+    protocol: http
+    backend: app
+    routes:
+      - match: { host: api.example.com, path_prefix: /v1/ }
+        backend: api
+    headers:
+      response_add: { X-Forwarded-By: nvelox }
+    backend_server_header: X-Backend-Server
+    forwarded_for: true
+    timeouts: { read: 30s, write: 30s, idle: 60s }
+    max_header_size: 16384
+    max_body_size: 10MB
+backends:
+  - name: app
+    retry: { attempts: 3, on: "connect_failure,502,503" }
+    timeouts: { connect: 5s, read: 30s }
+    keepalive: 32
+    servers: ["127.0.0.1:8081", "127.0.0.1:8082"]
+  - name: api
+    servers: ["127.0.0.1:8083"]
+"#;
+    let tmp = TempDir::new("http");
+    let file = tmp.write("nvelox.yaml", good);
+    let out = nvelox(&["-c", file.to_str().expect("utf-8"), "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "configuration OK");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+
+    let bad = good
+        .replace("path_prefix: /v1/", "path_prefix: v1")
+        .replace("X-Forwarded-By:", "\"X Forwarded\":")
+        .replace("max_body_size: 10MB", "max_body_size: 10TB")
+        .replace(
+            "on: \"connect_failure,502,503\"",
+            "on: \"connect_failure,500\"",
+        )
+        .replace("keepalive: 32", "keepalive: 100000")
+        .replace("backend: api", "backend: api2")
+        .replace("protocol: http", "protocol: tcp\n    zero_copy: true")
+        .replace("  - name: web\n", "  - name: web\n    protocol: http\n");
+    let err = expect_errors(
+        &bad.replacen("    protocol: tcp\n", "", 1),
+        &[
+            (
+                8,
+                "listeners[0].routes[0].match.path_prefix: path_prefix \"v1\" must start with /",
+            ),
+            (
+                9,
+                "listeners[0].routes[0].backend: unknown backend \"api2\"",
+            ),
+            (
+                11,
+                "listeners[0].headers.response_add.X Forwarded: invalid header name",
+            ),
+            (
+                16,
+                "listeners[0].max_body_size: size \"10TB\" has unknown unit \"TB\"",
+            ),
+            (19, "backends[0].retry.on: unknown retry condition \"500\""),
+            (
+                21,
+                "backends[0].keepalive: expected a whole number from 0 to 1024",
+            ),
+        ],
+    );
+    assert!(err.contains("is invalid (6 errors)"), "{err}");
+
+    // The same keys on a tcp listener: each named, with the protocol.
+    let err = expect_errors(
+        &good.replace("protocol: http", "protocol: tcp"),
+        &[
+            (6, "listeners[0].routes: `routes` is for protocol: http listeners; this listener is tcp"),
+            (9, "listeners[0].headers: `headers` is for protocol: http listeners"),
+            (15, "listeners[0].max_body_size: `max_body_size` is for protocol: http listeners"),
+            (13, "listeners[0].timeouts.read: not supported by nvelox: timeouts.read on a tcp or udp listener"),
+            (18, "backends[0].retry: not supported by nvelox: retry on a backend that tcp listener \"web\" uses"),
+        ],
+    );
+    assert!(err.contains("is invalid (11 errors)"), "{err}");
 }

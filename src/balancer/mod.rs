@@ -15,6 +15,7 @@
 //! to connect falls over to the backups on its next retry.
 
 mod least_conn;
+pub mod maglev;
 mod random;
 mod round_robin;
 mod source_hash;
@@ -25,6 +26,7 @@ use crate::config::BalanceKind;
 pub use crate::config::ServerId;
 
 pub use least_conn::LeastConn;
+pub use maglev::{Maglev, MaglevTable, Member};
 pub use random::Random;
 pub use round_robin::RoundRobin;
 pub use source_hash::SourceHash;
@@ -92,15 +94,20 @@ pub trait Balancer: Send {
     fn pick(&mut self, servers: &[Candidate], client: IpAddr, tried: &Tried) -> Option<ServerId>;
 }
 
-/// Builds the balancer for one backend. `weights` are the configured server
-/// weights in server order (used by algorithms that precompute, like the
-/// hash ring); `seed` feeds the random algorithm's PRNG.
-pub fn new_balancer(kind: BalanceKind, weights: &[u32], seed: u64) -> Box<dyn Balancer> {
+/// Builds the balancer for one backend. `servers` are the configured
+/// addresses and weights in server order (used by algorithms that
+/// precompute: the hash ring, the Maglev table); `seed` feeds the random
+/// algorithm's PRNG.
+pub fn new_balancer(kind: BalanceKind, servers: &[Member], seed: u64) -> Box<dyn Balancer> {
     match kind {
         BalanceKind::RoundRobin => Box::new(RoundRobin::new()),
         BalanceKind::LeastConn => Box::new(LeastConn::new()),
         BalanceKind::Random => Box::new(Random::new(seed)),
-        BalanceKind::SourceHash => Box::new(SourceHash::new(weights)),
+        BalanceKind::SourceHash => {
+            let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+            Box::new(SourceHash::new(&weights))
+        }
+        BalanceKind::Maglev => Box::new(Maglev::new(servers)),
     }
 }
 
@@ -187,16 +194,30 @@ mod tests {
     use super::test_support::*;
     use super::*;
 
-    const ALL: [BalanceKind; 4] = [
+    const ALL: [BalanceKind; 5] = [
         BalanceKind::RoundRobin,
         BalanceKind::LeastConn,
         BalanceKind::Random,
         BalanceKind::SourceHash,
+        BalanceKind::Maglev,
     ];
 
     fn each(weights: &[u32]) -> Vec<(BalanceKind, Box<dyn Balancer>)> {
+        let members: Vec<Member> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| Member {
+                label: format!("10.0.{}.{}:80", i / 256, i % 256),
+                weight,
+            })
+            .collect();
         ALL.iter()
-            .map(|&k| (k, new_balancer(k, weights, 42)))
+            .map(|&k| match k {
+                // The full-size table takes long to build in a debug build;
+                // the pick logic is the same at any prime size.
+                BalanceKind::Maglev => (k, Box::new(Maglev::with_size(&members, 251)) as _),
+                _ => (k, new_balancer(k, &members, 42)),
+            })
             .collect()
     }
 

@@ -26,14 +26,13 @@ pub enum Support {
     Later(&'static str),
 }
 
-/// `(YAML path pattern, support)`. `[]` stands for any index. A key whose
-/// feature is planned is searched for refused keys below it (`routes` and
-/// its `redirect`, ...); below a key that is never supported nothing more
-/// is reported.
+/// `(YAML path pattern, support)`. `[]` stands for any index. Keys that
+/// nvelox implements (`routes`) and keys whose feature is planned (`tls`)
+/// are searched for refused keys below them (`routes[].redirect`,
+/// `tls.auto_cert`); below a key that is never supported nothing more is
+/// reported.
 pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     // top level
-    ("metrics", Support::Later("Prometheus metrics endpoint")),
-    ("admin", Support::Later("admin API and status page")),
     ("tracing", Support::Never("OpenTelemetry tracing")),
     // listeners
     ("listeners[].tls", Support::Later("TLS termination")),
@@ -69,8 +68,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
         "listeners[].max_connections_per_ip",
         Support::Later("per-client connection limit"),
     ),
-    ("listeners[].max_body_size", Support::Later("HTTP mode")),
-    ("listeners[].max_header_size", Support::Later("HTTP mode")),
     (
         "listeners[].acl",
         Support::Never("ACL rules; nvelox will have ip_allowlist / ip_denylist"),
@@ -86,10 +83,9 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
         ),
     ),
     ("listeners[].http3", Support::Never("HTTP/3 over QUIC")),
-    ("listeners[].routes", Support::Later("HTTP routing")),
     (
         "listeners[].routes[].match.path_regex",
-        Support::Never("regular-expression routes; nvelox will have path_prefix"),
+        Support::Never("regular-expression routes; nvelox has path_prefix"),
     ),
     (
         "listeners[].routes[].rewrite",
@@ -118,14 +114,8 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     ),
     (
         "listeners[].routes[].headers",
-        Support::Never("per-route header rules; nvelox will have the listener's headers"),
+        Support::Never("per-route header rules; nvelox has the listener's headers"),
     ),
-    ("listeners[].headers", Support::Later("HTTP header rules")),
-    (
-        "listeners[].backend_server_header",
-        Support::Later("HTTP mode"),
-    ),
-    ("listeners[].forwarded_for", Support::Later("HTTP mode")),
     (
         "listeners[].compression",
         Support::Never("response compression"),
@@ -160,14 +150,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
             "a cap for the whole backend; nvelox caps each server: servers[].max_connections",
         ),
     ),
-    (
-        "backends[].retry",
-        Support::Later("HTTP retries; TCP connect retries are `retries`"),
-    ),
-    (
-        "backends[].keepalive",
-        Support::Later("HTTP upstream keep-alive"),
-    ),
     ("backends[].backend_tls", Support::Later("TLS to servers")),
     (
         "backends[].sticky_session",
@@ -192,7 +174,7 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
 ];
 
 /// Listener protocols of Go Nvelox that nvelox does not serve yet.
-pub const LATER_PROTOCOLS: &[&str] = &["http", "https"];
+pub const LATER_PROTOCOLS: &[&str] = &["https"];
 
 /// One refused key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,7 +236,7 @@ fn walk(v: &Value, path: &str, pattern: &str, out: &mut Vec<Finding>) {
                         out.push(Finding {
                             path: p.clone(),
                             what: format!("protocol: {}", proto.trim()),
-                            support: Support::Later("HTTP mode"),
+                            support: Support::Later("HTTPS: HTTP mode over TLS"),
                         });
                     }
                 }
@@ -295,12 +277,11 @@ mod tests {
     #[test]
     fn finds_every_key_at_once_with_its_path() {
         let doc = r#"
-metrics: { enabled: true }
 tracing: { enabled: true }
 listeners:
   - name: a
     bind: ":80"
-    protocol: http
+    protocol: https
     http3: true
     routes:
       - match: { host: a.test, path_regex: "^/x" }
@@ -315,11 +296,9 @@ backends:
         assert_eq!(
             paths(doc),
             vec![
-                "metrics",
                 "tracing",
                 "listeners[0].protocol",
                 "listeners[0].http3",
-                "listeners[0].routes",
                 "listeners[0].routes[0].match.path_regex",
                 "listeners[0].routes[0].redirect",
                 "backends[0].sticky_session",
@@ -328,17 +307,18 @@ backends:
         );
         let f = scan(doc);
         assert_eq!(
-            f[1].message(),
+            f[0].message(),
             "not supported by nvelox: tracing (OpenTelemetry tracing)"
         );
         assert_eq!(
-            f[2].message(),
-            "not supported by nvelox yet: protocol: http (HTTP mode, planned)"
+            f[1].message(),
+            "not supported by nvelox yet: protocol: https (HTTPS: HTTP mode over TLS, planned)"
         );
-        assert_eq!(f[4].what, "routes");
-        assert!(matches!(f[4].support, Support::Later(_)));
-        assert_eq!(f[6].what, "redirect");
-        assert!(matches!(f[6].support, Support::Never(_)));
+        assert_eq!(f[4].what, "redirect");
+        assert!(matches!(f[4].support, Support::Never(_)));
+        // `protocol: http`, `routes`, `headers` ... are nvelox keys now.
+        let http = "listeners:\n  - { name: a, bind: \":80\", protocol: http, backend: b, routes: [], headers: {}, max_body_size: 1MB }\n";
+        assert!(scan(http).is_empty(), "{:?}", scan(http));
     }
 
     #[test]
@@ -351,6 +331,7 @@ backends:
         assert!(scan("listeners: [").is_empty());
         assert!(is_later_protocol(" HTTPS "));
         assert!(!is_later_protocol("udp"));
+        assert!(!is_later_protocol("http"));
     }
 
     /// Every direct key of a typed struct in the list parses in `raw`

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::http::editor::{EditOptions, HeaderEdits};
+pub use crate::http::retry::RetryPolicy;
 pub use reactor::bind::{BindHost, BindSpec};
 
 /// A listener of a plan: its index in `Plan::listeners`.
@@ -34,6 +36,10 @@ pub struct Plan {
     pub logging: LoggingSettings,
     pub listeners: Vec<ListenerPlan>,
     pub backends: Vec<BackendPlan>,
+    /// `metrics:` with `enabled: true`.
+    pub metrics: Option<MetricsPlan>,
+    /// `admin:` with `enabled: true`.
+    pub admin: Option<AdminPlan>,
     /// Things that load but deserve a word (a deprecated key such as Go's
     /// `default_backend`), one line each, already naming file, line and YAML
     /// path. Printed by `--check` and logged as warnings at start.
@@ -80,6 +86,22 @@ pub struct LoggingSettings {
     pub access_log: Option<PathBuf>,
 }
 
+/// The Prometheus endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsPlan {
+    pub bind: std::net::SocketAddr,
+    /// Starts with `/`. Default `/metrics`.
+    pub path: String,
+}
+
+/// The status page and JSON API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminPlan {
+    pub bind: std::net::SocketAddr,
+    /// Required when `bind` is not a loopback address.
+    pub api_key: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogTarget {
     Stderr,
@@ -90,6 +112,24 @@ pub enum LogTarget {
 pub enum Protocol {
     Tcp,
     Udp,
+    /// HTTP/1.x over TCP; its settings are in [`ListenerPlan::http`].
+    Http,
+}
+
+impl Protocol {
+    /// The name as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Http => "http",
+        }
+    }
+
+    /// Whether listeners of this protocol bind stream (TCP) sockets.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Protocol::Tcp | Protocol::Http)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +152,16 @@ pub enum BalanceKind {
     LeastConn,
     Random,
     SourceHash,
+    Maglev,
+}
+
+/// What `balance: maglev` hashes to choose a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's IP address (the PROXY header's client when present).
+    Ip,
+    /// IP address and source port: spreads one client's connections.
+    IpPort,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -119,20 +169,140 @@ pub struct ListenerPlan {
     pub name: String,
     pub bind: BindSpec,
     pub protocol: Protocol,
+    /// tcp/udp: where every connection goes. http: the default backend
+    /// (unmatched requests), or, for a listener with routes and no default,
+    /// the first route's backend, kept only so that per-listener defaults
+    /// (health-check probe port) have a backend; request routing reads
+    /// [`HttpListenerPlan::default_backend`] and `routes` instead.
     pub backend: BackendId,
+    /// tcp; http: for the byte tunnel after an `Upgrade`.
     pub zero_copy: bool,
     pub accept_proxy: AcceptProxy,
-    /// Default: 300s for TCP, 30s for UDP.
+    /// Default: 300s for TCP, 30s for UDP, 60s for HTTP, where it is the
+    /// keep-alive idle time between two requests of a client connection.
     pub idle_timeout: Duration,
     /// Per listener (UDP: max sessions). `None` = only the global cap.
     pub max_connections: Option<usize>,
     pub reuseport: bool,
+    /// `Some` exactly when `protocol` is [`Protocol::Http`].
+    pub http: Option<HttpListenerPlan>,
+}
+
+/// Default `max_header_size`: 16 KiB for the whole request head.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
+/// Smallest `max_header_size` accepted: 1 KiB.
+pub const MIN_MAX_HEADER_SIZE: usize = 1024;
+/// Largest `max_header_size` accepted: 1 MiB (the HTTP core's own cap).
+pub const MAX_MAX_HEADER_SIZE: usize = crate::http::head::MAX_HEAD_BYTES_CAP;
+/// Default listener `timeouts.read`: the whole request head within 30s.
+pub const DEFAULT_HTTP_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default listener `timeouts.write`.
+pub const DEFAULT_HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default backend `timeouts.read`.
+pub const DEFAULT_HTTP_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default backend `keepalive`.
+pub const DEFAULT_HTTP_KEEPALIVE: usize = 32;
+/// Largest backend `keepalive`.
+pub const MAX_HTTP_KEEPALIVE: usize = 1024;
+/// Largest `retry.attempts` (the first try included).
+pub const MAX_HTTP_ATTEMPTS: u32 = 10;
+
+/// The HTTP settings of a `protocol: http` listener.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpListenerPlan {
+    /// Requests no route matches go here; `None` (a listener with routes
+    /// and no `backend`): they get 404.
+    pub default_backend: Option<BackendId>,
+    /// In file order; the first that matches wins.
+    pub routes: Vec<RoutePlan>,
+    /// `headers`, `forwarded_for` and `backend_server_header`, in the HTTP
+    /// core's own form (names and values already checked with
+    /// [`HeaderEdits::validate`]).
+    pub edits: EditOptions,
+    pub timeouts: HttpListenerTimeouts,
+    /// Bytes of the whole request head (request line, headers, empty line);
+    /// beyond it: 431 (414 for the request line). Default 16384.
+    pub max_header_size: usize,
+    /// Largest request body; beyond it: 413. `None`: no limit (the default).
+    pub max_body_size: Option<u64>,
+}
+
+/// Client-side timeouts of an HTTP listener. The keep-alive idle time is
+/// [`ListenerPlan::idle_timeout`]. `None`: no limit (Go's `0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpListenerTimeouts {
+    /// The whole request head must arrive within this, counted from its
+    /// first byte (or from the connection's start for the first request);
+    /// else 408. `timeouts.read` or Go's `timeouts.read_header`, the shorter
+    /// when both are written. Default 30s.
+    pub head: Option<Duration>,
+    /// A write to the client that makes no progress for this long closes
+    /// the connection. Default 30s.
+    pub write: Option<Duration>,
+}
+
+/// One `routes[]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutePlan {
+    /// Lower case, without a port; compared case-insensitively with the
+    /// request's host stripped of its port. `None`: any host.
+    pub host: Option<String>,
+    /// Byte prefix of the request path (starts with `/`). `None`: any path.
+    pub path_prefix: Option<String>,
+    pub backend: BackendId,
+}
+
+impl RoutePlan {
+    /// Whether a request matches: `host_name` is its host without the port
+    /// (`RequestHead::host_name`), in any case; `path` its path.
+    pub fn matches(&self, host_name: Option<&[u8]>, path: &[u8]) -> bool {
+        let host_ok = match (&self.host, host_name) {
+            (None, _) => true,
+            (Some(want), Some(got)) => got.eq_ignore_ascii_case(want.as_bytes()),
+            (Some(_), None) => false,
+        };
+        host_ok
+            && match &self.path_prefix {
+                Some(p) => path.starts_with(p.as_bytes()),
+                None => true,
+            }
+    }
+}
+
+impl HttpListenerPlan {
+    /// The backend a request goes to: the first route that matches, else
+    /// the default backend; `None`: 404.
+    pub fn backend_for(&self, host_name: Option<&[u8]>, path: &[u8]) -> Option<BackendId> {
+        self.routes
+            .iter()
+            .find(|r| r.matches(host_name, path))
+            .map(|r| r.backend)
+            .or(self.default_backend)
+    }
+}
+
+/// The HTTP settings of a backend, used when an HTTP listener sends to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpBackendPlan {
+    /// `retry`. Without it: connect failures are tried again on other
+    /// servers `retries` times (as for TCP, at most 9), nothing else.
+    pub retry: RetryPolicy,
+    /// `timeouts.read`: the wait for the response head once the request is
+    /// sent, and the longest pause between two reads of the response; past
+    /// it: 504 (or the connection is closed once the response has started).
+    /// `None`: no limit (Go's `0`). Default 60s.
+    pub response_timeout: Option<Duration>,
+    /// `keepalive`: idle upstream connections kept per server per event
+    /// loop; 0 = a new connection per request. Default 32.
+    pub keepalive: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackendPlan {
     pub name: String,
     pub balance: BalanceKind,
+    /// `balance: maglev` only (else `Ip`, unused). Default `Ip`.
+    pub hash_key: HashKey,
     /// From `send_proxy_v2: true` or `send_proxy: v1 | v2`.
     pub send_proxy: Option<ProxyVersion>,
     /// Default 5s.
@@ -141,6 +311,8 @@ pub struct BackendPlan {
     pub retries: u32,
     pub servers: Vec<ServerPlan>,
     pub health: HealthPlan,
+    /// Used by HTTP listeners only.
+    pub http: HttpBackendPlan,
 }
 
 #[derive(Clone, Debug, PartialEq)]

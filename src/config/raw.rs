@@ -80,10 +80,28 @@ pub struct RawConfig {
     pub include: Option<IncludeList>,
     pub listeners: Option<Vec<RawListener>>,
     pub backends: Option<Vec<RawBackend>>,
+    pub metrics: Option<RawMetrics>,
+    pub admin: Option<RawAdmin>,
     // Go Nvelox only (reported by `compat`).
-    pub metrics: Option<GoOnly>,
-    pub admin: Option<GoOnly>,
     pub tracing: Option<GoOnly>,
+}
+
+/// `metrics:` (Prometheus endpoint).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<Text>,
+    pub bind: Option<Text>,
+    pub path: Option<Text>,
+}
+
+/// `admin:` (status page and JSON API).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub enabled: Option<Text>,
+    pub bind: Option<Text>,
+    pub api_key: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +177,13 @@ pub struct RawListener {
     pub reuseport: Option<Text>,
     /// Go Nvelox's timeouts block; mapped onto nvelox's own settings.
     pub timeouts: Option<RawListenerTimeouts>,
+    // HTTP mode (`protocol: http`); refused on tcp/udp listeners by `validate`.
+    pub routes: Option<Vec<RawRoute>>,
+    pub headers: Option<RawHeaders>,
+    pub backend_server_header: Option<Text>,
+    pub forwarded_for: Option<Text>,
+    pub max_header_size: Option<Text>,
+    pub max_body_size: Option<Text>,
     // Go Nvelox only (reported by `compat`).
     pub tls: Option<GoOnly>,
     pub sni_routes: Option<GoOnly>,
@@ -167,16 +192,10 @@ pub struct RawListener {
     pub rate_limit: Option<GoOnly>,
     pub ip_rate_limit: Option<GoOnly>,
     pub max_connections_per_ip: Option<GoOnly>,
-    pub max_body_size: Option<GoOnly>,
-    pub max_header_size: Option<GoOnly>,
     pub acl: Option<GoOnly>,
     pub trusted_proxies: Option<GoOnly>,
     pub accept_proxy_from: Option<GoOnly>,
     pub http3: Option<GoOnly>,
-    pub routes: Option<GoOnly>,
-    pub headers: Option<GoOnly>,
-    pub backend_server_header: Option<GoOnly>,
-    pub forwarded_for: Option<GoOnly>,
     pub compression: Option<GoOnly>,
     pub error_pages: Option<GoOnly>,
     pub root: Option<GoOnly>,
@@ -186,6 +205,93 @@ pub struct RawListener {
     pub throttle: Option<GoOnly>,
     pub server_names: Option<GoOnly>,
     pub default_server: Option<GoOnly>,
+}
+
+/// `listeners[].routes[]`: a match and the backend it sends to. Go Nvelox's
+/// other route actions parse (so `compat` can name each) and are refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    #[serde(rename = "match")]
+    pub matches: Option<RawRouteMatch>,
+    pub backend: Option<Text>,
+    // Go Nvelox only (reported by `compat`).
+    pub headers: Option<GoOnly>,
+    pub rewrite: Option<GoOnly>,
+    pub redirect: Option<GoOnly>,
+    pub scripts: Option<GoOnly>,
+    #[serde(rename = "static")]
+    pub static_files: Option<GoOnly>,
+    pub try_files: Option<GoOnly>,
+    pub expires: Option<GoOnly>,
+    pub fastcgi: Option<GoOnly>,
+}
+
+impl RawRoute {
+    /// Whether the route has a Go-only action (redirect, static files, ...)
+    /// instead of a backend: it is refused by `compat` already.
+    pub fn has_go_only_action(&self) -> bool {
+        self.rewrite.is_some()
+            || self.redirect.is_some()
+            || self.scripts.is_some()
+            || self.static_files.is_some()
+            || self.try_files.is_some()
+            || self.fastcgi.is_some()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteMatch {
+    pub host: Option<Text>,
+    pub path_prefix: Option<Text>,
+    // Go Nvelox only (reported by `compat`).
+    pub path_regex: Option<GoOnly>,
+}
+
+/// `listeners[].headers`: Go Nvelox's header rules, names in the order written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaders {
+    pub request_add: Option<HeaderMap>,
+    pub request_set: Option<HeaderMap>,
+    pub request_remove: Option<Vec<Text>>,
+    pub response_add: Option<HeaderMap>,
+    pub response_set: Option<HeaderMap>,
+    pub response_remove: Option<Vec<Text>>,
+}
+
+/// `{ Name: value, ... }` kept in the order written (edits apply in order).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HeaderMap(pub Vec<(String, Text)>);
+
+impl<'de> Deserialize<'de> for HeaderMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HeaderMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of header names to values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderMap, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Text, Text>()? {
+                    out.push((k.0, v));
+                }
+                Ok(HeaderMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `backends[].retry` (HTTP): `attempts` including the first, `on` a
+/// comma-separated list of conditions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: Option<Text>,
+    pub on: Option<Text>,
 }
 
 /// `listeners[].timeouts` as Go Nvelox writes it: `read_header`, `read`,
@@ -200,9 +306,9 @@ pub struct RawListenerTimeouts {
     pub idle: Option<Text>,
 }
 
-/// `backends[].timeouts` as Go Nvelox writes it: `connect`, `read`. Go
-/// shares the struct with listeners, so `write` and `idle` parse there too;
-/// they are reported by `compat`.
+/// `backends[].timeouts` as Go Nvelox writes it: `connect`, `read` (HTTP:
+/// the wait for the response). Go shares the struct with listeners, so
+/// `write` and `idle` parse there too; they are reported by `compat`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackendTimeouts {
@@ -217,6 +323,7 @@ pub struct RawBackendTimeouts {
 pub struct RawBackend {
     pub name: Option<Text>,
     pub balance: Option<Text>,
+    pub hash_key: Option<Text>,
     pub send_proxy_v2: Option<Text>,
     pub send_proxy: Option<Text>,
     pub connect_timeout: Option<Text>,
@@ -225,10 +332,11 @@ pub struct RawBackend {
     pub health_check: Option<RawHealthCheck>,
     /// Go Nvelox's timeouts block; `connect` maps onto `connect_timeout`.
     pub timeouts: Option<RawBackendTimeouts>,
+    // HTTP mode: refused on a backend that a tcp/udp listener uses.
+    pub retry: Option<RawRetry>,
+    pub keepalive: Option<Text>,
     // Go Nvelox only (reported by `compat`).
     pub max_connections: Option<GoOnly>,
-    pub retry: Option<GoOnly>,
-    pub keepalive: Option<GoOnly>,
     pub backend_tls: Option<GoOnly>,
     pub sticky_session: Option<GoOnly>,
     pub circuit_breaker: Option<GoOnly>,

@@ -201,6 +201,16 @@ impl HealthChecker {
             return;
         }
         let now = ctx.now();
+        let disabled = self
+            .rt
+            .backend(p.target.backend)
+            .server(p.target.server)
+            .admin_mode()
+            == crate::backend_rt::AdminMode::Disabled;
+        if disabled {
+            // An operator took the server out: no probes until enabled.
+            return self.schedule(ctx, id, now, now);
+        }
         let opened = match p.conv.kind() {
             CheckKind::Tcp | CheckKind::Http => open_stream(p.target.addr),
             CheckKind::Udp => open_datagram(p.target.addr, p.conv.request()),

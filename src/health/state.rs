@@ -259,6 +259,18 @@ impl Health {
         }
     }
 
+    /// In the rotation a consistent-hash table is built over: up, or
+    /// probing (its clients stay mapped to it while the trial decides).
+    /// Unlike [`is_usable`](Self::is_usable), this does not flip while a
+    /// trial connection is out, so tables are not rebuilt per connection.
+    pub fn in_rotation(&self, now: Instant) -> bool {
+        self.active_up()
+            && !matches!(
+                self.passive.as_ref().map(|p| p.phase_at(now)),
+                Some(Phase::Quarantined { .. })
+            )
+    }
+
     /// The server was chosen for a connection: in the probing state this
     /// hands out the trial, so it is not usable again until the outcome
     /// arrives (or the trial is presumed lost).

@@ -296,6 +296,11 @@ impl TcpProxy {
                 return;
             }
         };
+        self.rt.listener_stats[plan.0].add(
+            ctx.loop_index(),
+            crate::metrics::listener::CONNECTIONS,
+            1,
+        );
         let lp = self.rt.plan.listener(plan);
         let backend = &self.rt.backend(lp.backend).plan;
         let limits = Limits {

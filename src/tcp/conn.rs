@@ -18,12 +18,13 @@ use reactor::{Ctx, Interest, Ready, TimerKey, Token, DEFAULT_BUDGET};
 
 use super::phase::{Action, ConnState, Event, Phase, Reason, Relayed, TimerKind};
 use super::relay::{Direction, Readiness};
-use super::{client_ip, show, ConnId, TcpProxy};
+use super::{show, ConnId, TcpProxy};
 use crate::balancer::{ServerId, Tried};
 use crate::config::{ListenerId, ProxyVersion};
 use crate::events::{Loop, Tag, Timer};
 use crate::limits::is_resource_exhaustion;
 use crate::logging::timestamp;
+use crate::metrics::{listener as lc, server as sc};
 use crate::proxy_protocol::{Header, Transport, Version};
 use crate::runtime::Runtime;
 
@@ -178,7 +179,7 @@ impl TcpProxy {
         let rt = Arc::clone(&c.rt);
         let backend = rt.backend_of(c.listener);
         let client = c.client();
-        let Some(sid) = backend.acquire(client_ip(&client), &c.tried, now) else {
+        let Some(sid) = backend.acquire_from(client, &c.tried, now) else {
             if let Some(n) = self.down_warn.allow(now) {
                 log::warn!(
                     "listener {}: no server available in backend {} for {} ({n} similar messages suppressed)",
@@ -190,6 +191,12 @@ impl TcpProxy {
             return Some(Attempt::NoServer);
         };
         c.state.on(Event::ServerChosen, now);
+        let lp = ctx.loop_index();
+        let stats = &backend.server(sid).stats;
+        stats.add(lp, sc::CONNECTIONS, 1);
+        if !c.tried.is_empty() {
+            stats.add(lp, sc::RETRIES, 1);
+        }
         c.tried.insert(sid);
         c.server = Some(sid);
         let addr = backend.server(sid).target(c.port);
@@ -228,6 +235,10 @@ impl TcpProxy {
             }
             Err(e) => {
                 log::debug!("connect to {addr} failed at once: {e}");
+                backend
+                    .server(sid)
+                    .stats
+                    .add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
                 backend.report_failure(sid, now, "connect failed");
                 backend.release(sid);
                 c.server = None;
@@ -255,6 +266,10 @@ impl TcpProxy {
                 show(&c.peer),
                 backend.server(sid).target(c.port)
             );
+            backend
+                .server(sid)
+                .stats
+                .add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
             backend.report_failure(sid, ctx.now(), why);
             backend.release(sid);
         }
@@ -357,7 +372,8 @@ impl TcpProxy {
         let Some((upstream, _)) = c.upstream.as_mut() else {
             return;
         };
-        let before = c.up.bytes + c.down.bytes;
+        let (up_before, down_before) = (c.up.bytes, c.down.bytes);
+        let before = up_before + down_before;
         let zero_copy = c.rt.plan.listener(c.listener).zero_copy;
         c.up.fin_by_close = c.down.is_done();
         let up = if zero_copy {
@@ -401,12 +417,16 @@ impl TcpProxy {
                 DEFAULT_BUDGET,
             )
         };
+        let moved = c.up.bytes + c.down.bytes != before;
+        if moved {
+            count_bytes(ctx.loop_index(), c, up_before, down_before);
+        }
         let relayed = Relayed {
             up: &up,
             down: &down,
             up_done: c.up.is_done(),
             down_done: c.down.is_done(),
-            moved: c.up.bytes + c.down.bytes != before,
+            moved,
         };
         let action = c.state.on(Event::Relayed(relayed), now);
         self.apply(ctx, id, action);
@@ -446,6 +466,10 @@ impl TcpProxy {
         }
         if let Some(sid) = c.server {
             if reason.blames_server(c.down.bytes) {
+                backend
+                    .server(sid)
+                    .stats
+                    .add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
                 backend.report_failure(sid, ctx.now(), "reset before any byte");
             }
             backend.release(sid);
@@ -455,6 +479,9 @@ impl TcpProxy {
         c.up.release_pipe(&mut self.pipes);
         c.down.release_pipe(&mut self.pipes);
         rt.unreserve(c.listener, 1);
+        if reason.never_reached_a_server() {
+            rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::CONNECTION_ERRORS, 1);
+        }
         if self.access.enabled() {
             self.access.line(format!(
                 "{} tcp listener={} client={} server={} bytes_in={} bytes_out={} duration_ms={} reason=\"{}\"",
@@ -469,6 +496,20 @@ impl TcpProxy {
             ));
         }
         self.resume_paused(ctx);
+    }
+}
+
+/// Counts what one relay round moved: on the listener and on the server,
+/// in this loop's cells (no shared write).
+fn count_bytes(lp: usize, c: &Conn, up_before: u64, down_before: u64) {
+    let (up, down) = (c.up.bytes - up_before, c.down.bytes - down_before);
+    let l = &c.rt.listener_stats[c.listener.0];
+    l.add(lp, lc::BYTES_IN, up);
+    l.add(lp, lc::BYTES_OUT, down);
+    if let Some(sid) = c.server {
+        let s = &c.rt.backend_of(c.listener).server(sid).stats;
+        s.add(lp, sc::BYTES_IN, up);
+        s.add(lp, sc::BYTES_OUT, down);
     }
 }
 

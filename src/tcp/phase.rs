@@ -92,6 +92,19 @@ impl Reason {
         )
     }
 
+    /// The connection ended before any server took it: a connection
+    /// error of its listener.
+    pub fn never_reached_a_server(self) -> bool {
+        matches!(
+            self,
+            Reason::ConnectFailed
+                | Reason::NoServer
+                | Reason::OutOfFds
+                | Reason::BadHeader
+                | Reason::HeaderTimeout
+        )
+    }
+
     /// A server that resets before sending a single byte counts as a
     /// passive health failure; a reset later in a conversation does not.
     pub fn blames_server(self, bytes_from_server: u64) -> bool {

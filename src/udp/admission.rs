@@ -46,6 +46,19 @@ impl std::fmt::Display for Refused {
     }
 }
 
+impl Refused {
+    pub(super) fn drop_reason(self) -> crate::metrics::Drop {
+        use crate::metrics::Drop;
+        match self {
+            Refused::SessionLimit => Drop::SessionLimit,
+            Refused::FdLimit => Drop::FdLimit,
+            Refused::NoServer => Drop::NoServer,
+            Refused::Socket => Drop::SocketError,
+            Refused::Stopped => Drop::ShuttingDown,
+        }
+    }
+}
+
 fn upstream_socket(target: SocketAddr) -> io::Result<UdpSocket> {
     let local = match target {
         SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
@@ -111,7 +124,7 @@ impl UdpProxy {
         let lp = rt.plan.listener(plan);
         let backend = rt.backend(lp.backend);
         let client = origin.map_or(key.client, |(src, _)| src);
-        let Some(server) = backend.acquire(client.ip().to_canonical(), &Tried::new(), now) else {
+        let Some(server) = backend.acquire_from(client, &Tried::new(), now) else {
             budget.give_back();
             rt.unreserve(plan, 1);
             return Err(Refused::NoServer);
@@ -128,6 +141,11 @@ impl UdpProxy {
             Err(e) if is_fd_exhaustion(&e) => return give_back(Refused::FdLimit),
             Err(e) => {
                 log::debug!("udp upstream socket to {target}: {e}");
+                backend.server(server).stats.add(
+                    ctx.loop_index(),
+                    crate::metrics::server::CONNECTION_ERRORS,
+                    1,
+                );
                 backend.report_failure(server, now, "cannot connect");
                 return give_back(Refused::Socket);
             }
@@ -161,6 +179,12 @@ impl UdpProxy {
         }
         let deadline = f.deadline();
         f.io.timer = Some(ctx.set_timer(deadline, Timer::UdpIdle(id)));
+        let lp = ctx.loop_index();
+        rt.listener_stats[plan.0].add(lp, crate::metrics::listener::CONNECTIONS, 1);
+        backend
+            .server(server)
+            .stats
+            .add(lp, crate::metrics::server::CONNECTIONS, 1);
         Ok(id)
     }
 }

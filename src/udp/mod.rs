@@ -42,6 +42,7 @@ use crate::config::{AcceptProxy, ListenerId};
 use crate::events::{Loop, Tag, Timer};
 use crate::limits::{fd_budget, LogLimiter};
 use crate::logging::{timestamp, AccessLog};
+use crate::metrics::{listener as lc, server as sc, Drop};
 use crate::runtime::Runtime;
 pub use flow_table::{Flow, FlowCounters, FlowId, FlowKey, FlowTable, IdleCheck, UdpSlot};
 use listeners::ListenerSlots;
@@ -102,6 +103,36 @@ pub struct UdpProxy {
     /// The listener the queued `replies` leave from, and their size.
     pending_li: Option<UdpSlot>,
     pending_bytes: usize,
+}
+
+/// Counts `count` datagrams of `bytes` on session `f`'s listener and
+/// server, in loop `lp`'s cells: from the client (`inbound`) or to it.
+fn count_datagrams(lp: usize, f: &Flow<Upstream>, count: u64, bytes: u64, inbound: bool) {
+    if count == 0 {
+        return;
+    }
+    let rt = &f.io.rt;
+    let (ld, lb, sd, sb) = if inbound {
+        (
+            lc::DATAGRAMS_IN,
+            lc::BYTES_IN,
+            sc::DATAGRAMS_IN,
+            sc::BYTES_IN,
+        )
+    } else {
+        (
+            lc::DATAGRAMS_OUT,
+            lc::BYTES_OUT,
+            sc::DATAGRAMS_OUT,
+            sc::BYTES_OUT,
+        )
+    };
+    let l = &rt.listener_stats[f.io.plan.0];
+    l.add(lp, ld, count);
+    l.add(lp, lb, bytes);
+    let s = &rt.backend_of(f.io.plan).server(f.io.server).stats;
+    s.add(lp, sd, count);
+    s.add(lp, sb, bytes);
 }
 
 /// The client's address for balancing and logs: IPv4-mapped shown as IPv4.
@@ -283,6 +314,7 @@ impl UdpProxy {
         if meta.truncated {
             // Larger than any valid UDP payload: never pass a cut datagram.
             self.flows.note_dropped();
+            self.count_drop(ctx, li, Drop::Truncated);
             return;
         }
         let accept_proxy = self.listeners.get(li).map_or(AcceptProxy::Off, |s| {
@@ -296,6 +328,7 @@ impl UdpProxy {
             Ok(x) => x,
             Err(why) => {
                 self.flows.note_dropped();
+                self.count_drop(ctx, li, Drop::BadProxyHeader);
                 if let Some(n) = self.header_warn.allow(ctx.now()) {
                     log::warn!(
                         "udp: dropping a datagram from {}: bad PROXY header: {why} ({n} similar messages suppressed)",
@@ -316,6 +349,7 @@ impl UdpProxy {
                 Ok(id) => id,
                 Err(why) => {
                     self.flows.note_dropped();
+                    self.count_drop(ctx, li, why.drop_reason());
                     self.warn_refused(ctx, li, &meta.peer, why);
                     return;
                 }
@@ -325,6 +359,7 @@ impl UdpProxy {
         let Some(f) = self.flows.get_mut(id) else {
             return;
         };
+        count_datagrams(ctx.loop_index(), f, 1, buf.len() as u64, true);
         if origin.is_some() {
             f.io.origin = origin;
         }
@@ -349,7 +384,22 @@ impl UdpProxy {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 log::debug!("{} -> {}: {e}", show(&key.client), f.io.target);
+                let lp = ctx.loop_index();
+                f.io.rt.listener_stats[f.io.plan.0].add(
+                    lp,
+                    lc::DROPS + Drop::SendError as usize,
+                    1,
+                );
                 self.end(ctx, id, "server unreachable", true);
+            }
+        }
+    }
+
+    /// A datagram of listener socket `li` dropped before any session took it.
+    fn count_drop(&self, ctx: &Ctx<impl Loop>, li: UdpSlot, why: Drop) {
+        if let Some(slot) = self.listeners.get(li) {
+            if let Some(stats) = self.rt.listener_stats.get(slot.l.plan.0) {
+                stats.add(ctx.loop_index(), lc::DROPS + why as usize, 1);
             }
         }
     }
@@ -390,6 +440,10 @@ impl UdpProxy {
         let lp = rt.plan.listener(f.io.plan);
         let backend = rt.backend(lp.backend);
         if failed {
+            backend
+                .server(f.io.server)
+                .stats
+                .add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
             backend.report_failure(f.io.server, now, why);
         }
         backend.release(f.io.server);

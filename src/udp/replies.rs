@@ -10,7 +10,7 @@
 
 use reactor::{Ctx, IoStatus, Ready, Token, DEFAULT_BUDGET};
 
-use super::{show, FlowId, UdpProxy, UdpSlot, REPLY_BATCH_BYTES};
+use super::{count_datagrams, show, FlowId, UdpProxy, UdpSlot, REPLY_BATCH_BYTES};
 use crate::events::Loop;
 
 impl UdpProxy {
@@ -45,6 +45,7 @@ impl UdpProxy {
                     {
                         self.flush_pending(ctx);
                     }
+                    let (mut count, mut bytes) = (0u64, 0u64);
                     for (buf, meta) in self.batch.iter() {
                         if meta.truncated {
                             continue;
@@ -52,6 +53,11 @@ impl UdpProxy {
                         self.replies.push(buf, Some(client), from);
                         self.pending_bytes += buf.len();
                         self.flows.datagram_out(id, now, buf.len());
+                        count += 1;
+                        bytes += buf.len() as u64;
+                    }
+                    if let Some(f) = self.flows.get(id) {
+                        count_datagrams(ctx.loop_index(), f, count, bytes, false);
                     }
                     self.pending_li = Some(li);
                     if n < self.batch.capacity() {

@@ -1,7 +1,8 @@
 //! One `backends[]` entry: balance, PROXY sending, timeouts, its servers
 //! (address, weight, backup, limits), and duplicate backend names.
 //!
-//! The `health_check:` block is delegated to `health.rs`.
+//! The `health_check:` block is delegated to `health.rs`, the HTTP keys
+//! (`retry`, `keepalive`) to `http.rs`.
 
 use super::super::address::parse_server_address;
 use super::super::raw::{RawBackend, RawServerEntry};
@@ -23,9 +24,20 @@ impl Validator<'_> {
                 ("leastconn", BalanceKind::LeastConn),
                 ("random", BalanceKind::Random),
                 ("source_hash", BalanceKind::SourceHash),
+                ("maglev", BalanceKind::Maglev),
             ],
             BalanceKind::RoundRobin,
         );
+        let hash_key = self.choice(
+            f,
+            &key(&p, "hash_key"),
+            b.hash_key.as_ref(),
+            &[("ip", HashKey::Ip), ("ip_port", HashKey::IpPort)],
+            HashKey::Ip,
+        );
+        if b.hash_key.is_some() && balance != BalanceKind::Maglev {
+            self.error(f, &key(&p, "hash_key"), "applies to `balance: maglev` only");
+        }
         let send_proxy = self.send_proxy(f, &p, &b);
         let mut connect_timeout = self.duration(
             f,
@@ -42,18 +54,29 @@ impl Validator<'_> {
             };
             (at, origin.clone())
         });
-        let mut read_timeout = None;
+        let mut http_only = Vec::new();
+        let mut read = None;
         if let Some(t) = &b.timeouts {
-            let (connect, read) = self.backend_timeouts(f, &p, t, connect_set.is_some());
+            let (connect, r) = self.backend_timeouts(f, &p, t, connect_set.is_some());
             if let Some(c) = connect {
                 connect_timeout = c.value;
                 connect_set = Some((c, origin.clone()));
             }
-            read_timeout = read;
+            if let Some((path, value)) = r {
+                http_only.push(("timeouts.read", path));
+                read = Some(value);
+            }
         }
         let retries = self
             .number(f, &key(&p, "retries"), b.retries.as_ref(), 0, 100)
             .map_or(DEFAULT_RETRIES, |n| n as u32);
+        if b.retry.is_some() {
+            http_only.push(("retry", key(&p, "retry")));
+        }
+        if b.keepalive.is_some() {
+            http_only.push(("keepalive", key(&p, "keepalive")));
+        }
+        let http = self.http_backend(f, &p, &b, retries, read);
         let mut servers = Vec::new();
         match &b.servers {
             None => self.error(f, &p, "missing required key `servers`"),
@@ -89,16 +112,18 @@ impl Validator<'_> {
             origin,
             connect_set,
             listener_connect: None,
-            read_timeout,
+            http_only,
             name: name.clone(),
             plan: BackendPlan {
                 name: name.unwrap_or_default(),
                 balance,
+                hash_key,
                 send_proxy,
                 connect_timeout,
                 retries,
                 servers,
                 health,
+                http,
             },
         }
     }

@@ -9,11 +9,12 @@
 //!   backend, unless the backend sets its own, which wins (Go's rule);
 //!   nvelox has one per backend, so listeners sharing a backend must agree;
 //! - `listeners[].timeouts.read_header|read|write` are HTTP timeouts: kept
-//!   for `http`/`https` listeners (refused anyway until HTTP mode exists),
-//!   refused on `tcp`/`udp` listeners, where nvelox has nothing like them;
+//!   for `http` listeners (`read_header` and `read` both bound the request
+//!   head, the shorter wins), refused on `tcp`/`udp` listeners, where nvelox
+//!   has nothing like them;
 //! - `backends[].timeouts.connect` -> `connect_timeout`;
-//! - `backends[].timeouts.read` (wait for an HTTP response) is refused on a
-//!   backend that a `tcp`/`udp` listener uses.
+//! - `backends[].timeouts.read` (wait for an HTTP response) is kept for
+//!   HTTP, refused on a backend that a `tcp`/`udp` listener uses.
 //!
 //! `0` means "no limit" in Go Nvelox. For the HTTP timeouts that meaning is
 //! kept; for `idle` and `connect`, where nvelox needs a limit, it is refused
@@ -98,8 +99,9 @@ impl Validator<'_> {
         (!d.is_zero()).then_some(d)
     }
 
-    /// Go's listener `timeouts:`. Returns (idle, connect); the HTTP ones are
-    /// checked here and not kept (no HTTP mode yet).
+    /// Go's listener `timeouts:`. Returns (idle, connect, HTTP timeouts);
+    /// the HTTP ones (`read_header`, `read`, `write`) are kept for `http`
+    /// listeners (`http`), refused on tcp/udp ones.
     pub(super) fn listener_timeouts(
         &mut self,
         f: FileId,
@@ -107,18 +109,24 @@ impl Validator<'_> {
         t: &RawListenerTimeouts,
         http: bool,
         idle_timeout_set: bool,
-    ) -> (Option<Duration>, Option<SetAt>) {
+    ) -> (Option<Duration>, Option<SetAt>, HttpListenerTimeouts) {
         let tp = key(p, "timeouts");
-        for (name, value) in [
+        // Each written one: `None` = no limit (Go's `0`).
+        let mut written: [Option<Option<Duration>>; 3] = [None; 3];
+        for (i, (name, value)) in [
             ("read_header", &t.read_header),
             ("read", &t.read),
             ("write", &t.write),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let Some(value) = value else { continue };
             let path = key(&tp, name);
             if http {
                 // Go's meaning kept: `0` = no limit.
-                self.duration(f, &path, Some(value), Duration::ZERO, true, MAX_TIMEOUT);
+                let d = self.duration(f, &path, Some(value), Duration::ZERO, true, MAX_TIMEOUT);
+                written[i] = Some((!d.is_zero()).then_some(d));
             } else {
                 self.error(
                     f,
@@ -129,6 +137,21 @@ impl Validator<'_> {
                 );
             }
         }
+        let [read_header, read, write] = written;
+        // `read` and Go's `read_header` both bound the request head in
+        // nvelox; the shorter limit applies.
+        let head = match (read_header, read) {
+            (None, None) => Some(DEFAULT_HTTP_HEAD_TIMEOUT),
+            (Some(a), None) | (None, Some(a)) => a,
+            (Some(a), Some(b)) => match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        };
+        let http_timeouts = HttpListenerTimeouts {
+            head,
+            write: write.unwrap_or(Some(DEFAULT_HTTP_WRITE_TIMEOUT)),
+        };
         let idle = t.idle.as_ref().and_then(|v| {
             let path = key(&tp, "idle");
             if idle_timeout_set {
@@ -146,17 +169,18 @@ impl Validator<'_> {
             self.limited(f, &path, v, MAX_TIMEOUT)
                 .map(|value| SetAt { value, path })
         });
-        (idle, connect)
+        (idle, connect, http_timeouts)
     }
 
-    /// Go's backend `timeouts:`. Returns (connect, path of `read`).
+    /// Go's backend `timeouts:`. Returns (connect, `read` with its path);
+    /// `read` is `None` inside for "no limit" (Go's `0`).
     pub(super) fn backend_timeouts(
         &mut self,
         f: FileId,
         p: &str,
         t: &RawBackendTimeouts,
         connect_timeout_set: bool,
-    ) -> (Option<SetAt>, Option<String>) {
+    ) -> (Option<SetAt>, Option<(String, Option<Duration>)>) {
         let tp = key(p, "timeouts");
         let connect = t.connect.as_ref().and_then(|v| {
             let path = key(&tp, "connect");
@@ -174,8 +198,15 @@ impl Validator<'_> {
         let read = t.read.as_ref().map(|v| {
             let path = key(&tp, "read");
             // Go's meaning kept: `0` = no limit.
-            self.duration(f, &path, Some(v), Duration::ZERO, true, MAX_TIMEOUT);
-            path
+            let d = self.duration(
+                f,
+                &path,
+                Some(v),
+                DEFAULT_HTTP_RESPONSE_TIMEOUT,
+                true,
+                MAX_TIMEOUT,
+            );
+            (path, (!d.is_zero()).then_some(d))
         });
         (connect, read)
     }

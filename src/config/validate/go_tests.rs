@@ -193,15 +193,39 @@ fn http_only_timeouts_are_refused_on_tcp_and_udp() {
 }
 
 #[test]
-fn on_http_listeners_only_the_protocol_and_http_keys_are_reported() {
+fn on_http_listeners_the_http_timeouts_are_kept() {
     // Go's current timeouts file: the HTTP timeouts are kept for HTTP mode
-    // (with `0` = no limit, as in Go); only `protocol: http` is refused.
+    // (with `0` = no limit, as in Go).
     let doc = "listeners:\n  - name: web\n    bind: \"127.0.0.1:8080\"\n    protocol: http\n    backend: pool\n    timeouts:\n      read_header: 0\n      read: \"0\"\n      write: 30s\nbackends:\n  - name: pool\n    servers: [\"127.0.0.1:9001\"]\n    timeouts:\n      connect: 2s\n      read: 10s\n";
-    let errs = errors(doc);
-    assert_eq!(
-        errs,
-        vec!["go.yaml:4: listeners[0].protocol: not supported by nvelox yet: protocol: http (HTTP mode, planned)"]
-    );
+    let plan = load(doc).unwrap();
+    let http = plan.listeners[0].http.as_ref().unwrap();
+    assert_eq!(http.timeouts.head, None);
+    assert_eq!(http.timeouts.write, Some(Duration::from_secs(30)));
+    let b = &plan.backends[0];
+    assert_eq!(b.connect_timeout, Duration::from_secs(2));
+    assert_eq!(b.http.response_timeout, Some(Duration::from_secs(10)));
+
+    // read_header and read both bound the head: the shorter wins, a `0`
+    // (no limit) gives way to the other.
+    for (rh, r, head) in [
+        ("5s", "20s", Some(5)),
+        ("20s", "5s", Some(5)),
+        ("0", "7s", Some(7)),
+        ("9s", "0", Some(9)),
+    ] {
+        let d = doc
+            .replace("read_header: 0", &format!("read_header: {rh}"))
+            .replace("read: \"0\"", &format!("read: {r}"));
+        let plan = load(&d).unwrap();
+        let got = plan.listeners[0].http.as_ref().unwrap().timeouts.head;
+        assert_eq!(got, head.map(Duration::from_secs), "{rh} {r}");
+    }
+    // Go's `idle` is the keep-alive idle time of an HTTP listener.
+    let d = doc.replace("      write: 30s\n", "      idle: 75s\n");
+    let plan = load(&d).unwrap();
+    assert_eq!(plan.listeners[0].idle_timeout, Duration::from_secs(75));
+    let http = plan.listeners[0].http.as_ref().unwrap();
+    assert_eq!(http.timeouts.write, Some(Duration::from_secs(30)));
 }
 
 #[test]
@@ -265,11 +289,9 @@ backends:
 "#;
     let errs = errors(doc);
     let expected = [
-        "go.yaml:2: metrics: not supported by nvelox yet: metrics",
         "go.yaml:7: listeners[0].protocol: not supported by nvelox yet: protocol: https",
         "go.yaml:8: listeners[0].http3: not supported by nvelox: http3",
         "go.yaml:9: listeners[0].tls: not supported by nvelox yet: tls",
-        "go.yaml:12: listeners[0].routes: not supported by nvelox yet: routes",
         "go.yaml:15: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
         "go.yaml:17: listeners[0].compression: not supported by nvelox: compression",
         "go.yaml:22: backends[0].sticky_session: not supported by nvelox: sticky_session",

@@ -72,6 +72,8 @@ impl Validator<'_> {
                     ("version", raw.version.is_some()),
                     ("server", raw.server.is_some()),
                     ("logging", raw.logging.is_some()),
+                    ("metrics", raw.metrics.is_some()),
+                    ("admin", raw.admin.is_some()),
                     ("include", raw.include.is_some()),
                 ];
                 for (k, present) in extra {

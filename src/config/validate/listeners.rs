@@ -27,18 +27,29 @@ impl Validator<'_> {
                         None
                     }
                 });
-        // `http` / `https` are refused by the Go-only key scan (not yet).
+        // `https` is refused by the Go-only key scan (not yet); its keys are
+        // checked as for http.
         let later_protocol = text(l.protocol.as_ref()).is_some_and(is_later_protocol);
         let protocol = if later_protocol {
-            Protocol::Tcp
+            Protocol::Http
         } else {
             self.choice(
                 f,
                 &key(&p, "protocol"),
                 l.protocol.as_ref(),
-                &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)],
+                &[
+                    ("tcp", Protocol::Tcp),
+                    ("udp", Protocol::Udp),
+                    ("http", Protocol::Http),
+                ],
                 Protocol::Tcp,
             )
+        };
+        let http = if protocol == Protocol::Http {
+            Some(self.http_listener(f, &p, &l))
+        } else {
+            self.http_keys_on_stream_or_datagram(f, &p, &l, protocol);
+            None
         };
         let (backend_name, backend_key) = self.listener_backend(f, &p, &l);
         let zero_copy = self.flag(f, &key(&p, "zero_copy"), l.zero_copy.as_ref());
@@ -73,6 +84,7 @@ impl Validator<'_> {
         let idle_default = match protocol {
             Protocol::Tcp => DEFAULT_TCP_IDLE_TIMEOUT,
             Protocol::Udp => DEFAULT_UDP_IDLE_TIMEOUT,
+            Protocol::Http => DEFAULT_HTTP_IDLE_TIMEOUT,
         };
         let mut idle_timeout = self.duration(
             f,
@@ -83,11 +95,16 @@ impl Validator<'_> {
             MAX_IDLE_TIMEOUT,
         );
         let mut connect = None;
+        let mut http_timeouts = HttpListenerTimeouts {
+            head: Some(DEFAULT_HTTP_HEAD_TIMEOUT),
+            write: Some(DEFAULT_HTTP_WRITE_TIMEOUT),
+        };
         if let Some(t) = &l.timeouts {
-            let (idle, c) =
-                self.listener_timeouts(f, &p, t, later_protocol, l.idle_timeout.is_some());
+            let is_http = protocol == Protocol::Http;
+            let (idle, c, h) = self.listener_timeouts(f, &p, t, is_http, l.idle_timeout.is_some());
             idle_timeout = idle.unwrap_or(idle_timeout);
             connect = c;
+            http_timeouts = h;
         }
         let max_connections = self
             .number(
@@ -105,6 +122,8 @@ impl Validator<'_> {
             bind,
             protocol,
             later_protocol,
+            http,
+            http_timeouts,
             backend_name,
             backend_key,
             connect,
@@ -139,14 +158,13 @@ impl Validator<'_> {
             let Some(bind) = &l.bind else { continue };
             for earlier in &drafts[..i] {
                 let Some(other) = &earlier.bind else { continue };
-                // http/https listeners may share a bind in Go (name-based
-                // virtual hosts); they are refused anyway, so say nothing.
+                // https listeners may share a bind in Go (name-based virtual
+                // hosts); they are refused anyway, so say nothing. tcp and
+                // http both bind stream sockets.
                 let either_later = l.later_protocol || earlier.later_protocol;
-                if !either_later && earlier.protocol == l.protocol && bind.overlaps(other) {
-                    let proto = match l.protocol {
-                        Protocol::Tcp => "tcp",
-                        Protocol::Udp => "udp",
-                    };
+                let same_kind = earlier.protocol.is_stream() == l.protocol.is_stream();
+                if !either_later && same_kind && bind.overlaps(other) {
+                    let proto = earlier.protocol.name();
                     let who = match &earlier.name {
                         Some(n) => format!("{proto} listener {n:?}"),
                         None => format!("the {proto} listener"),
@@ -161,10 +179,11 @@ impl Validator<'_> {
         }
     }
 
-    /// Resolves each listener's backend name to an index and builds the
-    /// listener plans; applies a listener's Go `timeouts.connect` to its
-    /// backend; refuses Go's HTTP-only backend `timeouts.read` on a backend
-    /// that a tcp or udp listener uses.
+    /// Resolves each listener's backend names (its `backend`, its routes')
+    /// to indexes and builds the listener plans; applies a listener's Go
+    /// `timeouts.connect` to its backend; refuses HTTP-only backend keys
+    /// (`timeouts.read`, `retry`, `keepalive`) on a backend that a tcp or
+    /// udp listener uses.
     pub(super) fn link(
         &mut self,
         drafts: Vec<ListenerDraft>,
@@ -172,49 +191,67 @@ impl Validator<'_> {
         by_name: &HashMap<String, usize>,
     ) -> Vec<ListenerPlan> {
         let mut plans = Vec::with_capacity(drafts.len());
-        let mut read_refused = vec![false; backends.len()];
+        let mut http_only_refused = vec![false; backends.len()];
         for l in drafts {
-            let Some(name) = l.backend_name.as_deref() else {
+            let default = match l.backend_name.as_deref() {
+                Some(name) => {
+                    let path = key(&l.origin.path, l.backend_key);
+                    match self.backend_index(l.origin.file, &path, name, by_name) {
+                        Some(b) => Some(b),
+                        None => continue,
+                    }
+                }
+                None => None,
+            };
+            let mut routes = Vec::new();
+            let mut routes_ok = true;
+            for r in l.http.iter().flat_map(|h| &h.routes) {
+                match self.backend_index(l.origin.file, &r.path, &r.backend, by_name) {
+                    Some(b) => routes.push(RoutePlan {
+                        host: r.host.clone(),
+                        path_prefix: r.path_prefix.clone(),
+                        backend: BackendId(b),
+                    }),
+                    None => routes_ok = false,
+                }
+            }
+            // A listener without `backend` has routes (else `backend` was
+            // required): connect timeouts go to its default backend only.
+            let Some(backend) = default.or(routes.first().map(|r| r.backend.0)) else {
                 continue;
             };
-            let path = key(&l.origin.path, l.backend_key);
-            let Some(&backend) = by_name.get(name) else {
-                let mut known: Vec<&str> = by_name.keys().map(String::as_str).collect();
-                known.sort_unstable();
-                let known = if known.is_empty() {
-                    "no backends are defined".to_string()
-                } else {
-                    format!("defined backends: {}", known.join(", "))
-                };
-                self.error(
-                    l.origin.file,
-                    &path,
-                    format!("unknown backend {name:?} ({known})"),
-                );
-                continue;
-            };
-            if let Some(c) = &l.connect {
-                self.listener_connect(&l, c, &mut backends[backend]);
+            if let (Some(c), Some(d)) = (&l.connect, default) {
+                self.listener_connect(&l, c, &mut backends[d]);
             }
-            if l.later_protocol {
+            if l.later_protocol || !routes_ok {
                 continue;
             }
-            let b = &backends[backend];
-            if let (Some(read), false) = (&b.read_timeout, read_refused[backend]) {
-                read_refused[backend] = true;
-                let (file, read) = (b.origin.file, read.clone());
+            if l.protocol != Protocol::Http && !http_only_refused[backend] {
+                http_only_refused[backend] = true;
+                let b = &backends[backend];
+                let file = b.origin.file;
+                let keys = b.http_only.clone();
                 let who = l.name.as_deref().unwrap_or("?");
-                self.error(
-                    file,
-                    &read,
-                    format!(
-                        "not supported by nvelox: timeouts.read on a backend that {} listener {who:?} uses (the wait for an HTTP response: Go Nvelox ignores it for tcp/udp too, so remove it; the relay's timeout is the listener's idle_timeout)",
-                        proto_name(l.protocol)
-                    ),
-                );
+                for (name, path) in keys {
+                    self.error(
+                        file,
+                        &path,
+                        format!(
+                            "not supported by nvelox: {name} on a backend that {} listener {who:?} uses (an HTTP setting, meaningless for tcp/udp: remove it{})",
+                            l.protocol.name(),
+                            match name {
+                                "timeouts.read" => "; the relay's timeout is the listener's idle_timeout",
+                                "retry" => "; tcp connects are retried by `retries`",
+                                _ => "",
+                            }
+                        ),
+                    );
+                }
             }
             let b = &backends[backend].plan;
             if l.protocol == Protocol::Udp && b.send_proxy == Some(ProxyVersion::V1) {
+                let path = key(&l.origin.path, l.backend_key);
+                let name = &b.name;
                 self.error(
                     l.origin.file,
                     &path,
@@ -223,6 +260,14 @@ impl Validator<'_> {
                     ),
                 );
             }
+            let http = l.http.map(|h| HttpListenerPlan {
+                default_backend: default.map(BackendId),
+                routes,
+                edits: h.edits,
+                timeouts: l.http_timeouts,
+                max_header_size: h.max_header_size,
+                max_body_size: h.max_body_size,
+            });
             if let (Some(bind), Some(name)) = (l.bind, l.name) {
                 plans.push(ListenerPlan {
                     name,
@@ -234,16 +279,33 @@ impl Validator<'_> {
                     idle_timeout: l.idle_timeout,
                     max_connections: l.max_connections,
                     reuseport: l.reuseport,
+                    http,
                 });
             }
         }
         plans
     }
-}
 
-fn proto_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
+    /// The index of backend `name`, or an error at `path` listing the
+    /// defined ones.
+    fn backend_index(
+        &mut self,
+        file: FileId,
+        path: &str,
+        name: &str,
+        by_name: &HashMap<String, usize>,
+    ) -> Option<usize> {
+        if let Some(&b) = by_name.get(name) {
+            return Some(b);
+        }
+        let mut known: Vec<&str> = by_name.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        let known = if known.is_empty() {
+            "no backends are defined".to_string()
+        } else {
+            format!("defined backends: {}", known.join(", "))
+        };
+        self.error(file, path, format!("unknown backend {name:?} ({known})"));
+        None
     }
 }

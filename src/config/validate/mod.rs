@@ -9,7 +9,8 @@
 //! list, line lookup) and the whole-document pass (`check`: sections, then
 //! cross-references). Each section's keys are checked in its own file:
 //! `scalars` (numbers, durations, flags, choices), `includes`, `server`
-//! (`server:` and `logging:`), `listeners`, `backends`, `health`.
+//! (`server:` and `logging:`), `listeners`, `backends`, `health`, `http`
+//! (HTTP-mode keys), `go` (Go Nvelox's aliases and `timeouts` blocks).
 //!
 //! Errors are collected, not returned at the first one: an operator fixing a
 //! file wants the whole list. Each carries the file, the YAML path and the
@@ -19,8 +20,10 @@
 mod backends;
 mod go;
 mod health;
+mod http;
 mod includes;
 mod listeners;
+mod observe;
 mod scalars;
 mod server;
 
@@ -41,6 +44,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP: the keep-alive idle time between two requests.
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RETRIES: u32 = 3;
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -156,9 +161,12 @@ struct ListenerDraft {
     name: Option<String>,
     bind: Option<BindSpec>,
     protocol: Protocol,
-    /// `protocol: http` / `https`: refused (compat); TCP/UDP-only checks
-    /// (overlapping binds) are skipped for it.
+    /// `protocol: https`: refused (compat); its keys are checked as for
+    /// http, overlapping binds are not, and it gets no plan.
     later_protocol: bool,
+    /// `Some` for http (and https) listeners.
+    http: Option<http::HttpDraft>,
+    http_timeouts: HttpListenerTimeouts,
     backend_name: Option<String>,
     /// `backend`, or the deprecated `default_backend`: where errors about
     /// the name point.
@@ -182,8 +190,9 @@ struct BackendDraft {
     connect_set: Option<(go::SetAt, Origin)>,
     /// The first listener `timeouts.connect` applied to this backend.
     listener_connect: Option<(go::SetAt, Origin)>,
-    /// Path of Go's `timeouts.read` (HTTP only), if written.
-    read_timeout: Option<String>,
+    /// HTTP-only keys written (`timeouts.read`, `retry`, `keepalive`): name
+    /// and path, refused when a tcp or udp listener uses the backend.
+    http_only: Vec<(&'static str, String)>,
 }
 
 fn key(parent: &str, k: &str) -> String {
@@ -298,6 +307,9 @@ impl Validator<'_> {
         }
         let server = self.server(main, raw.server.take().unwrap_or_default());
         let logging = self.logging(main, raw.logging.take().unwrap_or_default());
+        let metrics = raw.metrics.take().and_then(|m| self.metrics(main, m));
+        let admin = raw.admin.take().and_then(|a| self.admin(main, a));
+        self.shared_bind(main, metrics.as_ref(), admin.as_ref());
 
         let mut backend_drafts: Vec<BackendDraft> = backends
             .into_iter()
@@ -319,6 +331,8 @@ impl Validator<'_> {
             logging,
             listeners: plan_listeners,
             backends: backend_drafts.into_iter().map(|b| b.plan).collect(),
+            metrics,
+            admin,
             // Filled in, sorted, by `load_str_with`.
             warnings: Vec::new(),
         })

@@ -243,6 +243,36 @@ fn send_proxy_forms() {
 }
 
 #[test]
+fn maglev_and_hash_key() {
+    let with = |extra: &str| {
+        let doc = MINIMAL.replace(
+            "  - name: pool\n",
+            &format!("  - name: pool\n    {extra}\n"),
+        );
+        load(&doc)
+    };
+    let plan = load(MINIMAL).unwrap();
+    assert_eq!(plan.backends[0].hash_key, HashKey::Ip);
+    let b = &with("balance: maglev").unwrap().backends[0];
+    assert_eq!((b.balance, b.hash_key), (BalanceKind::Maglev, HashKey::Ip));
+    let b = &with("balance: maglev\n    hash_key: ip_port")
+        .unwrap()
+        .backends[0];
+    assert_eq!(
+        (b.balance, b.hash_key),
+        (BalanceKind::Maglev, HashKey::IpPort)
+    );
+    let errs = with("balance: maglev\n    hash_key: port")
+        .unwrap_err()
+        .errors;
+    has(&errs, "backends[0].hash_key", 9, "unknown value \"port\"");
+    let errs = with("balance: source_hash\n    hash_key: ip")
+        .unwrap_err()
+        .errors;
+    has(&errs, "backends[0].hash_key", 9, "balance: maglev");
+}
+
+#[test]
 fn many_errors_are_all_reported_with_path_and_line() {
     let doc = r#"version: "3"
 server:

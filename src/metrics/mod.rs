@@ -1,0 +1,165 @@
+//! Counters and the Prometheus text exposition (format 0.0.4).
+//!
+//! Owns: the per-loop counter cells ([`PerLoop`]) that the TCP and UDP
+//! proxies and the health checker bump on the data path, the process-wide
+//! counters written off the data path (reloads), and (in `expo.rs`,
+//! `process.rs`) turning a [`Runtime`](crate::runtime::Runtime) into text.
+//!
+//! Does not own: serving the text over HTTP (`admin/`), or the shared
+//! gauges that already exist for other reasons (open connections per
+//! listener and per server, health state): a scrape reads those where they
+//! live.
+//!
+//! # No shared writes on the data path
+//!
+//! Every counter has one cache-line-aligned cell per event loop, and only
+//! that loop writes it (a connection stays on the loop that accepted it; the
+//! health checker runs on loop 0). A single writer needs no read-modify-write:
+//! the loop does a `Relaxed` load and a `Relaxed` store (two plain `mov`s on
+//! x86-64, no `lock` prefix), and no other loop ever touches the line. A
+//! scrape sums the cells with `Relaxed` loads: each cell is exact, the sum
+//! is a snapshot that may be a few events behind, as Prometheus expects.
+
+pub mod expo;
+pub mod process;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One loop's counters of one object; 128-byte aligned so two loops'
+/// cells never share a cache line (nor an adjacent-line prefetch pair).
+#[repr(align(128))]
+struct Cell<const N: usize>([AtomicU64; N]);
+
+/// `N` counters of one object (a listener, a server), one cell per loop.
+pub struct PerLoop<const N: usize> {
+    cells: Box<[Cell<N>]>,
+}
+
+impl<const N: usize> PerLoop<N> {
+    pub fn new(loops: usize) -> PerLoop<N> {
+        PerLoop {
+            cells: (0..loops.max(1))
+                .map(|_| Cell(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+
+    /// Adds `n` to counter `c` of loop `lp`. Only loop `lp` may call this
+    /// for its cell: load + store is not atomic against a second writer.
+    #[inline]
+    pub fn add(&self, lp: usize, c: usize, n: u64) {
+        let cell = &self.cells[lp % self.cells.len()];
+        if let Some(a) = cell.0.get(c) {
+            a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        }
+    }
+
+    /// Counter `c` summed over every loop.
+    pub fn sum(&self, c: usize) -> u64 {
+        self.cells
+            .iter()
+            .filter_map(|cell| cell.0.get(c))
+            .fold(0u64, |acc, a| acc.wrapping_add(a.load(Ordering::Relaxed)))
+    }
+}
+
+/// Counters of one listener (all its ports and sockets together).
+pub mod listener {
+    /// TCP connections accepted (UDP: sessions opened).
+    pub const CONNECTIONS: usize = 0;
+    /// Bytes from clients (TCP: relayed to servers; UDP: datagram payloads).
+    pub const BYTES_IN: usize = 1;
+    /// Bytes to clients.
+    pub const BYTES_OUT: usize = 2;
+    /// Connections that ended without reaching a server.
+    pub const CONNECTION_ERRORS: usize = 3;
+    pub const DATAGRAMS_IN: usize = 4;
+    pub const DATAGRAMS_OUT: usize = 5;
+    /// Datagrams dropped, by reason (`DROP_REASONS`), from this index on.
+    pub const DROPS: usize = 6;
+    pub const COUNT: usize = DROPS + super::DROP_REASONS.len();
+}
+
+/// Why a UDP datagram was dropped: the `reason` label values, in counter order.
+pub const DROP_REASONS: [&str; 8] = [
+    "truncated",
+    "bad_proxy_header",
+    "session_limit",
+    "fd_limit",
+    "no_server",
+    "socket_error",
+    "shutting_down",
+    "send_error",
+];
+
+/// Index of a drop reason in [`DROP_REASONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    Truncated = 0,
+    BadProxyHeader = 1,
+    SessionLimit = 2,
+    FdLimit = 3,
+    NoServer = 4,
+    SocketError = 5,
+    ShuttingDown = 6,
+    SendError = 7,
+}
+
+/// Counters of one server.
+pub mod server {
+    /// Connections (UDP: sessions) handed to the server.
+    pub const CONNECTIONS: usize = 0;
+    pub const BYTES_IN: usize = 1;
+    pub const BYTES_OUT: usize = 2;
+    /// Connect failures, connect timeouts, resets before any byte.
+    pub const CONNECTION_ERRORS: usize = 3;
+    /// Failed attempts on this server that were retried on another one.
+    pub const RETRIES: usize = 4;
+    pub const DATAGRAMS_IN: usize = 5;
+    pub const DATAGRAMS_OUT: usize = 6;
+    /// Active health checks by result (written by loop 0 only).
+    pub const CHECKS_OK: usize = 7;
+    pub const CHECKS_FAILED: usize = 8;
+    pub const COUNT: usize = 9;
+}
+
+pub type ListenerStats = PerLoop<{ listener::COUNT }>;
+pub type ServerStats = PerLoop<{ server::COUNT }>;
+
+/// Reloads by result: written by the main thread only (SIGHUP), never
+/// on the data path.
+pub static RELOADS_OK: AtomicU64 = AtomicU64::new(0);
+pub static RELOADS_FAILED: AtomicU64 = AtomicU64::new(0);
+
+pub fn count_reload(ok: bool) {
+    let c = if ok { &RELOADS_OK } else { &RELOADS_FAILED };
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_loop_has_its_own_line_and_a_scrape_sums_them() {
+        let s = ListenerStats::new(3);
+        s.add(0, listener::BYTES_IN, 5);
+        s.add(2, listener::BYTES_IN, 7);
+        s.add(2, listener::DROPS + Drop::NoServer as usize, 1);
+        assert_eq!(s.sum(listener::BYTES_IN), 12);
+        assert_eq!(s.sum(listener::DROPS + Drop::NoServer as usize), 1);
+        assert_eq!(s.sum(listener::CONNECTIONS), 0);
+        assert_eq!(std::mem::align_of::<Cell<{ listener::COUNT }>>(), 128);
+        let a = &s.cells[0] as *const _ as usize;
+        let b = &s.cells[1] as *const _ as usize;
+        assert!(b - a >= 128, "cells of two loops share a cache line");
+    }
+
+    #[test]
+    fn a_loop_index_beyond_the_cells_and_a_bad_counter_are_harmless() {
+        let s = ServerStats::new(2);
+        s.add(5, server::CONNECTIONS, 1);
+        s.add(0, 99, 1);
+        assert_eq!(s.sum(server::CONNECTIONS), 1);
+    }
+}
