@@ -4,6 +4,8 @@
 #   bench/run.sh            full run (about 6-10 minutes), writes docs/benchmarks.md
 #   bench/run.sh --quick    short durations and fewer connections, for development
 #   bench/run.sh --only 1,4 --quick   only some sections (see bench/bench.py --help)
+#   bench/run.sh --acl      accept cost with a 100,000-entry ip_denylist vs none
+#                           (bench/acl_accept.py; nvelox only, nothing installed)
 #
 # Installs HAProxy, nginx with the stream module, iperf3 and wrk from Debian
 # when missing (needs root), builds `target/release/nvelox` (a no-op when it
@@ -11,6 +13,12 @@
 # `cargo test`; needs 2 cores (proxies on core 1, load on core 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--acl" ]; then
+    shift
+    cargo build --release --bin nvelox
+    exec python3 bench/acl_accept.py "$@"
+fi
 
 need=()
 command -v haproxy >/dev/null || need+=(haproxy)

@@ -11,6 +11,7 @@
 
 use reactor::Handler;
 
+use crate::http_proxy::HttpId;
 use crate::udp::flow_table::{FlowId, UdpSlot};
 
 /// Index of a TCP connection in its loop's table.
@@ -45,6 +46,12 @@ pub enum Tag {
     AdminListener(usize),
     /// An admin/metrics HTTP connection (loop 0 only).
     AdminConn(AdminConnId),
+    /// An HTTP listener's client connection.
+    HttpClient(HttpId),
+    /// The server connection of an HTTP client's request in flight.
+    HttpUpstream(HttpId),
+    /// An idle upstream connection in the HTTP keep-alive pool.
+    HttpPooled,
 }
 
 /// Timers of this loop.
@@ -66,6 +73,8 @@ pub enum Timer {
     ProbeTimeout(ProbeId),
     /// An admin/metrics connection ran out of time.
     AdminDeadline(AdminConnId),
+    /// An HTTP connection's next deadline (head, idle, connect, response).
+    HttpDeadline(HttpId),
 }
 
 /// Any handler whose tokens are [`Tag`]s and whose timers are [`Timer`]s:

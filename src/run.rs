@@ -32,29 +32,8 @@ use privileges::{drop_privileges, PidFile, PidFileError, PrivilegeError};
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_STARTUP: i32 = 2;
 
-/// Exit code when the plan needs something this binary lacks.
-pub const EXIT_NOT_BUILT: i32 = 1;
-
-/// Why this binary cannot run `plan`: a `protocol: http` listener, until the
-/// HTTP event-loop side exists (the configuration already loads, so
-/// `--check` passes; running it as plain TCP would be wrong).
-pub fn missing_feature(plan: &Plan) -> Option<String> {
-    let l = plan
-        .listeners
-        .iter()
-        .find(|l| l.protocol == Protocol::Http)?;
-    Some(format!(
-        "HTTP mode is not built into this binary yet (listener {:?} has protocol: http)",
-        l.name
-    ))
-}
-
 /// Runs the balancer until SIGTERM/SIGINT. `config_path` is kept for reload.
 pub fn run(plan: Plan, config_path: &Path) -> i32 {
-    if let Some(why) = missing_feature(&plan) {
-        eprintln!("nvelox: {why}");
-        return EXIT_NOT_BUILT;
-    }
     // Before any thread exists (the access-log writer is the first): every
     // thread inherits the mask, so these signals only ever reach sigtimedwait.
     if let Err(e) = handled_signals().thread_block() {
@@ -359,7 +338,7 @@ fn bind_listeners(
             ..BindOptions::default()
         };
         match l.protocol {
-            Protocol::Tcp => spread(
+            Protocol::Tcp | Protocol::Http => spread(
                 l,
                 workers,
                 next,
@@ -372,8 +351,6 @@ fn bind_listeners(
                     sock,
                 },
             )?,
-            // Refused by `missing_feature` before anything is bound.
-            Protocol::Http => continue,
             Protocol::Udp => spread(
                 l,
                 workers,
@@ -414,10 +391,6 @@ fn reload(
             return None;
         }
     };
-    if let Some(why) = missing_feature(&plan) {
-        log::error!("reload refused, the running configuration stays in force: {why}");
-        return None;
-    }
     for w in &plan.warnings {
         log::warn!("{w}");
     }

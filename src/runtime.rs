@@ -1,12 +1,13 @@
 //! State shared by every event loop of one running configuration: the plan,
-//! the backends (balancers, counts, health) and the connection counters
-//! behind `max_connections`.
+//! the backends (balancers, counts, health), the connection counters
+//! behind `max_connections` and each listener's access-control state.
 //!
 //! Does not own the process fd budget or warning rate limits (`limits.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::acl::ListenerAccess;
 use crate::backend_rt::BackendRt;
 use crate::config::{BackendId, ListenerId, Plan};
 use crate::metrics::ListenerStats;
@@ -22,6 +23,10 @@ pub struct Runtime {
     /// Per listener plan (all its ports and reuseport sockets together),
     /// indexed by `ListenerId`; carried over for listeners a reload kept.
     pub listener_active: Vec<Arc<AtomicUsize>>,
+    /// Per listener plan: its rate bucket, per-client table and refusal
+    /// counts; carried over for listeners a reload kept (the rules
+    /// themselves are read from `plan` at each check).
+    pub access: Vec<Arc<ListenerAccess>>,
     /// Per listener, indexed by `ListenerId`: per-loop counters, carried
     /// over for listeners a reload kept.
     pub listener_stats: Vec<Arc<ListenerStats>>,
@@ -56,11 +61,17 @@ impl Runtime {
             .iter()
             .map(|_| Arc::new(AtomicUsize::new(0)))
             .collect();
+        let access = plan
+            .listeners
+            .iter()
+            .map(|_| Arc::new(ListenerAccess::new(plan.server.max_tracked_sources)))
+            .collect();
         Runtime {
             plan,
             backends,
             active: Arc::new(AtomicUsize::new(0)),
             listener_active,
+            access,
             listener_stats,
         }
     }
@@ -77,6 +88,9 @@ impl Runtime {
             if let (Some(n), Some(counter)) = (n, old.listener_active.get(o)) {
                 fresh.listener_active[n.0] = Arc::clone(counter);
             }
+            if let (Some(n), Some(access)) = (n, old.access.get(o)) {
+                fresh.access[n.0] = Arc::clone(access);
+            }
             if let (Some(n), Some(stats)) = (n, old.listener_stats.get(o)) {
                 fresh.listener_stats[n.0] = Arc::clone(stats);
             }
@@ -92,6 +106,11 @@ impl Runtime {
             }
         }
         fresh
+    }
+
+    /// The access-control state of listener `l`.
+    pub fn access(&self, l: ListenerId) -> &ListenerAccess {
+        &self.access[l.0]
     }
 
     /// The running backend `id` (balancer, counts, health).

@@ -97,6 +97,9 @@ impl Handler for Worker {
             Some(Tag::Probe(id)) => self.health.on_ready(ctx, id, ready),
             Some(Tag::AdminListener(i)) => self.admin.on_listener_ready(ctx, i, token),
             Some(Tag::AdminConn(id)) => self.admin.on_conn_ready(ctx, id, ready),
+            Some(Tag::HttpClient(id)) => self.tcp.on_http_client_ready(ctx, id, ready),
+            Some(Tag::HttpUpstream(id)) => self.tcp.on_http_upstream_ready(ctx, id, ready),
+            Some(Tag::HttpPooled) => self.tcp.http.on_pooled_ready(ctx, token),
             None => {}
         }
         Action::Continue
@@ -111,6 +114,7 @@ impl Handler for Worker {
             Timer::ProbeDue(id) => self.health.on_due(ctx, id),
             Timer::ProbeTimeout(id) => self.health.on_timeout(ctx, id),
             Timer::AdminDeadline(id) => self.admin.on_deadline(ctx, id),
+            Timer::HttpDeadline(id) => self.tcp.on_http_timer(ctx, id),
             Timer::DrainDeadline => {
                 self.tcp.close_all(ctx);
                 self.udp.close_all(ctx, "shutdown");

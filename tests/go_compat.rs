@@ -39,10 +39,12 @@ const PASSING: &[&str] = &[
 const PASSING_HTTP: &[&str] = &[
     "02-load-balancing",
     "03-health-checks",
+    "04-rate-limiting",
     "08-host-routing",
     "09-path-routing",
     "12-header-manipulation",
     "14-retries-failover",
+    "18-ip-allowlist-denylist",
     "19-body-size-limit",
     "21-metrics-prometheus",
     "22-admin-api",
@@ -52,13 +54,6 @@ const PASSING_HTTP: &[&str] = &[
 /// Every other file: each refused key, as `LINE: PATH: message` (the text
 /// in parentheses after the key is left out).
 const REFUSED: &[(&str, &[&str])] = &[
-    (
-        "04-rate-limiting",
-        &[
-            "11: listeners[0].rate_limit: not supported by nvelox yet: rate_limit",
-            "14: listeners[0].ip_rate_limit: not supported by nvelox yet: ip_rate_limit",
-        ],
-    ),
     (
         "05-tls-termination",
         &["11: listeners[0].tls: not supported by nvelox yet: tls"],
@@ -110,10 +105,6 @@ const REFUSED: &[(&str, &[&str])] = &[
         &["11: listeners[0].acl: not supported by nvelox: acl"],
     ),
     (
-        "18-ip-allowlist-denylist",
-        &["11: listeners[0].ip_allowlist: not supported by nvelox yet: ip_allowlist"],
-    ),
-    (
         "20-circuit-breaker",
         &["16: backends[0].circuit_breaker: not supported by nvelox: circuit_breaker"],
     ),
@@ -128,7 +119,6 @@ const REFUSED: &[(&str, &[&str])] = &[
             "39: listeners[1].protocol: not supported by nvelox yet: protocol: https",
             "41: listeners[1].tls: not supported by nvelox yet: tls",
             "44: listeners[1].compression: not supported by nvelox: compression",
-            "46: listeners[1].ip_rate_limit: not supported by nvelox yet: ip_rate_limit",
             "82: backends[0].sticky_session: not supported by nvelox: sticky_session",
             "89: backends[1].max_connections: not supported by nvelox: max_connections",
             "95: backends[1].circuit_breaker: not supported by nvelox: circuit_breaker",
@@ -410,17 +400,41 @@ fn smoke_27_udp_proxy_answers_each_client() {
     }
 }
 
-/// Until the HTTP event-loop side exists, an HTTP file passes `--check`
-/// but start-up refuses it (never runs it as plain TCP).
+/// An HTTP file of Go Nvelox runs: requests balanced over its servers.
 #[test]
-fn http_files_are_refused_at_start_until_http_mode_is_built() {
-    for name in PASSING_HTTP {
-        let path = corpus().join(format!("{name}.yaml"));
-        let (code, out, err) = run_bin(&["-c", path.to_str().unwrap()]);
-        assert_eq!(code, 1, "{name}: {out}{err}");
-        assert!(
-            err.contains("nvelox: HTTP mode is not built into this binary yet (listener"),
-            "{name}: {err}"
-        );
+fn smoke_02_load_balancing_runs_http() {
+    let servers: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.local_addr().unwrap()).collect();
+    for (i, l) in servers.into_iter().enumerate() {
+        thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let body = format!("server {i}");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
     }
+    let port = free_port();
+    let yaml = modelled("02-load-balancing")
+        .replace("127.0.0.1:19000", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:18081", &addrs[0].to_string())
+        .replace("127.0.0.1:18082", &addrs[1].to_string())
+        .replace("127.0.0.1:18083", &addrs[2].to_string());
+    let _n = Nvelox::start(&yaml);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    c.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.contains("server "), "{got}");
 }

@@ -660,3 +660,72 @@ backends:
     );
     let _ = b.accepted.load(Ordering::Relaxed);
 }
+
+#[test]
+fn operator_changes_survive_a_reload_for_servers_that_remain() {
+    let (a, b, c) = (
+        Backend::start(Mode::NamedEcho("a")),
+        Backend::start(Mode::NamedEcho("b")),
+        Backend::start(Mode::NamedEcho("c")),
+    );
+    let (port, aport) = (free_port(), free_port());
+    let conf = |servers: &str| {
+        format!(
+            r#"
+admin: {{ enabled: true, bind: "127.0.0.1:{aport}" }}
+listeners:
+  - {{ name: l, bind: "127.0.0.1:{port}", backend: pair }}
+backends:
+  - name: pair
+    servers: [{servers}]
+"#
+        )
+    };
+    let (sa, sb, sc) = (
+        format!("127.0.0.1:{}", a.port()),
+        format!("127.0.0.1:{}", b.port()),
+        format!("127.0.0.1:{}", c.port()),
+    );
+    let n = Nvelox::start(&conf(&format!("\"{sa}\", \"{sb}\"")));
+    let admin: SocketAddr = format!("127.0.0.1:{aport}").parse().unwrap();
+    assert_eq!(
+        post(
+            admin,
+            &format!("/api/v1/backends/pair/drain?server={sa}"),
+            ""
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        post(
+            admin,
+            &format!("/api/v1/backends/pair/weight?server={sb}&value=7"),
+            ""
+        )
+        .0,
+        200
+    );
+    // The backend changes (a server is added): a new running backend
+    // takes over the remaining servers' state.
+    std::fs::write(
+        n.dir.path("nvelox.yaml"),
+        conf(&format!("\"{sa}\", \"{sb}\", \"{sc}\"")),
+    )
+    .unwrap();
+    n.signal(libc::SIGHUP);
+    n.wait_for_line("configuration reloaded", WAIT);
+    let (_, body) = get(admin, "/api/v1/backends", None);
+    assert!(
+        body.contains(&format!("\"address\":\"{sa}\",\"state\":\"draining\"")),
+        "{body}"
+    );
+    assert!(body.contains(&format!("\"address\":\"{sb}\",\"state\":\"up\",\"health\":\"up\",\"admin\":\"ready\",\"weight\":7")), "{body}");
+    assert!(
+        body.contains(&format!("\"address\":\"{sc}\",\"state\":\"up\"")),
+        "{body}"
+    );
+    for _ in 0..10 {
+        assert_ne!(which(port), "a", "still drained after the reload");
+    }
+}

@@ -49,28 +49,8 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
         Support::Later("SNI passthrough routing"),
     ),
     (
-        "listeners[].ip_allowlist",
-        Support::Later("client address allow list"),
-    ),
-    (
-        "listeners[].ip_denylist",
-        Support::Later("client address deny list"),
-    ),
-    (
-        "listeners[].rate_limit",
-        Support::Later("connection rate limit"),
-    ),
-    (
-        "listeners[].ip_rate_limit",
-        Support::Later("per-client rate limit"),
-    ),
-    (
-        "listeners[].max_connections_per_ip",
-        Support::Later("per-client connection limit"),
-    ),
-    (
         "listeners[].acl",
-        Support::Never("ACL rules; nvelox will have ip_allowlist / ip_denylist"),
+        Support::Never("ACL rules; nvelox has ip_allowlist / ip_denylist"),
     ),
     (
         "listeners[].trusted_proxies",
@@ -256,8 +236,16 @@ fn walk(v: &Value, path: &str, pattern: &str, out: &mut Vec<Finding>) {
             }
         }
         Value::Sequence(items) => {
+            // Keys live in maps: a list of scalars (a 100,000-entry
+            // `ip_denylist`) has nothing to find, so no paths are built.
+            let pat = format!("{pattern}[]");
             for (i, child) in items.iter().enumerate() {
-                walk(child, &format!("{path}[{i}]"), &format!("{pattern}[]"), out);
+                if matches!(
+                    child,
+                    Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_)
+                ) {
+                    walk(child, &format!("{path}[{i}]"), &pat, out);
+                }
             }
         }
         Value::Tagged(t) => walk(&t.value, path, pattern, out),

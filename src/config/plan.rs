@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::acl::{AccessPlan, IpSet, Rate};
 pub use crate::http::editor::{EditOptions, HeaderEdits};
 pub use crate::http::retry::RetryPolicy;
 pub use reactor::bind::{BindHost, BindSpec};
@@ -76,6 +77,9 @@ pub struct ServerSettings {
     /// Across all listeners.
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
+    /// Capacity of each listener's per-client table (`ip_rate_limit`,
+    /// `max_connections_per_ip`), least recently seen evicted. Default 65,536.
+    pub max_tracked_sources: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -186,6 +190,9 @@ pub struct ListenerPlan {
     pub reuseport: bool,
     /// `Some` exactly when `protocol` is [`Protocol::Http`].
     pub http: Option<HttpListenerPlan>,
+    /// `ip_allowlist`, `ip_denylist`, `rate_limit`, `ip_rate_limit`,
+    /// `max_connections_per_ip`.
+    pub access: AccessPlan,
 }
 
 /// Default `max_header_size`: 16 KiB for the whole request head.

@@ -113,6 +113,7 @@ pub struct RawServerSettings {
     pub workers: Option<Text>,
     pub max_connections: Option<Text>,
     pub shutdown_timeout: Option<Text>,
+    pub max_tracked_sources: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,14 +185,15 @@ pub struct RawListener {
     pub forwarded_for: Option<Text>,
     pub max_header_size: Option<Text>,
     pub max_body_size: Option<Text>,
+    // Access control and abuse limits (every protocol).
+    pub ip_allowlist: Option<Vec<Text>>,
+    pub ip_denylist: Option<Vec<Text>>,
+    pub rate_limit: Option<RawRate>,
+    pub ip_rate_limit: Option<RawRate>,
+    pub max_connections_per_ip: Option<Text>,
     // Go Nvelox only (reported by `compat`).
     pub tls: Option<GoOnly>,
     pub sni_routes: Option<GoOnly>,
-    pub ip_allowlist: Option<GoOnly>,
-    pub ip_denylist: Option<GoOnly>,
-    pub rate_limit: Option<GoOnly>,
-    pub ip_rate_limit: Option<GoOnly>,
-    pub max_connections_per_ip: Option<GoOnly>,
     pub acl: Option<GoOnly>,
     pub trusted_proxies: Option<GoOnly>,
     pub accept_proxy_from: Option<GoOnly>,
@@ -283,6 +285,16 @@ impl<'de> Deserialize<'de> for HeaderMap {
         }
         d.deserialize_map(V)
     }
+}
+
+/// `rate_limit` / `ip_rate_limit`: `{connections_per_second |
+/// requests_per_second, burst}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    pub connections_per_second: Option<Text>,
+    pub requests_per_second: Option<Text>,
+    pub burst: Option<Text>,
 }
 
 /// `backends[].retry` (HTTP): `attempts` including the first, `on` a

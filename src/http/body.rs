@@ -150,7 +150,8 @@ impl ChunkedDecoder {
 
     /// Reads framing bytes up to and including the next run of payload
     /// data in `input`. Consumes at least one byte of a non-empty input
-    /// unless the body is already done.
+    /// unless the body is already done; an error is returned only when the
+    /// bad byte is the first one (else the bytes before it come first).
     pub fn next_piece(&mut self, input: &[u8]) -> Result<Piece, BodyError> {
         let mut pos = 0;
         while pos < input.len() {
@@ -171,7 +172,17 @@ impl ChunkedDecoder {
                     done: false,
                 });
             }
-            self.framing_byte(input[pos])?;
+            // A bad byte is left unconsumed, with the state as it was
+            // before it: the bytes before it are reported first, so where
+            // the error surfaces does not depend on how input was split.
+            let before = self.clone();
+            if let Err(e) = self.framing_byte(input[pos]) {
+                *self = before;
+                if pos == 0 {
+                    return Err(e);
+                }
+                break;
+            }
             pos += 1;
         }
         Ok(Piece {
@@ -182,11 +193,18 @@ impl ChunkedDecoder {
     }
 
     /// How many leading bytes of `input` belong to the body (framing and
-    /// data, for forwarding as-is), and whether the body ends there.
+    /// data, for forwarding as-is), and whether the body ends there. Bytes
+    /// before an error are reported first; the error comes when the bad
+    /// byte is at the start of the input.
     pub fn scan(&mut self, input: &[u8]) -> Result<Progress, BodyError> {
         let mut consumed = 0;
         while consumed < input.len() && !self.is_done() {
-            consumed += self.next_piece(&input[consumed..])?.consumed;
+            match self.next_piece(&input[consumed..]) {
+                Ok(piece) if piece.consumed > 0 => consumed += piece.consumed,
+                Ok(_) => break,
+                Err(e) if consumed == 0 => return Err(e),
+                Err(_) => break,
+            }
         }
         Ok(Progress {
             consumed,

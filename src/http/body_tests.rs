@@ -138,6 +138,58 @@ fn chunked_errors() {
     }
 }
 
+/// Scans `input` as a shell would (calling again with what is left), so an
+/// error after some good bytes surfaces.
+fn scan_all(d: &mut ChunkedDecoder, input: &[u8]) -> Result<Progress, BodyError> {
+    let mut consumed = 0;
+    loop {
+        let p = d.scan(&input[consumed..])?;
+        consumed += p.consumed;
+        if p.done || p.consumed == 0 {
+            return Ok(Progress {
+                consumed,
+                done: p.done,
+            });
+        }
+    }
+}
+
+#[test]
+fn errors_come_after_the_good_bytes_before_them() {
+    let mut d = ChunkedDecoder::new(DEFAULT_MAX_CHUNK_LINE, 64);
+    assert_eq!(
+        d.scan(b"2\r\nab\r\nZ"),
+        Ok(Progress {
+            consumed: 7,
+            done: false
+        })
+    );
+    assert_eq!(d.scan(b"Z"), Err(BodyError::BadChunkSize));
+    assert_eq!(
+        d.scan(b"Z"),
+        Err(BodyError::BadChunkSize),
+        "the error sticks"
+    );
+    let mut d = ChunkedDecoder::new(DEFAULT_MAX_CHUNK_LINE, 64);
+    assert_eq!(
+        d.next_piece(b"2\r\nab"),
+        Ok(Piece {
+            consumed: 5,
+            data: 3..5,
+            done: false
+        })
+    );
+    assert_eq!(
+        d.next_piece(b"\rX"),
+        Ok(Piece {
+            consumed: 1,
+            data: 1..1,
+            done: false
+        })
+    );
+    assert_eq!(d.next_piece(b"X"), Err(BodyError::BadLineEnding));
+}
+
 #[test]
 fn sixteen_hex_digits_are_the_maximum() {
     let mut d = ChunkedDecoder::new(DEFAULT_MAX_CHUNK_LINE, 64);
@@ -151,7 +203,7 @@ fn sixteen_hex_digits_are_the_maximum() {
     );
     let mut d = ChunkedDecoder::new(DEFAULT_MAX_CHUNK_LINE, 64);
     assert_eq!(
-        d.scan(b"0000000000000000005\r\n"),
+        scan_all(&mut d, b"0000000000000000005\r\n"),
         Err(BodyError::ChunkSizeOverflow)
     );
 }
@@ -160,12 +212,15 @@ fn sixteen_hex_digits_are_the_maximum() {
 fn lines_and_trailers_are_bounded() {
     let mut d = ChunkedDecoder::new(16, 64);
     let long_ext = [b"5;".as_slice(), &[b'a'; 20], b"\r\n"].concat();
-    assert_eq!(d.scan(&long_ext), Err(BodyError::ChunkLineTooLong));
+    assert_eq!(
+        scan_all(&mut d, &long_ext),
+        Err(BodyError::ChunkLineTooLong)
+    );
     let mut d = ChunkedDecoder::new(16, 64);
     assert!(d.scan(b"5;aaaaaaaaaaa\r\n").is_ok(), "16 bytes fit");
     let mut d = ChunkedDecoder::new(16, 10);
     assert_eq!(
-        d.scan(b"0\r\nX-Long: abcdef\r\n\r\n"),
+        scan_all(&mut d, b"0\r\nX-Long: abcdef\r\n\r\n"),
         Err(BodyError::TrailersTooLarge)
     );
     // A size line split across calls is still bounded as one line.

@@ -14,6 +14,7 @@
 //! head (framing headers, `Host`, `Expect`, `Upgrade`).
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::framing::{self, BodyFraming, FramingHeaders};
@@ -393,9 +394,16 @@ fn valid_host(value: &[u8]) -> bool {
 /// Parses a request head from the start of `buf`.
 pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<RequestHead>, Reject> {
     let window = &buf[..buf.len().min(limits.head_bytes())];
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
-    let mut req = httparse::Request::new(&mut storage[..limits.headers()]);
-    let consumed = match req.parse(window) {
+    // Uninitialised storage: a slow client makes us parse its head again on
+    // every read, and initialising 256 headers each time would dominate.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        window,
+        &mut storage[..limits.headers()],
+    );
+    let consumed = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if window.len() >= limits.head_bytes() => {
             return Err(over_limit(window, true))
@@ -472,9 +480,14 @@ pub fn parse_response(
     answering: Answering,
 ) -> Result<Parsed<ResponseHead>, Reject> {
     let window = &buf[..buf.len().min(limits.head_bytes())];
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
-    let mut resp = httparse::Response::new(&mut storage[..limits.headers()]);
-    let consumed = match resp.parse(window) {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        window,
+        &mut storage[..limits.headers()],
+    );
+    let consumed = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if window.len() >= limits.head_bytes() => {
             return Err(over_limit(window, false))

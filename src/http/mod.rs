@@ -28,11 +28,18 @@ pub mod framing;
 pub mod head;
 pub mod reply;
 pub mod retry;
+pub mod session;
 
 #[cfg(test)]
 mod body_tests;
 #[cfg(test)]
+mod editor_tests;
+#[cfg(test)]
+mod fuzz_seed_tests;
+#[cfg(test)]
 mod head_tests;
+#[cfg(test)]
+mod session_tests;
 
 pub use body::{BodyDecoder, BodyError, ChunkedDecoder, Piece, Progress};
 pub use editor::{
@@ -45,4 +52,5 @@ pub use head::{
     Version,
 };
 pub use reply::error_response;
-pub use retry::{RetryFacts, RetryPolicy, UpstreamFailure};
+pub use retry::{should_retry, RetryFacts, RetryPolicy, UpstreamFailure};
+pub use session::{ClientStep, ExchangeEnd, Session, TimeoutStep, Timeouts, UpstreamStep};

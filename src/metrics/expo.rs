@@ -210,13 +210,18 @@ fn listeners(e: &mut Expo, rt: &Runtime) {
             e.sample(name, &[("listener", &l.name), ("reason", reason)], v);
         }
     }
-    // Access control (allow/deny lists, rate limits) is not built yet:
-    // the family exists so dashboards can be written against it.
+    let name = "nvelox_listener_denied_total";
     e.family(
-        "nvelox_listener_denied_total",
+        name,
         "counter",
         "Clients refused by access control, by reason.",
     );
+    for (i, l) in rt.plan.listeners.iter().enumerate() {
+        for why in crate::acl::Denied::ALL {
+            let v = rt.access[i].denied_count(why);
+            e.sample(name, &[("listener", &l.name), ("reason", why.label())], v);
+        }
+    }
 }
 
 fn backends(e: &mut Expo, rt: &Runtime) {

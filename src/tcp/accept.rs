@@ -166,6 +166,7 @@ impl TcpProxy {
             slot.unregister(ctx);
         }
         self.paused = PausedListeners::default();
+        self.http.drain(ctx);
     }
 
     fn pause(&mut self, ctx: &mut Ctx<impl Loop>, i: TcpSlot, why: Pause) {
@@ -232,18 +233,35 @@ impl TcpProxy {
             self.pause(ctx, i, Pause::AtCap);
             return;
         }
+        // The listener's `rate_limit`: beyond it clients wait in the
+        // kernel's backlog while accepting pauses until the retry timer.
+        let rules = &self.rt.plan.listener(plan).access;
+        let access = self.rt.access(plan);
+        let allowed = access.take_listener_tokens(rules, ctx.now(), reserved);
+        if allowed == 0 {
+            self.rt.unreserve(plan, reserved);
+            self.pause(ctx, i, Pause::UntilRetry);
+            return;
+        }
         let mut fresh = Vec::new();
-        let (n, stop) = accept_batch(&self.listeners[i.0].l.sock, reserved, |s, a| {
+        let (n, stop) = accept_batch(&self.listeners[i.0].l.sock, allowed, |s, a| {
             fresh.push((s, a))
         });
         self.rt.unreserve(plan, reserved - n);
+        let rules = &self.rt.plan.listener(plan).access;
+        self.rt
+            .access(plan)
+            .give_back_listener_tokens(rules, allowed - n);
         for (stream, peer) in fresh {
             self.open(ctx, i, stream, peer);
         }
         match stop {
             AcceptStop::WouldBlock => {}
             AcceptStop::Budget => {
-                if reserved < DEFAULT_BUDGET {
+                if allowed < reserved {
+                    // Stopped by the rate limit.
+                    self.pause(ctx, i, Pause::UntilRetry);
+                } else if reserved < DEFAULT_BUDGET {
                     // Stopped by a cap, not by the budget.
                     self.pause(ctx, i, Pause::AtCap);
                 } else {
@@ -273,7 +291,9 @@ impl TcpProxy {
     }
 
     /// Registers an accepted client (its slot is already reserved) and
-    /// starts its life: waiting for a PROXY header, or connecting.
+    /// starts its life: waiting for a PROXY header, or connecting. Without
+    /// `accept_proxy` the access rules judge the client first: a refused
+    /// one is closed at once, before any server is contacted.
     fn open(
         &mut self,
         ctx: &mut Ctx<impl Loop>,
@@ -282,6 +302,28 @@ impl TcpProxy {
         peer: SocketAddr,
     ) {
         let plan = self.listeners[li.0].l.plan;
+        let mut admitted = None;
+        let lp = self.rt.plan.listener(plan);
+        if lp.accept_proxy == AcceptProxy::Off {
+            match self
+                .rt
+                .access(plan)
+                .admit(&lp.access, peer.ip(), ctx.now(), false)
+            {
+                Ok(a) => admitted = Some(a),
+                Err(why) => {
+                    self.rt.unreserve(plan, 1);
+                    self.warn_denied(ctx.now(), plan, &peer, why);
+                    drop(stream);
+                    return;
+                }
+            }
+        }
+        if lp.protocol == crate::config::Protocol::Http {
+            let port = self.listeners[li.0].l.port;
+            let rt = Arc::clone(&self.rt);
+            return self.http.open(ctx, rt, plan, port, stream, peer, admitted);
+        }
         let entry = self.conns.vacant_entry();
         let id = ConnId(entry.key());
         let token = match ctx.register(
@@ -293,6 +335,9 @@ impl TcpProxy {
             Err(e) => {
                 log::error!("cannot register client {peer}: {e}");
                 self.rt.unreserve(plan, 1);
+                if let Some(a) = admitted {
+                    self.rt.access(plan).release(a);
+                }
                 return;
             }
         };
@@ -310,7 +355,7 @@ impl TcpProxy {
         };
         let (state, first) =
             ConnState::accepted(ctx.now(), lp.accept_proxy != AcceptProxy::Off, limits);
-        entry.insert(Conn::new(
+        let mut conn = Conn::new(
             Arc::clone(&self.rt),
             plan,
             self.listeners[li.0].l.port,
@@ -318,7 +363,9 @@ impl TcpProxy {
             token,
             peer,
             state,
-        ));
+        );
+        conn.admitted = admitted;
+        entry.insert(conn);
         self.apply(ctx, id, first);
     }
 }

@@ -19,6 +19,7 @@ use reactor::{Ctx, Interest, Ready, TimerKey, Token, DEFAULT_BUDGET};
 use super::phase::{Action, ConnState, Event, Phase, Reason, Relayed, TimerKind};
 use super::relay::{Direction, Readiness};
 use super::{show, ConnId, TcpProxy};
+use crate::acl::access::Admitted;
 use crate::balancer::{ServerId, Tried};
 use crate::config::{ListenerId, ProxyVersion};
 use crate::events::{Loop, Tag, Timer};
@@ -55,6 +56,8 @@ pub(super) struct Conn {
     down: Direction,
     /// The one running timer (`Timer::TcpDeadline` or `Timer::TcpIdle`).
     timer: Option<TimerKey>,
+    /// What the access rules counted for this client (given back at close).
+    pub(super) admitted: Option<Admitted>,
 }
 
 /// How one attempt to reach a server went.
@@ -95,6 +98,7 @@ impl Conn {
             up: Direction::default(),
             down: Direction::default(),
             timer: None,
+            admitted: None,
         }
     }
 
@@ -438,6 +442,7 @@ impl TcpProxy {
         for k in ids {
             self.step(ctx, ConnId(k), Event::Shutdown);
         }
+        self.http.close_all(ctx);
     }
 
     /// Drops connection `id`: both sockets (with RST for a reset), its
@@ -479,6 +484,9 @@ impl TcpProxy {
         c.up.release_pipe(&mut self.pipes);
         c.down.release_pipe(&mut self.pipes);
         rt.unreserve(c.listener, 1);
+        if let Some(a) = c.admitted {
+            rt.access(c.listener).release(a);
+        }
         if reason.never_reached_a_server() {
             rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::CONNECTION_ERRORS, 1);
         }

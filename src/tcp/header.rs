@@ -96,7 +96,24 @@ impl TcpProxy {
                 }
                 c.early = c.header.split_off(consumed);
                 c.header = Vec::new();
-                Event::HeaderComplete
+                // The header's client is the one the access rules judge.
+                let client = c.client();
+                let lp = c.rt.plan.listener(c.listener);
+                match c
+                    .rt
+                    .access(c.listener)
+                    .admit(&lp.access, client.ip(), ctx.now(), false)
+                {
+                    Ok(a) => {
+                        c.admitted = Some(a);
+                        Event::HeaderComplete
+                    }
+                    Err(why) => {
+                        let listener = c.listener;
+                        self.warn_denied(ctx.now(), listener, &client, why);
+                        Event::Denied
+                    }
+                }
             }
             Intake::Refused(why) => {
                 if let Some(n) = self.header_warn.allow(ctx.now()) {

@@ -56,6 +56,8 @@ pub enum Reason {
     OutOfFds,
     BadHeader,
     HeaderTimeout,
+    /// The access rules refused the client (`ip_denylist`, limits, ...).
+    Denied,
     ClientReset,
     ClientError,
     ServerReset,
@@ -75,6 +77,7 @@ impl Reason {
             Reason::OutOfFds => "out of file descriptors",
             Reason::BadHeader => "bad PROXY header",
             Reason::HeaderTimeout => "PROXY header timeout",
+            Reason::Denied => "denied",
             Reason::ClientReset => "client reset",
             Reason::ClientError => "client error",
             Reason::ServerReset => "server reset",
@@ -134,6 +137,8 @@ pub enum Event<'a> {
     HeaderComplete,
     /// Garbage, an over-long header, or the client closed first.
     HeaderRejected,
+    /// The client in the PROXY header is refused by the access rules.
+    Denied,
     /// The balancer chose a server: a new attempt begins.
     ServerChosen,
     /// The balancer has no (further) server.
@@ -264,6 +269,7 @@ impl ConnState {
                 Action::Connect
             }
             (AwaitingHeader, Event::HeaderRejected) => self.close(Reason::BadHeader),
+            (AwaitingHeader, Event::Denied) => self.close(Reason::Denied),
             (AwaitingHeader, Event::Deadline) => self.close(Reason::HeaderTimeout),
 
             (Connecting { attempt }, Event::ServerChosen) => {

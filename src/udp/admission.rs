@@ -1,7 +1,8 @@
 //! Admitting a new UDP client: one session per (listener socket, client).
 //!
-//! Owns the admission checks, in order: not shutting down, the listener
-//! and global `max_connections` (through `Runtime::reserve`, shared with
+//! Owns the admission checks, in order: not shutting down, the access
+//! rules (`crate::acl`: lists, per-client limits, the listener's
+//! `rate_limit`), the listener and global `max_connections` (through `Runtime::reserve`, shared with
 //! TCP), the process fd budget ([`fd_budget`]), a server from the
 //! balancer, and the session's own upstream socket (bound to an ephemeral
 //! port, `connect`ed to the server, registered in the loop, with its idle
@@ -19,6 +20,7 @@ use reactor::{Ctx, Interest};
 
 use super::proxy_header::Origin;
 use super::{show, FlowId, FlowKey, UdpProxy, UdpSlot, Upstream};
+use crate::acl::Denied;
 use crate::balancer::Tried;
 use crate::config::ProxyVersion;
 use crate::events::{Loop, Tag, Timer};
@@ -32,6 +34,8 @@ pub(super) enum Refused {
     NoServer,
     Socket,
     Stopped,
+    /// The access rules (lists, rate limits, per-client limits).
+    Denied(Denied),
 }
 
 impl std::fmt::Display for Refused {
@@ -42,20 +46,24 @@ impl std::fmt::Display for Refused {
             Refused::NoServer => "no server available",
             Refused::Socket => "cannot open an upstream socket",
             Refused::Stopped => "shutting down",
+            Refused::Denied(why) => why.describe(),
         })
     }
 }
 
 impl Refused {
-    pub(super) fn drop_reason(self) -> crate::metrics::Drop {
+    /// The `nvelox_listener_udp_drops_total` reason; `None` for a client
+    /// the access rules refused (`nvelox_listener_denied_total` counts it).
+    pub(super) fn drop_reason(self) -> Option<crate::metrics::Drop> {
         use crate::metrics::Drop;
-        match self {
+        Some(match self {
             Refused::SessionLimit => Drop::SessionLimit,
             Refused::FdLimit => Drop::FdLimit,
             Refused::NoServer => Drop::NoServer,
             Refused::Socket => Drop::SocketError,
             Refused::Stopped => Drop::ShuttingDown,
-        }
+            Refused::Denied(_) => return None,
+        })
     }
 }
 
@@ -79,6 +87,7 @@ impl UdpProxy {
     ) {
         let limiter = match why {
             Refused::NoServer => &mut self.down_warn,
+            Refused::Denied(d) => &mut self.deny_warn[d.index()],
             Refused::Stopped => return,
             _ => &mut self.full_warn,
         };
@@ -113,20 +122,29 @@ impl UdpProxy {
             None => return Err(Refused::Stopped),
         };
         let rt = Arc::clone(&self.rt);
+        let lp = rt.plan.listener(plan);
+        let client = origin.map_or(key.client, |(src, _)| src);
+        // Before anything is taken: a refused client costs no session.
+        let admitted = rt
+            .access(plan)
+            .admit(&lp.access, client.ip(), now, true)
+            .map_err(Refused::Denied)?;
+        let access = rt.access(plan);
         if rt.reserve(plan, 1) == 0 {
+            access.release(admitted);
             return Err(Refused::SessionLimit);
         }
         let budget = fd_budget();
         if !budget.take() {
             rt.unreserve(plan, 1);
+            access.release(admitted);
             return Err(Refused::FdLimit);
         }
-        let lp = rt.plan.listener(plan);
         let backend = rt.backend(lp.backend);
-        let client = origin.map_or(key.client, |(src, _)| src);
         let Some(server) = backend.acquire_from(client, &Tried::new(), now) else {
             budget.give_back();
             rt.unreserve(plan, 1);
+            access.release(admitted);
             return Err(Refused::NoServer);
         };
         let target = backend.server(server).target(port);
@@ -134,6 +152,7 @@ impl UdpProxy {
             backend.release(server);
             budget.give_back();
             rt.unreserve(plan, 1);
+            access.release(admitted);
             Err(why)
         };
         let sock = match upstream_socket(target) {
@@ -160,6 +179,7 @@ impl UdpProxy {
             send_proxy: backend.plan.send_proxy == Some(ProxyVersion::V2),
             rt: Arc::clone(&rt),
             origin,
+            admitted,
         };
         let id = match self.flows.insert(key, local_ip, now, lp.idle_timeout, up) {
             Ok(id) => id,

@@ -37,6 +37,7 @@ use mio::net::UdpSocket;
 use reactor::udp::{RecvBatch, RecvMeta, SendBatch};
 use reactor::{Ctx, Interest, IoStatus, Ready, TimerKey, Token, DEFAULT_BUDGET};
 
+use crate::acl::access::Admitted;
 use crate::balancer::ServerId;
 use crate::config::{AcceptProxy, ListenerId};
 use crate::events::{Loop, Tag, Timer};
@@ -74,6 +75,8 @@ pub struct Upstream {
     /// `accept_proxy`: the original client and destination from the
     /// header of the latest datagram.
     origin: Option<proxy_header::Origin>,
+    /// What the access rules counted for the client (given back at the end).
+    admitted: Admitted,
 }
 
 /// Receive slots per `recvmmsg`: 16 x 64 KiB per loop, allocated on first use.
@@ -97,6 +100,8 @@ pub struct UdpProxy {
     scratch: Vec<u8>,
     stopped: bool,
     full_warn: LogLimiter,
+    /// One per [`crate::acl::Denied`] reason.
+    deny_warn: [LogLimiter; 5],
     down_warn: LogLimiter,
     err_warn: LogLimiter,
     header_warn: LogLimiter,
@@ -152,6 +157,7 @@ impl UdpProxy {
             scratch: Vec::new(),
             stopped: false,
             full_warn: LogLimiter::new(WARN_INTERVAL),
+            deny_warn: std::array::from_fn(|_| LogLimiter::new(crate::tcp::DENY_LOG_INTERVAL)),
             down_warn: LogLimiter::new(WARN_INTERVAL),
             err_warn: LogLimiter::new(WARN_INTERVAL),
             header_warn: LogLimiter::new(Duration::from_secs(1)),
@@ -349,7 +355,9 @@ impl UdpProxy {
                 Ok(id) => id,
                 Err(why) => {
                     self.flows.note_dropped();
-                    self.count_drop(ctx, li, why.drop_reason());
+                    if let Some(d) = why.drop_reason() {
+                        self.count_drop(ctx, li, d);
+                    }
                     self.warn_refused(ctx, li, &meta.peer, why);
                     return;
                 }
@@ -448,6 +456,7 @@ impl UdpProxy {
         }
         backend.release(f.io.server);
         rt.unreserve(f.io.plan, 1);
+        rt.access(f.io.plan).release(f.io.admitted);
         fd_budget().give_back();
         if self.access.enabled() {
             self.access.line(format!(

@@ -87,6 +87,19 @@ impl Validator<'_> {
                 for (j, entry) in list.iter().enumerate() {
                     let sp = format!("{p}.servers[{j}]");
                     if let Some(s) = self.server_entry(f, &sp, entry) {
+                        // The address as written names the server in metrics
+                        // and in the admin API: it must be unique.
+                        if servers.iter().any(|o: &ServerPlan| o.label == s.label) {
+                            self.error(
+                                f,
+                                &sp,
+                                format!(
+                                    "server {:?} is listed twice in this backend (to send it more traffic, give it a `weight`)",
+                                    s.label
+                                ),
+                            );
+                            continue;
+                        }
                         servers.push(s);
                     }
                 }

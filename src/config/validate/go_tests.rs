@@ -348,7 +348,7 @@ fn go_only_keys_in_an_included_file_name_that_file_and_its_line() {
     let tmp = crate::config::include::tests::TempDir::new("go-include");
     tmp.write(
         "conf.d/web.yaml",
-        "listeners:\n  - name: web\n    bind: \"127.0.0.1:8080\"\n    backend: pool\n    ip_allowlist: [\"127.0.0.0/8\"]\n",
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:8080\"\n    backend: pool\n    sni_routes: []\n",
     );
     let main = tmp.write(
         "main.yaml",
@@ -359,8 +359,8 @@ fn go_only_keys_in_an_included_file_name_that_file_and_its_line() {
     let inc = tmp.0.join("conf.d/web.yaml");
     has(
         &errs,
-        &format!("{}:5: listeners[0].ip_allowlist: ", inc.display()),
-        "not supported by nvelox yet: ip_allowlist",
+        &format!("{}:5: listeners[0].sni_routes: ", inc.display()),
+        "not supported by nvelox yet: sni_routes",
     );
     assert_eq!(errs.len(), 1, "{errs:#?}");
 }

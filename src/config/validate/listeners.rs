@@ -116,6 +116,7 @@ impl Validator<'_> {
             )
             .map(|n| n as usize);
         let reuseport = self.flag(f, &key(&p, "reuseport"), l.reuseport.as_ref());
+        let access = self.access(f, &p, &l);
         ListenerDraft {
             origin,
             name,
@@ -132,6 +133,7 @@ impl Validator<'_> {
             idle_timeout,
             max_connections,
             reuseport,
+            access,
         }
     }
 
@@ -280,6 +282,7 @@ impl Validator<'_> {
                     max_connections: l.max_connections,
                     reuseport: l.reuseport,
                     http,
+                    access: l.access,
                 });
             }
         }

@@ -17,6 +17,7 @@
 //! line (serde_yaml's position for syntax and unknown-key errors, the
 //! [`LineIndex`] for semantic ones).
 
+mod access;
 mod backends;
 mod go;
 mod health;
@@ -60,6 +61,8 @@ pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// The largest `idle_timeout`: a week (long-lived idle tunnels).
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest `server.max_tracked_sources` (16 M sources, about 1.5 GiB per listener).
+const MAX_TRACKED_SOURCES: u64 = 1 << 24;
 /// A typo guard: more event loops than this is never what was meant.
 const MAX_WORKERS: u64 = 1024;
 
@@ -178,6 +181,7 @@ struct ListenerDraft {
     idle_timeout: Duration,
     max_connections: Option<usize>,
     reuseport: bool,
+    access: AccessPlan,
 }
 
 /// A backend after its own checks.

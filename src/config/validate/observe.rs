@@ -188,4 +188,14 @@ mod tests {
         }
         assert!(load("metrics: { enabled: true, bind: \"127.0.0.1:9\" }\nadmin: { enabled: true, bind: \"127.0.0.1:9\" }\n").is_ok());
     }
+
+    #[test]
+    fn a_server_listed_twice_is_refused_it_would_be_two_series_with_one_name() {
+        let doc = "listeners:\n  - { name: l, bind: \"127.0.0.1:1\", backend: b }\nbackends:\n  - name: b\n    servers: [\"127.0.0.1:9\", { address: \"127.0.0.1:9\", weight: 2 }]\n";
+        let e = load_str(doc, Path::new("t.yaml")).unwrap_err().to_string();
+        assert!(
+            e.contains("t.yaml:5: backends[0].servers[1]: server \"127.0.0.1:9\" is listed twice"),
+            "{e}"
+        );
+    }
 }

@@ -38,7 +38,17 @@ impl Validator<'_> {
             true,
             MAX_TIMEOUT,
         );
+        let max_tracked_sources = self
+            .number(
+                f,
+                "server.max_tracked_sources",
+                s.max_tracked_sources.as_ref(),
+                1,
+                MAX_TRACKED_SOURCES,
+            )
+            .map_or(crate::acl::DEFAULT_TRACKED_SOURCES, |n| n as usize);
         ServerSettings {
+            max_tracked_sources,
             user,
             group,
             pid_file,

@@ -1,0 +1,513 @@
+//! Moving one HTTP connection's bytes and carrying out its session's
+//! steps: read the client (bounded), route a request and send its edited
+//! head, stream the request body, read the server (bounded), send the
+//! edited response head and stream the body back, finish or fail the
+//! exchange, tunnel after a `101`.
+//!
+//! Backpressure: a side is read only while the buffer it fills is below
+//! [`BUF_CAP`], so a body is streamed through at most a few buffers and
+//! never held whole (only a whole small body already read is kept for a
+//! retry).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use reactor::io::{read, write};
+use reactor::{Ctx, IoStatus};
+
+use super::{HttpId, HttpProxy, Request, BUF_CAP};
+use crate::events::Loop;
+use crate::http::{
+    write_request_head, write_response_head, ClientStep, RequestContext, RequestHead,
+    ResponseContext, UpstreamFailure, UpstreamStep,
+};
+use crate::metrics::listener as lc;
+
+/// Longest path kept for the access log.
+const LOG_PATH_MAX: usize = 200;
+
+enum Flow {
+    Go(bool),
+    Closed,
+}
+
+impl HttpProxy {
+    /// Moves bytes and steps the session until nothing more can be done now.
+    pub(super) fn drive(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
+        for _ in 0..256 {
+            let mut progress = false;
+            for f in [
+                Self::read_client,
+                Self::client_steps,
+                Self::write_upstream,
+                Self::read_upstream,
+                Self::upstream_steps,
+                Self::write_client,
+            ] {
+                match f(self, ctx, id) {
+                    Flow::Go(p) => progress |= p,
+                    Flow::Closed => return,
+                }
+                if !self.conns.contains(id.0) {
+                    return;
+                }
+            }
+            let c = &self.conns[id.0];
+            if c.closing && c.cout.is_empty() {
+                return self.close(ctx, id, "closed");
+            }
+            if c.tunnel
+                && c.client_eof
+                && !c.up.as_ref().is_some_and(|u| !u.eof)
+                && c.cout.is_empty()
+            {
+                return self.close(ctx, id, "tunnel closed");
+            }
+            if !progress {
+                break;
+            }
+            self.conns[id.0].last_progress = ctx.now();
+        }
+        self.arm(ctx, id);
+    }
+
+    fn read_client(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
+        let c = &mut self.conns[id.0];
+        let cap = BUF_CAP.max(
+            c.rt.plan
+                .listener(c.listener)
+                .http
+                .as_ref()
+                .map_or(0, |h| h.max_header_size)
+                + 1,
+        );
+        if c.client_eof || c.closing || !c.client_ready.readable || c.cin.len() >= cap {
+            return Flow::Go(false);
+        }
+        let mut tmp = [0u8; 16 * 1024];
+        let room = (cap - c.cin.len()).min(tmp.len());
+        match read(&mut c.client, &mut tmp[..room]) {
+            IoStatus::Progress(n) => {
+                c.cin.extend_from_slice(&tmp[..n]);
+                c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_IN, n as u64);
+                Flow::Go(true)
+            }
+            IoStatus::WouldBlock => {
+                c.client_ready.readable = false;
+                Flow::Go(false)
+            }
+            IoStatus::Closed => {
+                c.client_eof = true;
+                if c.tunnel {
+                    return Flow::Go(true);
+                }
+                match c.session.client_eof() {
+                    ClientStep::Close => {
+                        self.close(ctx, id, "client closed");
+                        Flow::Closed
+                    }
+                    _ => Flow::Go(true),
+                }
+            }
+            IoStatus::Error(_) => {
+                self.close(ctx, id, "client reset");
+                Flow::Closed
+            }
+        }
+    }
+
+    fn client_steps(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
+        let now = ctx.now();
+        let mut progress = false;
+        loop {
+            let c = &mut self.conns[id.0];
+            if c.closing || c.cin.is_empty() || c.uout.len() >= BUF_CAP {
+                return Flow::Go(progress);
+            }
+            if c.tunnel {
+                c.uout.append(&mut c.cin);
+                return Flow::Go(true);
+            }
+            match c.session.client_input(&c.cin, now) {
+                ClientStep::NeedMore | ClientStep::Hold => return Flow::Go(progress),
+                ClientStep::Body { forward, done } => {
+                    if forward == 0 && !done {
+                        return Flow::Go(progress);
+                    }
+                    let n = forward.min(c.cin.len());
+                    c.uout.extend_from_slice(&c.cin[..n]);
+                    c.cin.drain(..n);
+                    if let Some(r) = c.req.as_mut() {
+                        r.bytes_in += n as u64;
+                    }
+                    progress = true;
+                    if n == 0 {
+                        return Flow::Go(progress);
+                    }
+                }
+                ClientStep::Request {
+                    consumed,
+                    head,
+                    whole_body,
+                } => {
+                    progress = true;
+                    self.request(ctx, id, consumed, &head, whole_body);
+                }
+                ClientStep::Reject(r) => {
+                    self.drop_upstream(ctx, id, false);
+                    self.reply(id, r.status, r.reason);
+                    return Flow::Go(true);
+                }
+                ClientStep::Tunnel => {
+                    c.tunnel = true;
+                }
+                ClientStep::Close => {
+                    self.close(ctx, id, "client closed");
+                    return Flow::Closed;
+                }
+            }
+        }
+    }
+
+    /// A new request head: route it, queue its edited head, start an attempt.
+    fn request(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        consumed: usize,
+        head: &RequestHead,
+        whole_body: Option<usize>,
+    ) {
+        let c = &mut self.conns[id.0];
+        let rt = Arc::clone(&c.rt);
+        let lp = rt.plan.listener(c.listener);
+        let Some(hp) = lp.http.as_ref() else {
+            return;
+        };
+        c.cin.drain(..consumed.min(c.cin.len()));
+        let backend = hp.backend_for(head.host_name(), head.path());
+        c.req = Some(Request {
+            started: ctx.now(),
+            method: printable(head.method_bytes(), 16),
+            path: printable(head.target(), LOG_PATH_MAX),
+            backend: backend.unwrap_or(lp.backend),
+            tried: Default::default(),
+            server: None,
+            status: 0,
+            bytes_in: consumed as u64,
+            bytes_out: 0,
+            client_version: head.version,
+        });
+        let Some(backend) = backend else {
+            return self.reply(id, 404, "no route");
+        };
+        c.timeouts.response = rt
+            .backend(backend)
+            .plan
+            .http
+            .response_timeout
+            .unwrap_or(crate::clock::FAR_FUTURE);
+        let keepalive = rt.backend(backend).plan.http.keepalive > 0;
+        let rc = RequestContext {
+            client_ip: c.peer.ip().to_canonical(),
+            proto: "http",
+            port: c.port,
+            upstream_keep_alive: keepalive,
+        };
+        c.uout.clear();
+        write_request_head(head, &rc, &hp.edits, &mut c.uout);
+        c.resend.clear();
+        if let Some(n) = whole_body {
+            c.resend.extend_from_slice(&c.uout);
+            c.resend.extend_from_slice(&c.cin[..n.min(c.cin.len())]);
+        }
+        if let Err(status) = self.start_attempt(ctx, id) {
+            self.reply(id, status, "no server");
+        }
+    }
+
+    fn write_upstream(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
+        let c = &mut self.conns[id.0];
+        let Some(up) = c.up.as_mut() else {
+            return Flow::Go(false);
+        };
+        if up.connecting.is_some() || !up.ready.writable || c.uout.is_empty() {
+            if c.tunnel && c.client_eof && c.uout.is_empty() {
+                let _ = up.stream.shutdown(std::net::Shutdown::Write);
+            }
+            return Flow::Go(false);
+        }
+        match write(&mut up.stream, &c.uout) {
+            IoStatus::Progress(n) => {
+                c.uout.drain(..n);
+                up.written += n as u64;
+                Flow::Go(true)
+            }
+            IoStatus::WouldBlock => {
+                up.ready.writable = false;
+                Flow::Go(false)
+            }
+            IoStatus::Closed | IoStatus::Error(_) => {
+                if c.tunnel {
+                    self.close(ctx, id, "server reset");
+                    return Flow::Closed;
+                }
+                self.upstream_failed(ctx, id, UpstreamFailure::Reset);
+                Flow::Go(true)
+            }
+        }
+    }
+
+    fn read_upstream(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
+        let now = ctx.now();
+        let c = &mut self.conns[id.0];
+        let uin_cap = BUF_CAP.max(c.session_head_cap());
+        let Some(up) = c.up.as_mut() else {
+            return Flow::Go(false);
+        };
+        if up.connecting.is_some()
+            || up.eof
+            || !up.ready.readable
+            || c.cout.len() >= BUF_CAP
+            || c.uin.len() >= uin_cap
+        {
+            return Flow::Go(false);
+        }
+        let mut tmp = [0u8; 16 * 1024];
+        match read(&mut up.stream, &mut tmp) {
+            IoStatus::Progress(n) => {
+                c.uin.extend_from_slice(&tmp[..n]);
+                Flow::Go(true)
+            }
+            IoStatus::WouldBlock => {
+                up.ready.readable = false;
+                Flow::Go(false)
+            }
+            IoStatus::Closed => {
+                up.eof = true;
+                if c.tunnel {
+                    return Flow::Go(true);
+                }
+                // Bytes still buffered are consumed first.
+                if !c.uin.is_empty() {
+                    return Flow::Go(true);
+                }
+                let step = c.session.upstream_eof(now);
+                self.upstream_step(ctx, id, step);
+                Flow::Go(true)
+            }
+            IoStatus::Error(_) => {
+                if c.tunnel {
+                    self.close(ctx, id, "server reset");
+                    return Flow::Closed;
+                }
+                self.upstream_failed(ctx, id, UpstreamFailure::Reset);
+                Flow::Go(true)
+            }
+        }
+    }
+
+    fn upstream_steps(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
+        let now = ctx.now();
+        let mut progress = false;
+        loop {
+            let Some(c) = self.conns.get_mut(id.0) else {
+                return Flow::Closed;
+            };
+            if c.tunnel {
+                if !c.uin.is_empty() {
+                    c.cout.append(&mut c.uin);
+                    progress = true;
+                }
+                if c.up.as_ref().is_some_and(|u| u.eof) && c.cout.is_empty() {
+                    c.client.shutdown_write();
+                }
+                return Flow::Go(progress);
+            }
+            if c.up.is_none() || c.cout.len() >= BUF_CAP {
+                return Flow::Go(progress);
+            }
+            if c.uin.is_empty() {
+                // A server EOF seen while bytes were still buffered.
+                if c.up.as_ref().is_some_and(|u| u.eof) {
+                    let step = c.session.upstream_eof(now);
+                    self.upstream_step(ctx, id, step);
+                    return Flow::Go(true);
+                }
+                return Flow::Go(progress);
+            }
+            let step = c.session.upstream_input(&c.uin, now);
+            if matches!(step, UpstreamStep::NeedMore) {
+                return Flow::Go(progress);
+            }
+            if matches!(
+                step,
+                UpstreamStep::Body {
+                    forward: 0,
+                    end: None
+                }
+            ) {
+                return Flow::Go(progress);
+            }
+            progress = true;
+            self.upstream_step(ctx, id, step);
+        }
+    }
+
+    /// Carries out one step the session took on server bytes or events.
+    fn upstream_step(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, step: UpstreamStep) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let rt = Arc::clone(&c.rt);
+        let Some(hp) = rt.plan.listener(c.listener).http.as_ref() else {
+            return;
+        };
+        let before = c.cout.len();
+        let (server, version) = c
+            .req
+            .as_ref()
+            .map_or(("-".to_string(), crate::http::Version::Http11), |r| {
+                (r.server.clone().unwrap_or_default(), r.client_version)
+            });
+        match step {
+            UpstreamStep::NeedMore => {}
+            UpstreamStep::Informational {
+                consumed,
+                head,
+                forward,
+            } => {
+                c.uin.drain(..consumed.min(c.uin.len()));
+                if forward {
+                    let rc = ResponseContext {
+                        server: &server,
+                        client_keep_alive: true,
+                        client_version: version,
+                    };
+                    write_response_head(&head, &rc, &hp.edits, &mut c.cout);
+                }
+            }
+            UpstreamStep::Response {
+                consumed,
+                head,
+                client_keep_alive,
+                end,
+            } => {
+                c.uin.drain(..consumed.min(c.uin.len()));
+                let rc = ResponseContext {
+                    server: &server,
+                    client_keep_alive: client_keep_alive && !self.draining,
+                    client_version: version,
+                };
+                write_response_head(&head, &rc, &hp.edits, &mut c.cout);
+                if let Some(r) = c.req.as_mut() {
+                    r.status = head.status;
+                }
+                count(c, before);
+                if let Some(end) = end {
+                    self.finish(ctx, id, end);
+                }
+                return;
+            }
+            UpstreamStep::Body { forward, end } => {
+                let n = forward.min(c.uin.len());
+                c.cout.extend_from_slice(&c.uin[..n]);
+                c.uin.drain(..n);
+                count(c, before);
+                if let Some(end) = end {
+                    self.finish(ctx, id, end);
+                }
+                return;
+            }
+            UpstreamStep::Tunnel { consumed, head } => {
+                c.uin.drain(..consumed.min(c.uin.len()));
+                let rc = ResponseContext {
+                    server: &server,
+                    client_keep_alive: false,
+                    client_version: version,
+                };
+                write_response_head(&head, &rc, &hp.edits, &mut c.cout);
+                if let Some(r) = c.req.as_mut() {
+                    r.status = head.status;
+                }
+                c.tunnel = true;
+                let cin = std::mem::take(&mut c.cin);
+                c.uout.extend_from_slice(&cin);
+            }
+            UpstreamStep::Retry { failure } | UpstreamStep::Reply { failure, .. } => {
+                self.after_failure(ctx, id, failure, step);
+                return;
+            }
+            UpstreamStep::Abort => return self.close(ctx, id, "server failed mid-response"),
+            UpstreamStep::Unexpected => {
+                self.drop_upstream(ctx, id, false);
+                return;
+            }
+        }
+        count(c, before);
+    }
+
+    fn write_client(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
+        let c = &mut self.conns[id.0];
+        if c.cout.is_empty() || !c.client_ready.writable {
+            return Flow::Go(false);
+        }
+        match write(&mut c.client, &c.cout) {
+            IoStatus::Progress(n) => {
+                c.cout.drain(..n);
+                c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_OUT, n as u64);
+                if c.cout.is_empty() && c.cout.capacity() > BUF_CAP {
+                    c.cout = Vec::new();
+                }
+                let _ = c.client.flush();
+                Flow::Go(true)
+            }
+            IoStatus::WouldBlock => {
+                c.client_ready.writable = false;
+                Flow::Go(false)
+            }
+            IoStatus::Closed | IoStatus::Error(_) => {
+                self.close(ctx, id, "client reset");
+                Flow::Closed
+            }
+        }
+    }
+}
+
+impl super::Conn {
+    fn session_head_cap(&self) -> usize {
+        self.rt
+            .plan
+            .listener(self.listener)
+            .http
+            .as_ref()
+            .map_or(0, |h| h.max_header_size + 1)
+    }
+}
+
+fn count(c: &mut super::Conn, before: usize) {
+    let added = c.cout.len().saturating_sub(before) as u64;
+    if let Some(r) = c.req.as_mut() {
+        r.bytes_out += added;
+    }
+}
+
+/// `bytes` for a log line: at most `max` bytes, quotes, backslashes and
+/// non-printable bytes escaped.
+fn printable(bytes: &[u8], max: usize) -> String {
+    let mut s = String::new();
+    for &b in bytes.iter().take(max) {
+        match b {
+            b'"' | b'\\' => {
+                s.push('\\');
+                s.push(b as char);
+            }
+            0x21..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if bytes.len() > max {
+        s.push_str("...");
+    }
+    s
+}

@@ -1,0 +1,421 @@
+//! `protocol: http` for one event loop: the socket shell around the sans-IO
+//! HTTP core ([`crate::http::Session`]).
+//!
+//! Owns this loop's HTTP client connections (accepted by `tcp/accept.rs`,
+//! which owns the listening sockets and the connection caps), their
+//! bounded buffers and timers, the per-request server choice and connect,
+//! and the upstream keep-alive pool ([`pool`]). Split by concept:
+//! - `mod.rs`: the connection table, the client stream seam, accepting a
+//!   client, readiness and timer entry points, closing;
+//! - `exchange.rs`: moving bytes and carrying out the session's steps
+//!   (route, edit heads, stream bodies, retry, reply, finish a request);
+//! - `upstream.rs`: picking a server per request and connecting (or reusing
+//!   a pooled connection), the access-log line;
+//! - `pool.rs`: idle upstream connections per server.
+//!
+//! Does not own the HTTP wire rules (`http/`), balancing and health
+//! (`backend_rt.rs`) or the listeners (`tcp/accept.rs`).
+
+mod exchange;
+pub mod pool;
+mod upstream;
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use reactor::{Ctx, Interest, Ready, TimerKey, Token};
+use slab::Slab;
+
+use crate::acl::access::Admitted;
+use crate::balancer::{ServerId, Tried};
+use crate::config::{BackendId, ListenerId};
+use crate::events::{Loop, Tag, Timer};
+use crate::http::{HeadLimits, Session, Timeouts};
+use crate::logging::AccessLog;
+use crate::runtime::Runtime;
+use crate::tcp::relay::Readiness;
+
+/// Index of an HTTP client connection in its loop's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HttpId(pub usize);
+
+/// Bytes buffered per direction before reading that side pauses
+/// (backpressure): a body is never held whole.
+pub(crate) const BUF_CAP: usize = 64 * 1024;
+
+/// The client's byte stream. A seam: HTTPS slots its TLS stream in here.
+pub enum ClientStream {
+    Plain(TcpStream),
+}
+
+impl ClientStream {
+    fn tcp(&mut self) -> &mut TcpStream {
+        match self {
+            ClientStream::Plain(s) => s,
+        }
+    }
+
+    fn shutdown_write(&mut self) {
+        let _ = self.tcp().shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The server connection of the request in flight.
+pub(crate) struct Upstream {
+    stream: TcpStream,
+    token: Token,
+    ready: Readiness,
+    /// The non-blocking connect has not completed yet; due by this time.
+    connecting: Option<Instant>,
+    server: ServerId,
+    target: SocketAddr,
+    /// Bytes written to it (a retry resends the held request only then).
+    written: u64,
+    eof: bool,
+}
+
+/// Bookkeeping of the request in flight, for routing, retries and the log.
+pub(crate) struct Request {
+    started: Instant,
+    method: String,
+    path: String,
+    backend: BackendId,
+    tried: Tried,
+    server: Option<String>,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    client_version: crate::http::Version,
+}
+
+pub(crate) struct Conn {
+    rt: Arc<Runtime>,
+    listener: ListenerId,
+    /// The port the client reached (`X-Forwarded-Port`).
+    port: u16,
+    peer: SocketAddr,
+    client: ClientStream,
+    client_token: Token,
+    client_ready: Readiness,
+    client_eof: bool,
+    /// Client bytes not yet consumed (a head, body bytes, a pipelined request).
+    cin: Vec<u8>,
+    /// Bytes for the client.
+    cout: Vec<u8>,
+    session: Session,
+    timeouts: Timeouts,
+    up: Option<Upstream>,
+    /// Server bytes not yet consumed.
+    uin: Vec<u8>,
+    /// Bytes for the server.
+    uout: Vec<u8>,
+    /// The edited head and the whole body, kept for a retry.
+    resend: Vec<u8>,
+    req: Option<Request>,
+    /// Close once `cout` is written.
+    closing: bool,
+    /// After a `101`: bytes pass untouched.
+    tunnel: bool,
+    timer: Option<(TimerKey, Instant)>,
+    /// Last time bytes moved (stalls inside bodies and tunnels).
+    last_progress: Instant,
+    /// The access-control admission to give back at close.
+    admitted: Option<Admitted>,
+}
+
+/// This loop's HTTP connections and upstream pool.
+pub struct HttpProxy {
+    access: AccessLog,
+    conns: Slab<Conn>,
+    pool: pool::Pool,
+    /// Connections closed since the caller last looked (their listener
+    /// slots were released: paused listeners may resume).
+    pub closed: usize,
+    /// Shutting down: no keep-alive after the request in flight.
+    draining: bool,
+}
+
+impl HttpProxy {
+    pub fn new(access: AccessLog) -> HttpProxy {
+        HttpProxy {
+            access,
+            conns: Slab::new(),
+            pool: pool::Pool::default(),
+            closed: 0,
+            draining: false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// A client accepted on an HTTP listener (its slot already reserved,
+    /// `admitted` by its access rules).
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        rt: Arc<Runtime>,
+        listener: ListenerId,
+        port: u16,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        admitted: Option<Admitted>,
+    ) {
+        let release = |rt: &Runtime| {
+            rt.unreserve(listener, 1);
+            if let Some(a) = admitted {
+                rt.access(listener).release(a);
+            }
+        };
+        let entry = self.conns.vacant_entry();
+        let id = HttpId(entry.key());
+        let token = match ctx.register(
+            &mut stream,
+            Interest::READABLE | Interest::WRITABLE,
+            Tag::HttpClient(id),
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("cannot register client {peer}: {e}");
+                release(&rt);
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        rt.listener_stats[listener.0].add(
+            ctx.loop_index(),
+            crate::metrics::listener::CONNECTIONS,
+            1,
+        );
+        let lp = rt.plan.listener(listener);
+        let Some(hp) = lp.http.as_ref() else {
+            release(&rt);
+            ctx.forget(token);
+            return;
+        };
+        let now = ctx.now();
+        let far = crate::clock::FAR_FUTURE;
+        let limits = HeadLimits {
+            max_head_bytes: hp.max_header_size,
+            max_body: hp.max_body_size,
+            ..HeadLimits::default()
+        };
+        let backend = rt.backend(hp.default_backend.unwrap_or(lp.backend));
+        let timeouts = Timeouts {
+            head: hp.timeouts.head.unwrap_or(far),
+            idle: lp.idle_timeout,
+            response: backend.plan.http.response_timeout.unwrap_or(far),
+        };
+        entry.insert(Conn {
+            rt: Arc::clone(&rt),
+            listener,
+            port,
+            peer,
+            client: ClientStream::Plain(stream),
+            client_token: token,
+            client_ready: Readiness::default(),
+            client_eof: false,
+            cin: Vec::new(),
+            cout: Vec::new(),
+            session: Session::new(limits, now),
+            timeouts,
+            up: None,
+            uin: Vec::new(),
+            uout: Vec::new(),
+            resend: Vec::new(),
+            req: None,
+            closing: false,
+            tunnel: false,
+            timer: None,
+            last_progress: now,
+            admitted,
+        });
+        self.arm(ctx, id);
+    }
+
+    pub fn on_client_ready(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, ready: Ready) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        note(&mut c.client_ready, ready);
+        self.drive(ctx, id);
+    }
+
+    pub fn on_upstream_ready(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, ready: Ready) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let Some(up) = c.up.as_mut() else {
+            return;
+        };
+        note(&mut up.ready, ready);
+        if up.connecting.is_some() {
+            match reactor::io::connect_result_for(&up.stream, &ready) {
+                Ok(false) => return,
+                Ok(true) => {
+                    up.connecting = None;
+                    let b = c.rt.backend(
+                        c.req
+                            .as_ref()
+                            .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend),
+                    );
+                    b.report_success(up.server, ctx.now());
+                }
+                Err(_) => {
+                    self.upstream_failed(ctx, id, crate::http::UpstreamFailure::ConnectFailed);
+                    return self.drive(ctx, id);
+                }
+            }
+        }
+        self.drive(ctx, id);
+    }
+
+    /// A pooled idle connection reported readiness: the server closed it
+    /// or sent bytes it should not have; either way it is done.
+    pub fn on_pooled_ready(&mut self, ctx: &mut Ctx<impl Loop>, token: Token) {
+        self.pool.remove_token(ctx, token);
+    }
+
+    pub fn on_timer(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
+        let now = ctx.now();
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        c.timer = None;
+        if c.up
+            .as_ref()
+            .and_then(|u| u.connecting)
+            .is_some_and(|due| now >= due)
+        {
+            self.upstream_failed(ctx, id, crate::http::UpstreamFailure::ConnectFailed);
+            return self.drive(ctx, id);
+        }
+        match c.session.check_timeout(now, &c.timeouts) {
+            Some(crate::http::TimeoutStep::CloseIdle) => {
+                return self.close(ctx, id, "idle timeout");
+            }
+            Some(crate::http::TimeoutStep::Reply(status)) => {
+                self.drop_upstream(ctx, id, false);
+                self.reply(
+                    id,
+                    status,
+                    if status == 408 {
+                        "head timeout"
+                    } else {
+                        "server timeout"
+                    },
+                );
+                return self.drive(ctx, id);
+            }
+            None => {}
+        }
+        let c = &self.conns[id.0];
+        if c.session.deadline(&c.timeouts).is_none() {
+            let stall = c.rt.plan.listener(c.listener).idle_timeout;
+            if now >= crate::clock::after(c.last_progress, stall) {
+                return self.close(ctx, id, "stalled");
+            }
+        }
+        self.arm(ctx, id);
+    }
+
+    /// Shutdown begins: idle keep-alive connections close now, the others
+    /// after the response in flight (which says `Connection: close`).
+    pub fn drain(&mut self, ctx: &mut Ctx<impl Loop>) {
+        self.draining = true;
+        self.pool.clear(ctx);
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.req.is_none() && c.cin.is_empty() && c.cout.is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        for k in idle {
+            self.close(ctx, HttpId(k), "shutdown");
+        }
+    }
+
+    /// Shutdown: the drain time is over, close what is left.
+    pub fn close_all(&mut self, ctx: &mut Ctx<impl Loop>) {
+        let ids: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in ids {
+            self.close(ctx, HttpId(k), "shutdown");
+        }
+        self.pool.clear(ctx);
+    }
+
+    /// (Re)arms the connection's one timer at its next deadline.
+    fn arm(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let stall = c.rt.plan.listener(c.listener).idle_timeout;
+        let mut due = c
+            .session
+            .deadline(&c.timeouts)
+            .unwrap_or_else(|| crate::clock::after(c.last_progress, stall));
+        if let Some(at) = c.up.as_ref().and_then(|u| u.connecting) {
+            due = due.min(at);
+        }
+        if c.timer.is_some_and(|(_, at)| at == due) {
+            return;
+        }
+        if let Some((k, _)) = c.timer.take() {
+            ctx.cancel_timer(k);
+        }
+        c.timer = Some((ctx.set_timer(due, Timer::HttpDeadline(id)), due));
+    }
+
+    /// Drops connection `id`: both sockets, its timer, its server, its slot.
+    fn close(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, reason: &str) {
+        self.drop_upstream(ctx, id, false);
+        let Some(c) = self.conns.try_remove(id.0) else {
+            return;
+        };
+        if let Some((k, _)) = c.timer {
+            ctx.cancel_timer(k);
+        }
+        ctx.forget(c.client_token);
+        if let Some(r) = &c.req {
+            if r.status != 0 || !c.closing {
+                self.log(&c, r, reason);
+            }
+        }
+        c.rt.unreserve(c.listener, 1);
+        if let Some(a) = c.admitted {
+            c.rt.access(c.listener).release(a);
+        }
+        self.closed += 1;
+    }
+}
+
+fn note(r: &mut Readiness, ready: Ready) {
+    r.readable |= ready.readable || ready.read_closed || ready.error;
+    r.writable |= ready.writable || ready.write_closed || ready.error;
+    r.hangup |= ready.read_closed || ready.error;
+}

@@ -1,0 +1,273 @@
+//! The server side of one request: picking a server with the backend's
+//! balancer (per request), reusing a pooled connection or connecting,
+//! failures (retry on another server or a generated reply), the end of an
+//! exchange (back to the pool or closed) and the access-log line.
+//!
+//! Retry and status decisions are the session's (`http/session.rs`); this
+//! file does the I/O and reports passive health outcomes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use reactor::{Ctx, Interest};
+
+use super::{Conn, HttpId, HttpProxy, Request, Upstream};
+use crate::events::{Loop, Tag};
+use crate::http::{ExchangeEnd, UpstreamFailure, UpstreamStep};
+use crate::limits::is_resource_exhaustion;
+use crate::logging::timestamp;
+use crate::metrics::server as sc;
+use crate::tcp::relay::Readiness;
+
+impl HttpProxy {
+    /// Starts an attempt for the request in flight: a server not yet
+    /// tried, a pooled connection to it or a new non-blocking connect.
+    /// `Err(status)`: no server left (503 when none was tried, else 502).
+    pub(super) fn start_attempt(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+    ) -> Result<(), u16> {
+        let now = ctx.now();
+        loop {
+            let c = &mut self.conns[id.0];
+            let rt = Arc::clone(&c.rt);
+            let Some(req) = c.req.as_mut() else {
+                return Err(502);
+            };
+            let backend = rt.backend(req.backend);
+            let Some(sid) = backend.acquire_from(c.peer, &req.tried, now) else {
+                return Err(if req.tried.is_empty() { 503 } else { 502 });
+            };
+            let stats = &backend.server(sid).stats;
+            stats.add(ctx.loop_index(), sc::CONNECTIONS, 1);
+            if !req.tried.is_empty() {
+                stats.add(ctx.loop_index(), sc::RETRIES, 1);
+            }
+            req.tried.insert(sid);
+            req.server = Some(backend.server(sid).plan.label.clone());
+            let target = backend.server(sid).target(c.port);
+            c.session.attempt_started(backend.plan.http.retry, now);
+            if let Some((stream, token)) = self.pool.take(ctx, target) {
+                if let Some(tag) = ctx.tag_mut(token) {
+                    *tag = Tag::HttpUpstream(id);
+                }
+                c.up = Some(Upstream {
+                    stream,
+                    token,
+                    ready: Readiness {
+                        readable: true,
+                        writable: true,
+                        hangup: false,
+                    },
+                    connecting: None,
+                    server: sid,
+                    target,
+                    written: 0,
+                    eof: false,
+                });
+                return Ok(());
+            }
+            match connect(ctx, id, target) {
+                Ok((stream, token)) => {
+                    c.up = Some(Upstream {
+                        stream,
+                        token,
+                        ready: Readiness::default(),
+                        connecting: Some(crate::clock::after(now, backend.plan.connect_timeout)),
+                        server: sid,
+                        target,
+                        written: 0,
+                        eof: false,
+                    });
+                    return Ok(());
+                }
+                Err(e) => {
+                    backend.release(sid);
+                    if is_resource_exhaustion(&e) {
+                        log::warn!("connect to {target}: {e}");
+                        return Err(503);
+                    }
+                    stats.add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
+                    backend.report_failure(sid, now, "connect failed");
+                    match c.session.upstream_failed(UpstreamFailure::ConnectFailed) {
+                        UpstreamStep::Retry { .. } => continue,
+                        UpstreamStep::Reply { status, .. } => return Err(status),
+                        _ => return Err(502),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the request's server connection: to the pool when `reuse`,
+    /// else closed; the server's slot is released either way.
+    pub(super) fn drop_upstream(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, reuse: bool) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let Some(up) = c.up.take() else {
+            return;
+        };
+        let backend_id = c
+            .req
+            .as_ref()
+            .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend);
+        let backend = c.rt.backend(backend_id);
+        backend.release(up.server);
+        c.uin.clear();
+        if reuse && !up.eof && !self.draining {
+            let keepalive = backend.plan.http.keepalive;
+            self.pool
+                .put(ctx, up.target, up.stream, up.token, keepalive);
+        } else {
+            ctx.forget(up.token);
+        }
+    }
+
+    /// The attempt failed: count it, then retry elsewhere or reply.
+    pub(super) fn upstream_failed(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        failure: UpstreamFailure,
+    ) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let step = c.session.upstream_failed(failure);
+        self.after_failure(ctx, id, failure, step);
+    }
+
+    /// Carries out a Retry / Reply / Abort step for `failure`.
+    pub(super) fn after_failure(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        failure: UpstreamFailure,
+        step: UpstreamStep,
+    ) {
+        let now = ctx.now();
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let written = c.up.as_ref().map_or(0, |u| u.written);
+        if let (Some(up), Some(req)) = (&c.up, &c.req) {
+            let backend = c.rt.backend(req.backend);
+            if matches!(
+                failure,
+                UpstreamFailure::ConnectFailed | UpstreamFailure::Reset
+            ) {
+                backend
+                    .server(up.server)
+                    .stats
+                    .add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
+                backend.report_failure(up.server, now, "connect failed or reset");
+            }
+        }
+        self.drop_upstream(ctx, id, false);
+        match step {
+            UpstreamStep::Retry { .. } => {
+                let c = &mut self.conns[id.0];
+                if written > 0 {
+                    c.uout.clone_from(&c.resend);
+                }
+                if let Err(status) = self.start_attempt(ctx, id) {
+                    self.reply(id, status, "no server left");
+                }
+            }
+            UpstreamStep::Reply { status, .. } => self.reply(id, status, "server failed"),
+            UpstreamStep::Abort => self.close(ctx, id, "server failed mid-response"),
+            _ => {}
+        }
+    }
+
+    /// Writes a generated error response; the connection closes after it.
+    pub(super) fn reply(&mut self, id: HttpId, status: u16, reason: &str) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let before = c.cout.len();
+        crate::http::reply::write_error_response(status, &mut c.cout);
+        c.closing = true;
+        c.uout.clear();
+        c.resend.clear();
+        if let Some(mut r) = c.req.take() {
+            r.status = status;
+            r.bytes_out += (c.cout.len() - before) as u64;
+            self.log(&self.conns[id.0], &r, reason);
+        } else {
+            let now = std::time::Instant::now();
+            let r = Request {
+                started: now,
+                method: "-".into(),
+                path: "-".into(),
+                backend: c.rt.plan.listener(c.listener).backend,
+                tried: Default::default(),
+                server: None,
+                status,
+                bytes_in: 0,
+                bytes_out: (c.cout.len() - before) as u64,
+                client_version: crate::http::Version::Http11,
+            };
+            self.log(&self.conns[id.0], &r, reason);
+        }
+    }
+
+    /// The response is complete: the server connection is pooled or
+    /// closed, the request logged, the client kept or closed.
+    pub(super) fn finish(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, end: ExchangeEnd) {
+        let reuse = {
+            let c = &self.conns[id.0];
+            end.upstream_reusable && c.uin.is_empty()
+        };
+        self.drop_upstream(ctx, id, reuse);
+        let c = &mut self.conns[id.0];
+        c.resend.clear();
+        c.uout.clear();
+        if let Some(r) = c.req.take() {
+            self.log(&self.conns[id.0], &r, "done");
+        }
+        let c = &mut self.conns[id.0];
+        if end.close_client || self.draining {
+            c.closing = true;
+        }
+    }
+
+    /// One access-log line for a request.
+    pub(super) fn log(&self, c: &Conn, r: &Request, reason: &str) {
+        if !self.access.enabled() {
+            return;
+        }
+        self.access.line(format!(
+            "{} http listener={} client={} method={} path=\"{}\" status={} bytes_in={} bytes_out={} duration_ms={} server={} reason=\"{}\"",
+            timestamp(std::time::SystemTime::now()),
+            c.rt.plan.listener(c.listener).name,
+            SocketAddr::new(c.peer.ip().to_canonical(), c.peer.port()),
+            r.method,
+            r.path,
+            r.status,
+            r.bytes_in,
+            r.bytes_out,
+            r.started.elapsed().as_millis(),
+            r.server.as_deref().unwrap_or("-"),
+            reason
+        ));
+    }
+}
+
+fn connect(
+    ctx: &mut Ctx<impl Loop>,
+    id: HttpId,
+    target: SocketAddr,
+) -> std::io::Result<(TcpStream, reactor::Token)> {
+    let mut s = TcpStream::connect(target)?;
+    let _ = s.set_nodelay(true);
+    let t = ctx.register(
+        &mut s,
+        Interest::READABLE | Interest::WRITABLE,
+        Tag::HttpUpstream(id),
+    )?;
+    Ok((s, t))
+}

@@ -1,0 +1,275 @@
+//! A tiny HTTP/1.1 origin server and client helpers for the HTTP tests:
+//! keep-alive, Content-Length and chunked request bodies, every request
+//! recorded, the answer chosen by a closure.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// One request as the origin received it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the origin does with a request.
+pub enum Answer {
+    /// Write these bytes, keep the connection.
+    Raw(Vec<u8>),
+    /// Write these bytes, then close.
+    RawClose(Vec<u8>),
+    /// Close at once without answering (a reset).
+    Reset,
+    /// Wait, then answer with these bytes.
+    Slow(Duration, Vec<u8>),
+}
+
+pub type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted.
+    pub conns: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// A 200 with `body` and Content-Length.
+pub fn ok(body: &[u8]) -> Vec<u8> {
+    let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+impl Origin {
+    /// An origin answering every request with 200 and the body `name`.
+    pub fn named(name: &str) -> Origin {
+        let body = name.as_bytes().to_vec();
+        Origin::start(Arc::new(move |_| Answer::Raw(ok(&body))))
+    }
+
+    pub fn start(handler: Handler) -> Origin {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let conns2 = Arc::clone(&conns);
+        thread::spawn(move || {
+            for s in l.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(s) = s else { continue };
+                conns2.fetch_add(1, Ordering::SeqCst);
+                let (h, seen) = (Arc::clone(&handler), Arc::clone(&seen2));
+                thread::spawn(move || serve(s, h, seen));
+            }
+        });
+        Origin {
+            addr,
+            seen,
+            conns,
+            stop,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(s: TcpStream, h: Handler, seen: Arc<Mutex<Vec<Seen>>>) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    while let Some(req) = read_request(&mut r) {
+        seen.lock().unwrap().push(req.clone());
+        match h(&req) {
+            Answer::Raw(b) => {
+                if w.write_all(&b).is_err() {
+                    return;
+                }
+            }
+            Answer::RawClose(b) => {
+                let _ = w.write_all(&b);
+                return;
+            }
+            Answer::Reset => {
+                let _ = socket2::SockRef::from(&w).set_linger(Some(Duration::ZERO));
+                return;
+            }
+            Answer::Slow(d, b) => {
+                thread::sleep(d);
+                if w.write_all(&b).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads a request head and body (Content-Length or chunked) from `r`.
+pub fn read_request(r: &mut impl BufRead) -> Option<Seen> {
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let headers = read_headers(r)?;
+    let body = read_body(r, &headers, false)?;
+    Some(Seen {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+fn read_headers(r: &mut impl BufRead) -> Option<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            return Some(headers);
+        }
+        let (n, v) = h.split_once(':')?;
+        headers.push((n.trim().to_string(), v.trim().to_string()));
+    }
+}
+
+fn get<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A body framed by `headers`; `to_eof`: read until EOF without framing.
+fn read_body(r: &mut impl BufRead, headers: &[(String, String)], to_eof: bool) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    if get(headers, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).ok()?;
+            let size = usize::from_str_radix(l.trim().split(';').next()?, 16).ok()?;
+            if size == 0 {
+                // Trailers, then the empty line.
+                read_headers(r)?;
+                return Some(body);
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            r.read_exact(&mut body[start..]).ok()?;
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf).ok()?;
+        }
+    } else if let Some(n) = get(headers, "content-length") {
+        body.resize(n.parse().ok()?, 0);
+        r.read_exact(&mut body).ok()?;
+    } else if to_eof {
+        r.read_to_end(&mut body).ok()?;
+    }
+    Some(body)
+}
+
+/// A response as a client sees it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        get(&self.headers, name)
+    }
+}
+
+/// Reads one response from `r` (`head`: the request was HEAD, no body).
+pub fn read_response(r: &mut impl BufRead, head: bool) -> Option<Got> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status = line.split(' ').nth(1)?.parse().ok()?;
+    let headers = read_headers(r)?;
+    let body = if head || status == 204 || status == 304 {
+        Vec::new()
+    } else {
+        let close_delimited = get(&headers, "content-length").is_none()
+            && get(&headers, "transfer-encoding").is_none();
+        read_body(r, &headers, close_delimited)?
+    };
+    Some(Got {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A keep-alive client connection.
+pub struct Client {
+    pub w: TcpStream,
+    pub r: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client {
+            w: s.try_clone().unwrap(),
+            r: BufReader::new(s),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
+    pub fn get(&mut self, path: &str) -> Got {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        self.response()
+    }
+
+    pub fn response(&mut self) -> Got {
+        read_response(&mut self.r, false).expect("a response")
+    }
+}
+
+/// Sends `raw` on a fresh connection and reads one response.
+pub fn exchange(port: u16, raw: &[u8]) -> Got {
+    let mut c = Client::connect(port);
+    c.send(raw);
+    c.response()
+}
