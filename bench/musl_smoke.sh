@@ -22,6 +22,17 @@ esac
 if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     rustup target add "$TARGET" >/dev/null
 fi
+# ring (rustls' crypto, feature `tls`) compiles C and assembly for the
+# target: musl-gcc (Debian: musl-tools) for x86_64, the cross gcc for aarch64.
+case "$TARGET" in
+    x86_64-*)
+        if ! command -v musl-gcc >/dev/null; then
+            (apt-get install -y musl-tools || (apt-get update && apt-get install -y musl-tools)) >/dev/null 2>&1 || true
+        fi
+        export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}"
+        ;;
+    aarch64-*) export CC_aarch64_unknown_linux_musl="${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}" ;;
+esac
 cargo build --release --target "$TARGET" --bin nvelox
 BIN="target/$TARGET/release/nvelox"
 

@@ -26,5 +26,6 @@ pub mod reload;
 pub mod run;
 pub mod runtime;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod worker;

@@ -29,6 +29,7 @@ fn modelled(name: &str) -> String {
 /// The files nvelox runs as they are.
 const PASSING: &[&str] = &[
     "01-basic-tcp-proxy",
+    "05-tls-termination",
     "25-port-range",
     "26-proxy-protocol",
     "27-udp-proxy",
@@ -55,22 +56,14 @@ const PASSING_HTTP: &[&str] = &[
 /// in parentheses after the key is left out).
 const REFUSED: &[(&str, &[&str])] = &[
     (
-        "05-tls-termination",
-        &["11: listeners[0].tls: not supported by nvelox yet: tls"],
-    ),
-    (
         "06-https-http2",
-        &[
-            "9: listeners[0].protocol: not supported by nvelox yet: protocol: https",
-            "11: listeners[0].tls: not supported by nvelox yet: tls",
-        ],
+        &["9: listeners[0].protocol: not supported by nvelox yet: protocol: https"],
     ),
     (
         "07-http3-quic",
         &[
             "9: listeners[0].protocol: not supported by nvelox yet: protocol: https",
             "10: listeners[0].http3: not supported by nvelox: http3",
-            "12: listeners[0].tls: not supported by nvelox yet: tls",
         ],
     ),
     (
@@ -117,7 +110,6 @@ const REFUSED: &[(&str, &[&str])] = &[
         &[
             "32: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
             "39: listeners[1].protocol: not supported by nvelox yet: protocol: https",
-            "41: listeners[1].tls: not supported by nvelox yet: tls",
             "44: listeners[1].compression: not supported by nvelox: compression",
             "82: backends[0].sticky_session: not supported by nvelox: sticky_session",
             "89: backends[1].max_connections: not supported by nvelox: max_connections",
@@ -160,20 +152,16 @@ const REFUSED: &[(&str, &[&str])] = &[
             "15: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
             "21: listeners[1].protocol: not supported by nvelox yet: protocol: https",
             "22: listeners[1].server_names: not supported by nvelox yet: server_names",
-            "25: listeners[1].tls: not supported by nvelox yet: tls",
             "36: listeners[2].protocol: not supported by nvelox yet: protocol: https",
             "37: listeners[2].server_names: not supported by nvelox yet: server_names",
-            "40: listeners[2].tls: not supported by nvelox yet: tls",
             "47: listeners[3].protocol: not supported by nvelox yet: protocol: https",
             "48: listeners[3].default_server: not supported by nvelox yet: default_server",
-            "49: listeners[3].tls: not supported by nvelox yet: tls",
         ],
     ),
     (
         "32-hot-reload",
         &[
             "25: listeners[1].protocol: not supported by nvelox yet: protocol: https",
-            "26: listeners[1].tls: not supported by nvelox yet: tls",
             "30: listeners[1].server_names: not supported by nvelox yet: server_names",
         ],
     ),

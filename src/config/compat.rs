@@ -35,7 +35,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     // top level
     ("tracing", Support::Never("OpenTelemetry tracing")),
     // listeners
-    ("listeners[].tls", Support::Later("TLS termination")),
     (
         "listeners[].tls.auto_cert",
         Support::Never("automatic certificates"),
@@ -43,10 +42,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     (
         "listeners[].tls.ocsp_stapling",
         Support::Never("OCSP stapling"),
-    ),
-    (
-        "listeners[].sni_routes",
-        Support::Later("SNI passthrough routing"),
     ),
     (
         "listeners[].acl",

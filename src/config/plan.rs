@@ -188,11 +188,57 @@ pub struct ListenerPlan {
     /// Per listener (UDP: max sessions). `None` = only the global cap.
     pub max_connections: Option<usize>,
     pub reuseport: bool,
+    /// `sni_routes`, in file order (lookup: [`route_by_sni`]); empty = none.
+    pub sni_routes: Vec<SniRoute>,
+    /// `tls:`: TLS offload, with the certificates loaded.
+    pub tls: Option<crate::tls::ServerTls>,
     /// `Some` exactly when `protocol` is [`Protocol::Http`].
     pub http: Option<HttpListenerPlan>,
     /// `ip_allowlist`, `ip_denylist`, `rate_limit`, `ip_rate_limit`,
     /// `max_connections_per_ip`.
     pub access: AccessPlan,
+}
+
+/// One `sni_routes` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SniRoute {
+    pub name: SniName,
+    pub backend: BackendId,
+}
+
+/// A route's `server_name`, lowercase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SniName {
+    /// `app.example.com`.
+    Exact(String),
+    /// `*.example.com`, kept as `.example.com`: any name ending with it
+    /// (one label or more in front).
+    Suffix(String),
+}
+
+/// The backend for a ClientHello's server name: an exact route first,
+/// then the longest matching `*.suffix` (the first written among equals);
+/// `None` when no route matches or there was no name.
+pub fn route_by_sni(routes: &[SniRoute], name: Option<&str>) -> Option<BackendId> {
+    let name = name?;
+    if let Some(r) = routes
+        .iter()
+        .find(|r| matches!(&r.name, SniName::Exact(n) if n == name))
+    {
+        return Some(r.backend);
+    }
+    let mut best: Option<(usize, BackendId)> = None;
+    for r in routes {
+        if let SniName::Suffix(s) = &r.name {
+            if name.len() > s.len()
+                && name.ends_with(s.as_str())
+                && best.map_or(true, |(l, _)| s.len() > l)
+            {
+                best = Some((s.len(), r.backend));
+            }
+        }
+    }
+    best.map(|(_, b)| b)
 }
 
 /// Default `max_header_size`: 16 KiB for the whole request head.

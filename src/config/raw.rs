@@ -178,6 +178,10 @@ pub struct RawListener {
     pub reuseport: Option<Text>,
     /// Go Nvelox's timeouts block; mapped onto nvelox's own settings.
     pub timeouts: Option<RawListenerTimeouts>,
+    /// TLS termination (`protocol: tcp`: offload).
+    pub tls: Option<RawTls>,
+    /// Passthrough routing by the ClientHello's server name.
+    pub sni_routes: Option<Vec<RawSniRoute>>,
     // HTTP mode (`protocol: http`); refused on tcp/udp listeners by `validate`.
     pub routes: Option<Vec<RawRoute>>,
     pub headers: Option<RawHeaders>,
@@ -192,8 +196,6 @@ pub struct RawListener {
     pub ip_rate_limit: Option<RawRate>,
     pub max_connections_per_ip: Option<Text>,
     // Go Nvelox only (reported by `compat`).
-    pub tls: Option<GoOnly>,
-    pub sni_routes: Option<GoOnly>,
     pub acl: Option<GoOnly>,
     pub trusted_proxies: Option<GoOnly>,
     pub accept_proxy_from: Option<GoOnly>,
@@ -207,6 +209,38 @@ pub struct RawListener {
     pub throttle: Option<GoOnly>,
     pub server_names: Option<GoOnly>,
     pub default_server: Option<GoOnly>,
+}
+
+/// `listeners[].tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
+    pub certificates: Option<Vec<RawCertPair>>,
+    pub client_auth: Option<Text>,
+    pub client_ca: Option<Text>,
+    pub min_version: Option<Text>,
+    pub alpn: Option<Vec<Text>>,
+    // Go Nvelox only (reported by `compat`).
+    pub auto_cert: Option<GoOnly>,
+    pub ocsp_stapling: Option<GoOnly>,
+}
+
+/// One entry of `tls.certificates`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertPair {
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
+}
+
+/// One entry of `listeners[].sni_routes`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSniRoute {
+    pub server_name: Option<Text>,
+    pub backend: Option<Text>,
 }
 
 /// `listeners[].routes[]`: a match and the backend it sends to. Go Nvelox's

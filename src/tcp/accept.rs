@@ -20,7 +20,7 @@ use reactor::listener::{accept_batch, AcceptStop};
 use reactor::{Ctx, Interest, Ready, Token, DEFAULT_BUDGET};
 
 use super::conn::Conn;
-use super::phase::{ConnState, Limits};
+use super::phase::{ConnState, Intake, Limits};
 use super::{ConnId, TcpProxy};
 use crate::config::{AcceptProxy, ListenerId};
 use crate::events::{Loop, Tag, TcpSlot, Timer};
@@ -353,8 +353,25 @@ impl TcpProxy {
             connect_timeout: backend.connect_timeout,
             idle_timeout: lp.idle_timeout,
         };
-        let (state, first) =
-            ConnState::accepted(ctx.now(), lp.accept_proxy != AcceptProxy::Off, limits);
+        let intake = Intake {
+            proxy_header: lp.accept_proxy != AcceptProxy::Off,
+            client_hello: !lp.sni_routes.is_empty(),
+            tls_handshake: lp.tls.is_some(),
+        };
+        let client_tls = match lp.tls.as_ref().map(|t| t.session()) {
+            None => None,
+            Some(Ok(s)) => Some(Box::new(s)),
+            Some(Err(e)) => {
+                log::error!("listener {}: cannot start TLS for {peer}: {e}", lp.name);
+                ctx.forget(token);
+                self.rt.unreserve(plan, 1);
+                if let Some(a) = admitted {
+                    self.rt.access(plan).release(a);
+                }
+                return;
+            }
+        };
+        let (state, first) = ConnState::accepted_with(ctx.now(), intake, limits);
         let mut conn = Conn::new(
             Arc::clone(&self.rt),
             plan,
@@ -365,6 +382,7 @@ impl TcpProxy {
             state,
         );
         conn.admitted = admitted;
+        conn.client_tls = client_tls;
         entry.insert(conn);
         self.apply(ctx, id, first);
     }

@@ -21,13 +21,14 @@ use super::relay::{Direction, Readiness};
 use super::{show, ConnId, TcpProxy};
 use crate::acl::access::Admitted;
 use crate::balancer::{ServerId, Tried};
-use crate::config::{ListenerId, ProxyVersion};
+use crate::config::{BackendId, ListenerId, ProxyVersion};
 use crate::events::{Loop, Tag, Timer};
 use crate::limits::is_resource_exhaustion;
 use crate::logging::timestamp;
 use crate::metrics::{listener as lc, server as sc};
 use crate::proxy_protocol::{Header, Transport, Version};
 use crate::runtime::Runtime;
+use crate::tls::TlsSession;
 
 pub(super) struct Conn {
     /// The configuration this connection was accepted under: a reload
@@ -35,13 +36,19 @@ pub(super) struct Conn {
     pub(super) rt: Arc<Runtime>,
     /// Its listener in `rt.plan`.
     pub(super) listener: ListenerId,
+    /// The backend its servers come from: the listener's, or the one an
+    /// `sni_routes` entry chose.
+    pub(super) backend: BackendId,
+    /// `tls:` listeners: the TLS session with the client (boxed: a plain
+    /// connection pays one pointer for it).
+    pub(super) client_tls: Option<Box<TlsSession>>,
     /// The port the client reached (a port-less server gets the same one).
     port: u16,
     pub(super) client: TcpStream,
     client_token: Token,
     pub(super) client_ready: Readiness,
-    upstream: Option<(TcpStream, Token)>,
-    upstream_ready: Readiness,
+    pub(super) upstream: Option<(TcpStream, Token)>,
+    pub(super) upstream_ready: Readiness,
     pub(super) peer: SocketAddr,
     /// The original client and destination from an accepted PROXY header.
     pub(super) origin: Option<(SocketAddr, SocketAddr)>,
@@ -52,8 +59,8 @@ pub(super) struct Conn {
     pub(super) state: ConnState,
     server: Option<ServerId>,
     tried: Tried,
-    up: Direction,
-    down: Direction,
+    pub(super) up: Direction,
+    pub(super) down: Direction,
     /// The one running timer (`Timer::TcpDeadline` or `Timer::TcpIdle`).
     timer: Option<TimerKey>,
     /// What the access rules counted for this client (given back at close).
@@ -79,9 +86,12 @@ impl Conn {
         peer: SocketAddr,
         state: ConnState,
     ) -> Conn {
+        let backend = rt.plan.listener(listener).backend;
         Conn {
             rt,
             listener,
+            backend,
+            client_tls: None,
             port,
             client,
             client_token,
@@ -181,7 +191,7 @@ impl TcpProxy {
         let now = ctx.now();
         let c = self.conns.get_mut(id.0)?;
         let rt = Arc::clone(&c.rt);
-        let backend = rt.backend_of(c.listener);
+        let backend = rt.backend(c.backend);
         let client = c.client();
         let Some(sid) = backend.acquire_from(client, &c.tried, now) else {
             if let Some(n) = self.down_warn.allow(now) {
@@ -263,7 +273,7 @@ impl TcpProxy {
             ctx.forget(t);
         }
         let rt = Arc::clone(&c.rt);
-        let backend = rt.backend_of(c.listener);
+        let backend = rt.backend(c.backend);
         if let Some(sid) = c.server.take() {
             log::debug!(
                 "{} -> {}: {why}",
@@ -288,6 +298,15 @@ impl TcpProxy {
         };
         c.timer = None;
         let action = c.state.on(Event::Deadline, now);
+        if let Action::Close(r @ (Reason::ClientHelloTimeout | Reason::HandshakeTimeout)) = action {
+            if let Some(n) = self.header_warn.allow(now) {
+                log::warn!(
+                    "listener {}: closing {}: {r} ({n} similar messages suppressed)",
+                    c.rt.plan.listener(c.listener).name,
+                    show(&c.peer),
+                );
+            }
+        }
         if action == Action::Close(Reason::HeaderTimeout) {
             if let Some(n) = self.header_warn.allow(now) {
                 log::warn!(
@@ -316,6 +335,8 @@ impl TcpProxy {
         note(&mut c.client_ready, ready);
         match c.state.phase() {
             Phase::AwaitingHeader => self.read_header(ctx, id),
+            Phase::AwaitingHello => self.read_hello(ctx, id),
+            Phase::Handshaking => self.client_handshake(ctx, id),
             _ if c.state.is_relaying() => self.relay(ctx, id),
             _ => {}
         }
@@ -344,7 +365,7 @@ impl TcpProxy {
         let now = ctx.now();
         let c = &mut self.conns[id.0];
         let rt = Arc::clone(&c.rt);
-        let backend = rt.backend_of(c.listener);
+        let backend = rt.backend(c.backend);
         if let Some(sid) = c.server {
             backend.report_success(sid, now);
         }
@@ -370,9 +391,12 @@ impl TcpProxy {
         self.step(ctx, id, Event::Connected);
     }
 
-    fn relay(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+    pub(super) fn relay(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
         let now = ctx.now();
         let c = &mut self.conns[id.0];
+        if c.client_tls.is_some() {
+            return self.relay_tls(ctx, id);
+        }
         let Some((upstream, _)) = c.upstream.as_mut() else {
             return;
         };
@@ -461,7 +485,7 @@ impl TcpProxy {
             set_rst(&c.client);
         }
         let rt = Arc::clone(&c.rt);
-        let backend = rt.backend_of(c.listener);
+        let backend = rt.backend(c.backend);
         let server = c.server.map(|sid| backend.server(sid).target(c.port));
         if let Some((s, t)) = c.upstream.take() {
             ctx.forget(t);

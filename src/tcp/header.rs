@@ -127,6 +127,9 @@ impl TcpProxy {
             }
         };
         self.step(ctx, id, event);
+        // Bytes past the header may already hold the ClientHello or the
+        // start of the TLS handshake: no new edge will announce them.
+        self.continue_intake(ctx, id);
     }
 }
 

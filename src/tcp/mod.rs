@@ -10,6 +10,9 @@
 //!   header (then the access rules, on the client it names);
 //! - `conn.rs`: one connection's life: server choice, connect with
 //!   timeout and retries, relaying, idle timeout, close and access log;
+//! - `intake_tls.rs`: `sni_routes` (reading the ClientHello without
+//!   consuming it, choosing the backend by its server name) and `tls:`
+//!   (the handshake with the client, then relaying its plaintext);
 //! - `phase.rs`: the phases and their transitions, without sockets;
 //! - `relay.rs`: one direction's byte pump (copy or splice), `buffer.rs`:
 //!   the per-loop buffer pool.
@@ -21,6 +24,7 @@ mod accept;
 pub mod buffer;
 mod conn;
 mod header;
+mod intake_tls;
 pub mod phase;
 pub mod relay;
 

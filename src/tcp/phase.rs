@@ -1,6 +1,7 @@
 //! The life cycle of one TCP connection as a sans-IO state machine.
 //!
-//! Owns: the phase a connection is in (awaiting its PROXY header,
+//! Owns: the phase a connection is in (awaiting its PROXY header, its
+//! TLS ClientHello for `sni_routes`, or the end of its TLS handshake;
 //! connecting with attempt *n*, relaying, half-closed either way, closed),
 //! how many servers it has tried against `retries`, when it was last
 //! active, which single timer it needs next (deadlines saturate through
@@ -22,11 +23,33 @@ use crate::clock::after;
 /// How long a client on an `accept_proxy` listener has to send its header.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a client on an `sni_routes` listener has to send its ClientHello.
+pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a client on a `tls:` listener has to finish its handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a new connection must go through before a server is chosen, in
+/// this order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Intake {
+    /// `accept_proxy`: the client's PROXY header.
+    pub proxy_header: bool,
+    /// `sni_routes`: the ClientHello (read, not consumed) picks the backend.
+    pub client_hello: bool,
+    /// `tls:`: the TLS handshake with the client.
+    pub tls_handshake: bool,
+}
+
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// `accept_proxy`: waiting for the client's PROXY header.
     AwaitingHeader,
+    /// `sni_routes`: waiting for the client's whole ClientHello.
+    AwaitingHello,
+    /// `tls:`: the TLS handshake with the client is under way.
+    Handshaking,
     /// Choosing a server and connecting to it. `attempt` counts the servers
     /// chosen so far (0 before the first is chosen).
     Connecting { attempt: u32 },
@@ -56,6 +79,12 @@ pub enum Reason {
     OutOfFds,
     BadHeader,
     HeaderTimeout,
+    /// `sni_routes`: what the client sent is not a TLS ClientHello.
+    BadClientHello,
+    ClientHelloTimeout,
+    /// `tls:`: the handshake with the client failed.
+    HandshakeFailed,
+    HandshakeTimeout,
     /// The access rules refused the client (`ip_denylist`, limits, ...).
     Denied,
     ClientReset,
@@ -77,6 +106,10 @@ impl Reason {
             Reason::OutOfFds => "out of file descriptors",
             Reason::BadHeader => "bad PROXY header",
             Reason::HeaderTimeout => "PROXY header timeout",
+            Reason::BadClientHello => "bad ClientHello",
+            Reason::ClientHelloTimeout => "ClientHello timeout",
+            Reason::HandshakeFailed => "TLS handshake failed",
+            Reason::HandshakeTimeout => "TLS handshake timeout",
             Reason::Denied => "denied",
             Reason::ClientReset => "client reset",
             Reason::ClientError => "client error",
@@ -124,7 +157,8 @@ impl fmt::Display for Reason {
 /// The two timers a connection uses, one at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerKind {
-    /// The PROXY header or the current connect attempt is due.
+    /// The PROXY header, ClientHello, handshake or the current connect
+    /// attempt is due.
     Deadline,
     /// Check for inactivity.
     Idle,
@@ -137,6 +171,14 @@ pub enum Event<'a> {
     HeaderComplete,
     /// Garbage, an over-long header, or the client closed first.
     HeaderRejected,
+    /// The ClientHello is complete and chose the backend (`sni_routes`).
+    HelloRouted,
+    /// Not a ClientHello, an over-long one, or the client closed first.
+    HelloRejected,
+    /// The client's TLS handshake completed.
+    HandshakeDone,
+    /// The client's TLS handshake failed.
+    HandshakeFailed,
     /// The client in the PROXY header is refused by the access rules.
     Denied,
     /// The balancer chose a server: a new attempt begins.
@@ -211,6 +253,7 @@ pub struct Limits {
 #[derive(Debug)]
 pub struct ConnState {
     phase: Phase,
+    intake: Intake,
     limits: Limits,
     started: Instant,
     last_active: Instant,
@@ -221,19 +264,54 @@ impl ConnState {
     /// for the PROXY header (up to [`PROXY_HEADER_TIMEOUT`]); otherwise it
     /// starts connecting at once.
     pub fn accepted(now: Instant, accept_proxy: bool, limits: Limits) -> (ConnState, Action) {
+        let intake = Intake {
+            proxy_header: accept_proxy,
+            ..Intake::default()
+        };
+        ConnState::accepted_with(now, intake, limits)
+    }
+
+    /// A connection accepted at `now` that goes through `intake` first.
+    pub fn accepted_with(now: Instant, intake: Intake, limits: Limits) -> (ConnState, Action) {
         let mut s = ConnState {
-            phase: Phase::Connecting { attempt: 0 },
+            phase: Phase::AwaitingHeader,
+            intake,
             limits,
             started: now,
             last_active: now,
         };
-        let action = if accept_proxy {
-            s.phase = Phase::AwaitingHeader;
+        let action = if intake.proxy_header {
             Action::Arm(after(now, PROXY_HEADER_TIMEOUT), TimerKind::Deadline)
         } else {
-            Action::Connect
+            s.after_header(now)
         };
         (s, action)
+    }
+
+    /// The PROXY header is in (or none was expected): the next intake step.
+    fn after_header(&mut self, now: Instant) -> Action {
+        if self.intake.client_hello {
+            self.phase = Phase::AwaitingHello;
+            Action::Arm(after(now, CLIENT_HELLO_TIMEOUT), TimerKind::Deadline)
+        } else {
+            self.after_hello(now)
+        }
+    }
+
+    fn after_hello(&mut self, now: Instant) -> Action {
+        if self.intake.tls_handshake {
+            self.phase = Phase::Handshaking;
+            Action::Arm(after(now, TLS_HANDSHAKE_TIMEOUT), TimerKind::Deadline)
+        } else {
+            self.phase = Phase::Connecting { attempt: 0 };
+            Action::Connect
+        }
+    }
+
+    /// `sni_routes` chose another backend than the listener's: its retries
+    /// and connect timeout apply from now on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     pub fn phase(&self) -> Phase {
@@ -264,13 +342,21 @@ impl ConnState {
             (Closed(_), _) => Action::Wait,
             (_, Event::Shutdown) => self.close(Reason::Shutdown),
 
-            (AwaitingHeader, Event::HeaderComplete) => {
+            (AwaitingHeader, Event::HeaderComplete) => self.after_header(now),
+            (AwaitingHeader, Event::HeaderRejected) => self.close(Reason::BadHeader),
+            (AwaitingHeader, Event::Deadline) => self.close(Reason::HeaderTimeout),
+
+            (AwaitingHello, Event::HelloRouted) => self.after_hello(now),
+            (AwaitingHello, Event::HelloRejected) => self.close(Reason::BadClientHello),
+            (AwaitingHello, Event::Deadline) => self.close(Reason::ClientHelloTimeout),
+
+            (Handshaking, Event::HandshakeDone) => {
                 self.phase = Connecting { attempt: 0 };
                 Action::Connect
             }
-            (AwaitingHeader, Event::HeaderRejected) => self.close(Reason::BadHeader),
+            (Handshaking, Event::HandshakeFailed) => self.close(Reason::HandshakeFailed),
+            (Handshaking, Event::Deadline) => self.close(Reason::HandshakeTimeout),
             (AwaitingHeader, Event::Denied) => self.close(Reason::Denied),
-            (AwaitingHeader, Event::Deadline) => self.close(Reason::HeaderTimeout),
 
             (Connecting { attempt }, Event::ServerChosen) => {
                 self.phase = Connecting {

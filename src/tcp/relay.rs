@@ -206,10 +206,16 @@ impl Direction {
     ) -> Option<Pump> {
         if self.eof {
             if !self.shut {
-                self.shut = true;
                 if !self.fin_by_close {
-                    let _ = dst.shutdown_write();
+                    // A TLS sink has records to send before its FIN:
+                    // `WouldBlock` until they are out, then try again.
+                    if let Err(e) = dst.shutdown_write() {
+                        if e.kind() == io::ErrorKind::WouldBlock {
+                            return Some(Pump::Idle);
+                        }
+                    }
                 }
+                self.shut = true;
             }
             return Some(Pump::Idle);
         }

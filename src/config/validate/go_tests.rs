@@ -291,7 +291,7 @@ backends:
     let expected = [
         "go.yaml:7: listeners[0].protocol: not supported by nvelox yet: protocol: https",
         "go.yaml:8: listeners[0].http3: not supported by nvelox: http3",
-        "go.yaml:9: listeners[0].tls: not supported by nvelox yet: tls",
+        "go.yaml:10: listeners[0].tls.cert: cannot read certificate file \"a.pem\"",
         "go.yaml:15: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
         "go.yaml:17: listeners[0].compression: not supported by nvelox: compression",
         "go.yaml:22: backends[0].sticky_session: not supported by nvelox: sticky_session",
@@ -348,7 +348,7 @@ fn go_only_keys_in_an_included_file_name_that_file_and_its_line() {
     let tmp = crate::config::include::tests::TempDir::new("go-include");
     tmp.write(
         "conf.d/web.yaml",
-        "listeners:\n  - name: web\n    bind: \"127.0.0.1:8080\"\n    backend: pool\n    sni_routes: []\n",
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:8080\"\n    backend: pool\n    server_names: [a.test]\n",
     );
     let main = tmp.write(
         "main.yaml",
@@ -359,8 +359,8 @@ fn go_only_keys_in_an_included_file_name_that_file_and_its_line() {
     let inc = tmp.0.join("conf.d/web.yaml");
     has(
         &errs,
-        &format!("{}:5: listeners[0].sni_routes: ", inc.display()),
-        "not supported by nvelox yet: sni_routes",
+        &format!("{}:5: listeners[0].server_names: ", inc.display()),
+        "not supported by nvelox yet: server_names",
     );
     assert_eq!(errs.len(), 1, "{errs:#?}");
 }

@@ -117,7 +117,41 @@ impl Validator<'_> {
             .map(|n| n as usize);
         let reuseport = self.flag(f, &key(&p, "reuseport"), l.reuseport.as_ref());
         let access = self.access(f, &p, &l);
+        let has_routes = l.sni_routes.is_some();
+        let sni_routes = l
+            .sni_routes
+            .map(|r| self.sni_routes(f, &p, r))
+            .unwrap_or_default();
+        let has_tls = l.tls.is_some();
+        let tls = l.tls.and_then(|t| self.tls_block(f, &p, t));
+        if protocol != Protocol::Tcp && !later_protocol {
+            for (set, k) in [(has_routes, "sni_routes"), (has_tls, "tls")] {
+                if set {
+                    self.error(
+                        f,
+                        &key(&p, k),
+                        format!("{k} is for tcp listeners only (https: planned)"),
+                    );
+                }
+            }
+        }
+        if has_routes && has_tls {
+            self.error(
+                f,
+                &key(&p, "sni_routes"),
+                "sni_routes route TLS passthrough (nvelox does not decrypt); with tls: the listener terminates TLS: use one or the other",
+            );
+        }
+        if has_tls && zero_copy {
+            self.error(
+                f,
+                &key(&p, "zero_copy"),
+                "zero_copy (splice) cannot move TLS records that nvelox decrypts; remove zero_copy or tls",
+            );
+        }
         ListenerDraft {
+            sni_routes,
+            tls,
             origin,
             name,
             bind,
@@ -262,6 +296,20 @@ impl Validator<'_> {
                     ),
                 );
             }
+            let mut sni_routes = Vec::new();
+            for r in &l.sni_routes {
+                match by_name.get(&r.backend) {
+                    Some(&b) => sni_routes.push(SniRoute {
+                        name: r.name.clone(),
+                        backend: BackendId(b),
+                    }),
+                    None => self.error(
+                        l.origin.file,
+                        &r.path,
+                        format!("unknown backend {:?}", r.backend),
+                    ),
+                }
+            }
             let http = l.http.map(|h| HttpListenerPlan {
                 default_backend: default.map(BackendId),
                 routes,
@@ -281,6 +329,8 @@ impl Validator<'_> {
                     idle_timeout: l.idle_timeout,
                     max_connections: l.max_connections,
                     reuseport: l.reuseport,
+                    sni_routes,
+                    tls: l.tls,
                     http,
                     access: l.access,
                 });

@@ -27,6 +27,7 @@ mod listeners;
 mod observe;
 mod scalars;
 mod server;
+mod tls;
 
 pub use health::{check_http_path, HttpPathError, MAX_HTTP_PATH_LEN};
 
@@ -40,6 +41,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::locate::LineIndex;
 use super::plan::*;
 use super::raw::{self, RawBackend, RawConfig, RawListener, Text};
+use crate::tls::ServerTls;
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -181,6 +183,8 @@ struct ListenerDraft {
     idle_timeout: Duration,
     max_connections: Option<usize>,
     reuseport: bool,
+    sni_routes: Vec<tls::SniRouteDraft>,
+    tls: Option<crate::tls::ServerTls>,
     access: AccessPlan,
 }
 

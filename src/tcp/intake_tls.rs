@@ -1,0 +1,197 @@
+//! TLS on a TCP listener, the socket shell: `sni_routes` (read the
+//! ClientHello without consuming it, choose the backend by its server
+//! name, relay the untouched bytes) and `tls:` (the handshake with the
+//! client, then relaying its plaintext to a plain server connection).
+//!
+//! Owns: reading the ClientHello into the connection's `early` bytes (they
+//! go to the server first, as they came) up to
+//! [`MAX_CLIENT_HELLO`], the route lookup, one handshake step per
+//! readiness event of that connection (so a handshake never holds the
+//! loop for other connections longer than its own records take), and the
+//! relay of a TLS client. Does not own the ClientHello format
+//! (`tls::client_hello`), rustls (`tls::session`), the timeouts and
+//! phases (`phase.rs`) or plain relaying (`conn.rs`).
+
+use reactor::{Ctx, IoStatus, DEFAULT_BUDGET};
+
+use super::phase::{Event, Limits, Phase, Relayed};
+use super::relay::Pump;
+use super::{show, ConnId, TcpProxy};
+use crate::config::route_by_sni;
+use crate::events::Loop;
+use crate::tls::client_hello::{peek, Peek, MAX_CLIENT_HELLO};
+use crate::tls::Handshake;
+
+impl TcpProxy {
+    /// After the PROXY header: goes on with the ClientHello or the
+    /// handshake at once, on the bytes that came with the header.
+    pub(super) fn continue_intake(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        match c.state.phase() {
+            Phase::AwaitingHello => self.read_hello(ctx, id),
+            Phase::Handshaking => {
+                let early = std::mem::take(&mut c.early);
+                if let Some(tls) = c.client_tls.as_deref_mut() {
+                    if let Err(why) = tls.feed(&early) {
+                        self.tls_refused(ctx, id, &why);
+                        return self.step(ctx, id, Event::HandshakeFailed);
+                    }
+                }
+                self.client_handshake(ctx, id)
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads what the client sent so far (kept in `early`) and, once the
+    /// ClientHello is whole, chooses the backend by its server name.
+    pub(super) fn read_hello(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let mut chunk = [0u8; 2048];
+        let mut closed = false;
+        while c.client_ready.readable && c.early.len() < MAX_CLIENT_HELLO {
+            let room = (MAX_CLIENT_HELLO - c.early.len()).min(chunk.len());
+            match reactor::io::read(&mut c.client, &mut chunk[..room]) {
+                IoStatus::Progress(n) => c.early.extend_from_slice(&chunk[..n]),
+                IoStatus::WouldBlock => c.client_ready.readable = false,
+                IoStatus::Closed | IoStatus::Error(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let event = match peek(&c.early) {
+            Peek::NeedMore if !closed => return,
+            Peek::NeedMore => {
+                self.hello_refused(ctx, id, "the client closed before its ClientHello ended");
+                Event::HelloRejected
+            }
+            Peek::NotTls(why) => {
+                self.hello_refused(ctx, id, why);
+                Event::HelloRejected
+            }
+            Peek::ServerName(name) => {
+                let lp = c.rt.plan.listener(c.listener);
+                if let Some(b) = route_by_sni(&lp.sni_routes, name.as_deref()) {
+                    let bp = c.rt.plan.backend(b);
+                    c.backend = b;
+                    c.state.set_limits(Limits {
+                        retries: bp.retries,
+                        connect_timeout: bp.connect_timeout,
+                        idle_timeout: lp.idle_timeout,
+                    });
+                }
+                log::debug!(
+                    "listener {}: {} asked for {} -> backend {}",
+                    lp.name,
+                    show(&c.peer),
+                    name.as_deref().unwrap_or("(no server name)"),
+                    c.rt.plan.backend(c.backend).name
+                );
+                Event::HelloRouted
+            }
+        };
+        self.step(ctx, id, event);
+    }
+
+    fn hello_refused(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, why: &str) {
+        let Some(c) = self.conns.get(id.0) else {
+            return;
+        };
+        if let Some(n) = self.header_warn.allow(ctx.now()) {
+            log::warn!(
+                "listener {}: closing {}: no TLS ClientHello: {why} ({n} similar messages suppressed)",
+                c.rt.plan.listener(c.listener).name,
+                show(&c.peer)
+            );
+        }
+    }
+
+    fn tls_refused(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, why: &str) {
+        let Some(c) = self.conns.get(id.0) else {
+            return;
+        };
+        if let Some(n) = self.header_warn.allow(ctx.now()) {
+            log::warn!(
+                "listener {}: TLS handshake with {} failed: {why} ({n} similar messages suppressed)",
+                c.rt.plan.listener(c.listener).name,
+                show(&c.peer)
+            );
+        }
+    }
+
+    /// One handshake step for this connection only.
+    pub(super) fn client_handshake(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let Some(tls) = c.client_tls.as_deref_mut() else {
+            return;
+        };
+        match tls.handshake(&mut c.client) {
+            Handshake::Pending => {}
+            Handshake::Done => {
+                // Application data may have come with the client's
+                // Finished and sit decrypted in rustls: read it even if
+                // the socket has no new edge.
+                c.client_ready.readable = true;
+                self.step(ctx, id, Event::HandshakeDone);
+            }
+            Handshake::Failed(why) => {
+                self.tls_refused(ctx, id, &why);
+                self.step(ctx, id, Event::HandshakeFailed);
+            }
+        }
+    }
+
+    /// Relays a TLS client's plaintext to and from its (plain) server.
+    pub(super) fn relay_tls(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+        let now = ctx.now();
+        let c = &mut self.conns[id.0];
+        let Some((upstream, _)) = c.upstream.as_mut() else {
+            return;
+        };
+        let Some(tls) = c.client_tls.as_deref_mut() else {
+            return;
+        };
+        let before = c.up.bytes + c.down.bytes;
+        // Records rustls still holds (a ticket, the tail of a write, a
+        // close_notify) go first, on every event.
+        let flushed = tls.flush(&mut c.client);
+        c.up.fin_by_close = c.down.is_done();
+        let up = c.up.pump(
+            &mut tls.io(&mut c.client),
+            &mut c.client_ready,
+            upstream,
+            &mut c.upstream_ready,
+            &mut self.pool,
+            DEFAULT_BUDGET,
+        );
+        // The client's FIN must follow our close_notify: never by close().
+        c.down.fin_by_close = false;
+        let down = match flushed {
+            Err(e) => Pump::SinkFailed(e),
+            Ok(_) => c.down.pump(
+                upstream,
+                &mut c.upstream_ready,
+                &mut tls.io(&mut c.client),
+                &mut c.client_ready,
+                &mut self.pool,
+                DEFAULT_BUDGET,
+            ),
+        };
+        let relayed = Relayed {
+            up: &up,
+            down: &down,
+            up_done: c.up.is_done(),
+            down_done: c.down.is_done(),
+            moved: c.up.bytes + c.down.bytes != before,
+        };
+        let action = c.state.on(Event::Relayed(relayed), now);
+        self.apply(ctx, id, action);
+    }
+}

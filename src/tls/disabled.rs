@@ -1,0 +1,79 @@
+//! Stand-ins for the TLS types in a build without the `tls` feature: empty
+//! enums, so the shell compiles unchanged and no TLS value can exist.
+//! Does not own anything that runs.
+
+use std::io::{self, Read, Write};
+
+use crate::tcp::relay::ShutdownWrite;
+
+/// No `tls:` block can be loaded without the feature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerTls {}
+
+impl ServerTls {
+    pub fn session(&self) -> Result<TlsSession, String> {
+        match *self {}
+    }
+}
+
+/// No TLS connection can exist without the feature.
+pub enum TlsSession {}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handshake {
+    Done,
+    Pending,
+    Failed(String),
+}
+
+pub struct TlsIo<'a, S> {
+    pub session: &'a mut TlsSession,
+    pub sock: &'a mut S,
+}
+
+impl TlsSession {
+    pub fn io<'a, S>(&'a mut self, sock: &'a mut S) -> TlsIo<'a, S> {
+        TlsIo {
+            session: self,
+            sock,
+        }
+    }
+
+    pub fn handshake<S>(&mut self, _sock: &mut S) -> Handshake {
+        match *self {}
+    }
+
+    pub fn flush<S>(&mut self, _sock: &mut S) -> io::Result<bool> {
+        match *self {}
+    }
+
+    pub fn feed(&mut self, _early: &[u8]) -> Result<(), String> {
+        match *self {}
+    }
+
+    pub fn server_name(&self) -> Option<&str> {
+        match *self {}
+    }
+}
+
+impl<S> Read for TlsIo<'_, S> {
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        match *self.session {}
+    }
+}
+
+impl<S> Write for TlsIo<'_, S> {
+    fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
+        match *self.session {}
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match *self.session {}
+    }
+}
+
+impl<S> ShutdownWrite for TlsIo<'_, S> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        match *self.session {}
+    }
+}

@@ -1,0 +1,33 @@
+//! TLS for nvelox: the ClientHello peeker for `sni_routes` (always built:
+//! passthrough needs no cryptography) and, with the `tls` cargo feature
+//! (default on), the rustls glue.
+//!
+//! Owns: reading a server name out of a ClientHello (`client_hello`);
+//! loading a listener's `tls:` block and choosing certificates by SNI
+//! (`server`); the plaintext adapter over a rustls connection on a
+//! non-blocking socket (`session`); the facts read from certificates
+//! (`x509`). Built without the feature, [`ServerTls`] and [`TlsSession`]
+//! are empty enums: the shell's code stays the same and no value of them
+//! can exist (the configuration refuses `tls:` with "built without TLS").
+//! Does not own sockets, phases or routing (`tcp/`).
+
+pub mod client_hello;
+#[cfg(feature = "tls")]
+pub mod server;
+#[cfg(feature = "tls")]
+pub mod session;
+pub mod x509;
+
+#[cfg(feature = "tls")]
+pub use server::ServerTls;
+#[cfg(feature = "tls")]
+pub use session::{Handshake, TlsIo, TlsSession};
+
+#[cfg(not(feature = "tls"))]
+mod disabled;
+#[cfg(not(feature = "tls"))]
+pub use disabled::{Handshake, ServerTls, TlsIo, TlsSession};
+
+/// The error for a TLS key in a binary built without the `tls` feature.
+pub const BUILT_WITHOUT_TLS: &str =
+    "this nvelox was built without TLS (cargo feature `tls`); rebuild with default features";

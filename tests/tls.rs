@@ -1,0 +1,505 @@
+//! TLS through the real binary: `sni_routes` passthrough (servers terminate
+//! TLS themselves; nvelox routes by the ClientHello's name and relays the
+//! bytes untouched) and `tls:` offload (certificates by SNI, wildcard,
+//! default, ALPN, client certificates, `--check` errors). Certificates are
+//! made per test with the `openssl` command; clients are rustls (in
+//! process) and `openssl s_client`.
+#![cfg(feature = "tls")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl (Debian: openssl) must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and certificates signed by it, in `dir`: `NAME.pem` / `NAME.key`.
+fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=nvelox test CA",
+            "-days",
+            "2",
+        ],
+    );
+    let leaf = |name: &str, san: &str, rsa: bool| {
+        let key = format!("{name}.key");
+        if rsa {
+            openssl(dir, &["genrsa", "-traditional", "-out", &key, "2048"]);
+        } else {
+            openssl(
+                dir,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-out",
+                    &key,
+                ],
+            );
+        }
+        let csr = format!("{name}.csr");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        let ext = format!("{name}.ext");
+        std::fs::write(dir.join(&ext), format!("subjectAltName={san}\n")).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    };
+    leaf("a", "DNS:a.test,DNS:*.wild.test", false);
+    leaf("b", "DNS:b.test", true);
+    leaf("client", "DNS:client.test", false);
+}
+
+fn chain(path: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect()
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn client_config(dir: &Path, client_cert: bool, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in chain(&dir.join("ca.pem")) {
+        roots.add(c).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = if client_cert {
+        let key = PrivateKeyDer::from_pem_file(dir.join("client.key")).unwrap();
+        b.with_client_auth_cert(chain(&dir.join("client.pem")), key)
+            .unwrap()
+    } else {
+        b.with_no_client_auth()
+    };
+    cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// Connects, handshakes as `name` (verified against the test CA), sends
+/// `line`, returns the first line back and the server's certificate.
+fn tls_roundtrip(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    name: &str,
+    line: &str,
+) -> Result<(String, CertificateDer<'static>, Option<Vec<u8>>), String> {
+    let conn = rustls::ClientConnection::new(cfg, ServerName::try_from(name.to_string()).unwrap())
+        .map_err(|e| e.to_string())?;
+    let sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    BufReader::new(&mut tls)
+        .read_line(&mut reply)
+        .map_err(|e| e.to_string())?;
+    if reply.is_empty() {
+        return Err("closed without a reply".into());
+    }
+    let cert = tls.conn.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned();
+    let alpn = tls.conn.alpn_protocol().map(<[u8]>::to_vec);
+    Ok((reply.trim_end().to_string(), cert, alpn))
+}
+
+/// A server that terminates TLS itself with `NAME.pem` and answers each
+/// line with `NAME:line`.
+fn tls_backend(dir: &Path, name: &'static str) -> SocketAddr {
+    let key = PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain(&dir.join(format!("{name}.pem"))), key)
+        .unwrap();
+    let cfg = Arc::new(cfg);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let cfg = Arc::clone(&cfg);
+            thread::spawn(move || {
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let mut r = BufReader::new(&mut tls);
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let reply = format!("{name}:{line}");
+                    line.clear();
+                    if r.get_mut().write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn passthrough_yaml(port: u16, a: SocketAddr, b: SocketAddr, other: SocketAddr) -> String {
+    format!(
+        r#"version: "2"
+server: {{ workers: 1, shutdown_timeout: 1s }}
+logging: {{ level: debug, error_log: stderr }}
+listeners:
+  - name: passthrough
+    bind: "127.0.0.1:{port}"
+    protocol: tcp
+    sni_routes:
+      - {{ server_name: a.test, backend: a }}
+      - {{ server_name: "*.wild.test", backend: a }}
+      - {{ server_name: B.Test, backend: b }}
+    backend: other
+backends:
+  - {{ name: a, servers: ["{a}"] }}
+  - {{ name: b, servers: ["{b}"] }}
+  - {{ name: other, servers: ["{other}"] }}
+"#
+    )
+}
+
+#[test]
+fn sni_routes_choose_the_backend_and_pass_the_tls_bytes_untouched() {
+    let tmp = TempDir::new("sni-routes");
+    make_certs(&tmp.0);
+    let (a, b) = (tls_backend(&tmp.0, "a"), tls_backend(&tmp.0, "b"));
+    let other = Backend::start(Mode::NamedEcho("other"));
+    let port = free_port();
+    let n = Nvelox::start(&passthrough_yaml(port, a, b, other.addr));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let cfg = client_config(&tmp.0, false, &[]);
+    // The client verifies the server's certificate for the name it asked:
+    // only the real server, reached through untouched bytes, passes.
+    assert_eq!(
+        tls_roundtrip(addr, cfg.clone(), "a.test", "x").unwrap().0,
+        "a:x"
+    );
+    assert_eq!(
+        tls_roundtrip(addr, cfg.clone(), "b.test", "y").unwrap().0,
+        "b:y"
+    );
+    assert_eq!(
+        tls_roundtrip(addr, cfg.clone(), "deep.wild.test", "z")
+            .unwrap()
+            .0,
+        "a:z"
+    );
+    // A real client: openssl s_client.
+    let mut s_client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(addr.to_string())
+        .args([
+            "-servername",
+            "b.test",
+            "-verify_hostname",
+            "b.test",
+            "-CAfile",
+        ])
+        .arg(tmp.path("ca.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    s_client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"from openssl\n")
+        .unwrap();
+    let mut out = String::new();
+    BufReader::new(s_client.stdout.take().unwrap())
+        .read_line(&mut out)
+        .unwrap();
+    let _ = s_client.kill();
+    let _ = s_client.wait();
+    assert_eq!(out.trim_end(), "b:from openssl");
+    // No route for the name: the listener's backend gets the bytes.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let hello = client_hello("nomatch.test");
+    s.write_all(&hello).unwrap();
+    let mut got = vec![0u8; "other\n".len() + hello.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..6], b"other\n");
+    assert_eq!(
+        &got[6..],
+        &hello[..],
+        "the ClientHello reached the server as sent"
+    );
+    drop(n);
+}
+
+/// The first flight of a rustls client asking for `name`.
+fn client_hello(name: &str) -> Vec<u8> {
+    let roots = rustls::RootCertStore::empty();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut c = rustls::ClientConnection::new(
+        Arc::new(cfg),
+        ServerName::try_from(name.to_string()).unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+#[test]
+fn a_client_hello_split_over_many_segments_is_routed() {
+    let tmp = TempDir::new("sni-split");
+    make_certs(&tmp.0);
+    let (a, b) = (tls_backend(&tmp.0, "a"), tls_backend(&tmp.0, "b"));
+    let other = Backend::start(Mode::NamedEcho("other"));
+    let port = free_port();
+    let _n = Nvelox::start(&passthrough_yaml(port, a, b, other.addr));
+    // The ClientHello goes out 7 bytes at a time, a pause between, then
+    // the handshake goes on over the same socket.
+    let cfg = client_config(&tmp.0, false, &[]);
+    let mut conn =
+        rustls::ClientConnection::new(cfg, ServerName::try_from("b.test").unwrap()).unwrap();
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_nodelay(true).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    for piece in hello.chunks(7) {
+        sock.write_all(piece).unwrap();
+        thread::sleep(Duration::from_millis(2));
+    }
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(b"split\n").unwrap();
+    let mut reply = String::new();
+    BufReader::new(tls).read_line(&mut reply).unwrap();
+    assert_eq!(reply, "b:split\n");
+}
+
+#[test]
+fn garbage_instead_of_a_client_hello_is_closed_before_any_server() {
+    let tmp = TempDir::new("sni-garbage");
+    make_certs(&tmp.0);
+    let (a, b) = (tls_backend(&tmp.0, "a"), tls_backend(&tmp.0, "b"));
+    let other = Backend::start(Mode::NamedEcho("other"));
+    let port = free_port();
+    let n = Nvelox::start(&passthrough_yaml(port, a, b, other.addr));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
+    n.wait_for_line("no TLS ClientHello", WAIT);
+    assert_eq!(other.count(), 0, "no server was contacted");
+}
+
+fn offload_yaml(dir: &Path, port: u16, echo: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"version: "2"
+server: {{ workers: 1, shutdown_timeout: 1s }}
+logging: {{ level: info, error_log: stderr }}
+listeners:
+  - name: offload
+    bind: "127.0.0.1:{port}"
+    protocol: tcp
+    backend: plain
+    tls:
+      cert: {dir}/a.pem
+      key: {dir}/a.key
+      certificates: [ {{ cert: {dir}/b.pem, key: {dir}/b.key }} ]
+{extra}
+backends:
+  - {{ name: plain, servers: ["{echo}"] }}
+"#,
+        dir = dir.display()
+    )
+}
+
+#[test]
+fn tls_offload_chooses_certificates_by_name_and_relays_plaintext() {
+    let tmp = TempDir::new("tls-offload");
+    make_certs(&tmp.0);
+    let echo = Backend::start(Mode::NamedEcho("plain"));
+    let port = free_port();
+    let _n = Nvelox::start(&offload_yaml(
+        &tmp.0,
+        port,
+        echo.addr,
+        "      alpn: [http/1.1]",
+    ));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let a_cert = chain(&tmp.path("a.pem"))[0].clone();
+    let b_cert = chain(&tmp.path("b.pem"))[0].clone();
+    let cfg = client_config(&tmp.0, false, &["h2", "http/1.1"]);
+    let (reply, cert, alpn) = tls_roundtrip(addr, cfg.clone(), "a.test", "one").unwrap();
+    // The plain server greets first, then echoes.
+    assert_eq!(reply, "plain");
+    assert_eq!(cert, a_cert);
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let (_, cert, _) = tls_roundtrip(addr, cfg.clone(), "b.test", "two").unwrap();
+    assert_eq!(cert, b_cert, "the RSA certificate for b.test");
+    let (_, cert, _) = tls_roundtrip(addr, cfg.clone(), "x.wild.test", "three").unwrap();
+    assert_eq!(cert, a_cert, "wildcard");
+    // A name no certificate has: the default one (verification fails).
+    assert!(tls_roundtrip(addr, cfg, "c.test", "four").is_err());
+
+    // Plaintext both ways, many round trips, through openssl s_client
+    // without SNI (default certificate).
+    let mut s_client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-noservername", "-connect"])
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    let mut input = s_client.stdin.take().unwrap();
+    let mut output = BufReader::new(s_client.stdout.take().unwrap());
+    let mut line = String::new();
+    output.read_line(&mut line).unwrap();
+    assert_eq!(line, "plain\n");
+    for i in 0..20 {
+        let msg = format!("line {i} {}\n", "x".repeat(i * 500));
+        input.write_all(msg.as_bytes()).unwrap();
+        line.clear();
+        output.read_line(&mut line).unwrap();
+        assert_eq!(line, msg);
+    }
+    drop(input);
+    let _ = s_client.kill();
+    let _ = s_client.wait();
+}
+
+#[test]
+fn client_auth_require_refuses_a_client_without_a_certificate() {
+    let tmp = TempDir::new("tls-mtls");
+    make_certs(&tmp.0);
+    let echo = Backend::start(Mode::NamedEcho("plain"));
+    let port = free_port();
+    let extra = format!(
+        "      client_auth: require\n      client_ca: {}",
+        tmp.path("ca.pem").display()
+    );
+    let n = Nvelox::start(&offload_yaml(&tmp.0, port, echo.addr, &extra));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let with = client_config(&tmp.0, true, &[]);
+    assert_eq!(
+        tls_roundtrip(addr, with, "a.test", "hi").unwrap().0,
+        "plain"
+    );
+    let before = echo.count();
+    let without = client_config(&tmp.0, false, &[]);
+    assert!(tls_roundtrip(addr, without, "a.test", "hi").is_err());
+    n.wait_for_line("TLS handshake with", WAIT);
+    assert_eq!(echo.count(), before, "no server for a refused client");
+}
+
+#[test]
+fn check_names_a_missing_file_as_written_and_as_tried_and_a_wrong_key() {
+    let tmp = TempDir::new("tls-check");
+    make_certs(&tmp.0);
+    let conf = tmp.path("nvelox.yaml");
+    let yaml = "listeners:\n  - name: t\n    bind: \"127.0.0.1:1\"\n    backend: b\n    tls:\n      cert: certs/missing.pem\n      key: a.key\nbackends:\n  - { name: b, servers: [\"127.0.0.1:2\"] }\n";
+    std::fs::write(&conf, yaml).unwrap();
+    let (code, _, err) = run_bin(&["-c", conf.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 1, "{err}");
+    let tried = tmp.path("certs/missing.pem");
+    assert!(
+        err.contains("listeners[0].tls.cert: cannot read certificate file \"certs/missing.pem\"")
+            && err.contains(&format!("tried {}", tried.display())),
+        "{err}"
+    );
+    std::fs::write(&conf, yaml.replace("certs/missing.pem", "b.pem")).unwrap();
+    let (code, _, err) = run_bin(&["-c", conf.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("listeners[0].tls.key: key \"a.key\" does not match certificate \"b.pem\""),
+        "{err}"
+    );
+    std::fs::write(&conf, yaml.replace("certs/missing.pem", "a.pem")).unwrap();
+    let (code, out, err) = run_bin(&["-c", conf.to_str().unwrap(), "--check"]);
+    assert_eq!((code, out.trim()), (0, "configuration OK"), "{err}");
+}
