@@ -388,3 +388,73 @@ fn sigterm_closes_idle_keep_alive_clients_and_finishes_requests_in_flight() {
     assert_eq!(r.header("Connection"), Some("close"));
     assert_eq!(n.wait_exit(WAIT), Some(0));
 }
+
+#[test]
+fn a_pooled_connection_the_server_closed_is_not_used() {
+    // The origin closes a keep-alive connection idle for 100 ms.
+    let o = Origin::start_idle(
+        Arc::new(|req: &Seen| Answer::Raw(ok(req.target.as_bytes()))),
+        Duration::from_millis(100),
+    );
+    let (_n, port) = start(&[&o], "", "");
+    let mut c = Client::connect(port);
+    let post = |c: &mut Client, path: &str| {
+        c.send(
+            format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi").as_bytes(),
+        );
+        c.response()
+    };
+    assert_eq!(post(&mut c, "/1").body, b"/1");
+    std::thread::sleep(Duration::from_millis(500));
+    // A POST is never retried once sent: a stale connection would be a 502.
+    let r = post(&mut c, "/2");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"/2"[..]));
+}
+
+#[test]
+fn a_chunked_body_past_max_body_size_is_413() {
+    let o = Origin::named("o");
+    let (_n, port) = start(&[&o], "    max_body_size: 1K\n", "");
+    let mut raw = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        raw.extend_from_slice(b"200\r\n");
+        raw.extend_from_slice(&[b'x'; 0x200]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(exchange(port, &raw).status, 413);
+}
+
+#[test]
+fn expect_100_continue_is_passed_through() {
+    use std::io::{BufRead, BufReader, Read as _, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+        let mut body = [0u8; 5];
+        r.read_exact(&mut body).unwrap();
+        w.write_all(&ok(&body)).unwrap();
+    });
+    let port = free_port();
+    let yaml = format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    servers: [\"{addr}\"]\n"
+    );
+    let _n = Nvelox::start(&yaml);
+    let mut c = Client::connect(port);
+    c.send(b"PUT /u HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    let interim = c.response();
+    assert_eq!(interim.status, 100);
+    c.send(b"hello");
+    let r = c.response();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+}

@@ -56,64 +56,66 @@ fn make_certs(dir: &Path) {
             "2",
         ],
     );
-    let leaf = |name: &str, san: &str, rsa: bool| {
-        let key = format!("{name}.key");
-        if rsa {
-            openssl(dir, &["genrsa", "-traditional", "-out", &key, "2048"]);
-        } else {
-            openssl(
-                dir,
-                &[
-                    "genpkey",
-                    "-algorithm",
-                    "EC",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-out",
-                    &key,
-                ],
-            );
-        }
-        let csr = format!("{name}.csr");
+    leaf(dir, "a", "DNS:a.test,DNS:*.wild.test", false);
+    leaf(dir, "b", "DNS:b.test", true);
+    leaf(dir, "client", "DNS:client.test", false);
+}
+
+/// `NAME.pem` / `NAME.key` signed by the test CA for `san`.
+fn leaf(dir: &Path, name: &str, san: &str, rsa: bool) {
+    let key = format!("{name}.key");
+    if rsa {
+        openssl(dir, &["genrsa", "-traditional", "-out", &key, "2048"]);
+    } else {
         openssl(
             dir,
             &[
-                "req",
-                "-new",
-                "-key",
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
                 &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={name}"),
             ],
         );
-        let ext = format!("{name}.ext");
-        std::fs::write(dir.join(&ext), format!("subjectAltName={san}\n")).unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    };
-    leaf("a", "DNS:a.test,DNS:*.wild.test", false);
-    leaf("b", "DNS:b.test", true);
-    leaf("client", "DNS:client.test", false);
+    }
+    let csr = format!("{name}.csr");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    let ext = format!("{name}.ext");
+    std::fs::write(dir.join(&ext), format!("subjectAltName={san}\n")).unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
 }
 
 fn chain(path: &Path) -> Vec<CertificateDer<'static>> {
@@ -227,7 +229,10 @@ listeners:
       - {{ server_name: B.Test, backend: b }}
     backend: other
 backends:
-  - {{ name: a, servers: ["{a}"] }}
+  # A dead first server: the live one is server 1 of a backend whose
+  # listener's own backend has a single server (counters must use the
+  # routed backend).
+  - {{ name: a, servers: ["127.0.0.1:1", "{a}"] }}
   - {{ name: b, servers: ["{b}"] }}
   - {{ name: other, servers: ["{other}"] }}
 "#
@@ -502,4 +507,140 @@ fn check_names_a_missing_file_as_written_and_as_tried_and_a_wrong_key() {
     std::fs::write(&conf, yaml.replace("certs/missing.pem", "a.pem")).unwrap();
     let (code, out, err) = run_bin(&["-c", conf.to_str().unwrap(), "--check"]);
     assert_eq!((code, out.trim()), (0, "configuration OK"), "{err}");
+}
+
+#[test]
+fn sighup_reloads_certificates_for_new_handshakes_and_open_connections_go_on() {
+    let tmp = TempDir::new("tls-reload");
+    make_certs(&tmp.0);
+    let echo = Backend::start(Mode::NamedEcho("plain"));
+    let port = free_port();
+    let n = Nvelox::start(&offload_yaml(&tmp.0, port, echo.addr, ""));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let cfg = client_config(&tmp.0, false, &[]);
+    let old_cert = chain(&tmp.path("a.pem"))[0].clone();
+
+    // An open connection, mid-conversation.
+    let conn = rustls::ClientConnection::new(cfg.clone(), ServerName::try_from("a.test").unwrap())
+        .unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let mut open = BufReader::new(rustls::StreamOwned::new(conn, sock));
+    open.get_mut().write_all(b"before\n").unwrap();
+    let mut line = String::new();
+    open.read_line(&mut line).unwrap();
+    assert_eq!(line, "plain\n");
+    line.clear();
+    open.read_line(&mut line).unwrap();
+    assert_eq!(line, "before\n");
+
+    // A new certificate (new key) for the same name, in the same files.
+    leaf(&tmp.0, "a", "DNS:a.test,DNS:*.wild.test", false);
+    let new_cert = chain(&tmp.path("a.pem"))[0].clone();
+    assert_ne!(new_cert, old_cert);
+    let before = n.stderr_text().matches("configuration reloaded").count();
+    n.signal(libc::SIGHUP);
+    assert!(eventually(WAIT, || n
+        .stderr_text()
+        .matches("configuration reloaded")
+        .count()
+        > before));
+
+    let (_, cert, _) = tls_roundtrip(addr, cfg, "a.test", "after").unwrap();
+    assert_eq!(cert, new_cert, "a new handshake uses the new certificate");
+    open.get_mut().write_all(b"still here\n").unwrap();
+    line.clear();
+    open.read_line(&mut line).unwrap();
+    assert_eq!(line, "still here\n", "the open connection goes on");
+    assert_eq!(
+        open.get_ref().conn.peer_certificates().unwrap()[0],
+        old_cert
+    );
+}
+
+fn backend_tls_yaml(port: u16, server: SocketAddr, tls: &str, listener_tls: &str) -> String {
+    format!(
+        r#"version: "2"
+server: {{ workers: 1, shutdown_timeout: 1s }}
+logging: {{ level: info, error_log: stderr }}
+listeners:
+  - name: front
+    bind: "127.0.0.1:{port}"
+    protocol: tcp
+    backend: secure
+{listener_tls}
+backends:
+  - name: secure
+    retries: 0
+    backend_tls: {tls}
+    servers: ["{server}"]
+"#
+    )
+}
+
+fn plain_roundtrip(port: u16, line: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = BufReader::new(s).read_line(&mut reply);
+    reply
+}
+
+#[test]
+fn backend_tls_verifies_the_server_and_refuses_a_wrong_name() {
+    let tmp = TempDir::new("backend-tls");
+    make_certs(&tmp.0);
+    let server = tls_backend(&tmp.0, "a");
+    let ca = tmp.path("ca.pem");
+    let ca = ca.display();
+
+    // Verified against ca_cert for server_name a.test.
+    let port = free_port();
+    let good = format!("{{ enabled: true, ca_cert: {ca}, server_name: a.test }}");
+    let n = Nvelox::start(&backend_tls_yaml(port, server, &good, ""));
+    assert_eq!(plain_roundtrip(port, "secure"), "a:secure\n");
+    drop(n);
+
+    // The certificate is not for the name: the attempt fails, the client
+    // is closed without a byte from the server.
+    let port = free_port();
+    let bad = format!("{{ enabled: true, ca_cert: {ca}, server_name: other.test }}");
+    let n = Nvelox::start(&backend_tls_yaml(port, server, &bad, ""));
+    assert_eq!(plain_roundtrip(port, "nope"), "");
+    n.wait_for_line("TLS handshake with a server failed", WAIT);
+    drop(n);
+
+    // insecure: true takes it anyway, with a warning at start.
+    let port = free_port();
+    let insecure = "{ enabled: true, insecure: true, server_name: other.test }";
+    let n = Nvelox::start(&backend_tls_yaml(port, server, insecure, ""));
+    assert_eq!(plain_roundtrip(port, "anyway"), "a:anyway\n");
+    assert!(
+        n.stderr_text().contains("not verified"),
+        "{}",
+        n.stderr_text()
+    );
+}
+
+#[test]
+fn tls_on_both_sides_relays_plaintext_between_two_sessions() {
+    let tmp = TempDir::new("tls-both");
+    make_certs(&tmp.0);
+    let server = tls_backend(&tmp.0, "b");
+    let port = free_port();
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: b.test }}",
+        tmp.path("ca.pem").display()
+    );
+    let listener_tls = format!(
+        "    tls: {{ cert: {d}/a.pem, key: {d}/a.key }}",
+        d = tmp.0.display()
+    );
+    let _n = Nvelox::start(&backend_tls_yaml(port, server, &tls, &listener_tls));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let cfg = client_config(&tmp.0, false, &[]);
+    let long = "y".repeat(40_000);
+    let (reply, _, _) = tls_roundtrip(addr, cfg, "a.test", &long).unwrap();
+    assert_eq!(reply, format!("b:{long}"));
 }

@@ -125,7 +125,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
             "a cap for the whole backend; nvelox caps each server: servers[].max_connections",
         ),
     ),
-    ("backends[].backend_tls", Support::Later("TLS to servers")),
     (
         "backends[].sticky_session",
         Support::Never("sticky sessions; balance: source_hash keeps a client on one server"),

@@ -366,6 +366,8 @@ pub struct BackendPlan {
     pub health: HealthPlan,
     /// Used by HTTP listeners only.
     pub http: HttpBackendPlan,
+    /// `backend_tls` (enabled): TLS to the servers, files loaded.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -422,4 +424,40 @@ pub struct PassiveCheck {
     pub max_fails: u32,
     /// Default 10s.
     pub fail_timeout: Duration,
+}
+
+#[cfg(test)]
+mod sni_tests {
+    use super::*;
+
+    fn r(name: &str, b: usize) -> SniRoute {
+        let name = match name.strip_prefix('*') {
+            Some(suffix) => SniName::Suffix(suffix.to_string()),
+            None => SniName::Exact(name.to_string()),
+        };
+        SniRoute {
+            name,
+            backend: BackendId(b),
+        }
+    }
+
+    #[test]
+    fn exact_first_then_the_longest_suffix_else_none() {
+        let routes = [
+            r("*.example.com", 1),
+            r("*.api.example.com", 2),
+            r("api.example.com", 3),
+            r("*.other.test", 4),
+            r("*.other.test", 5),
+        ];
+        let at = |n: &str| route_by_sni(&routes, Some(n)).map(|b| b.0);
+        assert_eq!(at("api.example.com"), Some(3));
+        assert_eq!(at("v1.api.example.com"), Some(2));
+        assert_eq!(at("www.example.com"), Some(1));
+        assert_eq!(at("a.b.example.com"), Some(1));
+        assert_eq!(at("example.com"), None, "*.x does not match x itself");
+        assert_eq!(at("a.other.test"), Some(4), "the first among equals");
+        assert_eq!(at("unknown.test"), None);
+        assert_eq!(route_by_sni(&routes, None), None);
+    }
 }

@@ -235,6 +235,18 @@ pub struct RawCertPair {
     pub key: Option<Text>,
 }
 
+/// `backends[].backend_tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendTls {
+    pub enabled: Option<Text>,
+    pub ca_cert: Option<Text>,
+    pub insecure: Option<Text>,
+    pub server_name: Option<Text>,
+    pub client_cert: Option<Text>,
+    pub client_key: Option<Text>,
+}
+
 /// One entry of `listeners[].sni_routes`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -378,12 +390,13 @@ pub struct RawBackend {
     pub health_check: Option<RawHealthCheck>,
     /// Go Nvelox's timeouts block; `connect` maps onto `connect_timeout`.
     pub timeouts: Option<RawBackendTimeouts>,
+    /// TLS to the servers.
+    pub backend_tls: Option<RawBackendTls>,
     // HTTP mode: refused on a backend that a tcp/udp listener uses.
     pub retry: Option<RawRetry>,
     pub keepalive: Option<Text>,
     // Go Nvelox only (reported by `compat`).
     pub max_connections: Option<GoOnly>,
-    pub backend_tls: Option<GoOnly>,
     pub sticky_session: Option<GoOnly>,
     pub circuit_breaker: Option<GoOnly>,
     pub resolve_interval: Option<GoOnly>,

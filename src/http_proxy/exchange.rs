@@ -137,8 +137,26 @@ impl HttpProxy {
                     let n = forward.min(c.cin.len());
                     c.uout.extend_from_slice(&c.cin[..n]);
                     c.cin.drain(..n);
+                    let max =
+                        c.rt.plan
+                            .listener(c.listener)
+                            .http
+                            .as_ref()
+                            .and_then(|h| h.max_body_size);
                     if let Some(r) = c.req.as_mut() {
                         r.bytes_in += n as u64;
+                        r.body += n as u64;
+                        // A chunked body has no length up front: it is
+                        // counted as it streams (framing included).
+                        if max.is_some_and(|m| r.body > m) {
+                            if r.status != 0 {
+                                self.close(ctx, id, "request body too large");
+                                return Flow::Closed;
+                            }
+                            self.drop_upstream(ctx, id, false);
+                            self.reply(id, 413, "request body too large");
+                            return Flow::Go(true);
+                        }
                     }
                     progress = true;
                     if n == 0 {
@@ -196,6 +214,7 @@ impl HttpProxy {
             status: 0,
             bytes_in: consumed as u64,
             bytes_out: 0,
+            body: 0,
             client_version: head.version,
         });
         let Some(backend) = backend else {

@@ -108,6 +108,8 @@ pub(crate) struct Request {
     status: u16,
     bytes_in: u64,
     bytes_out: u64,
+    /// Request body bytes forwarded (chunked framing included).
+    body: u64,
     client_version: crate::http::Version,
 }
 

@@ -209,6 +209,7 @@ impl HttpProxy {
                 status,
                 bytes_in: 0,
                 bytes_out: (c.cout.len() - before) as u64,
+                body: 0,
                 client_version: crate::http::Version::Http11,
             };
             self.log(&self.conns[id.0], &r, reason);
@@ -224,8 +225,13 @@ impl HttpProxy {
         };
         self.drop_upstream(ctx, id, reuse);
         let c = &mut self.conns[id.0];
-        c.resend.clear();
-        c.uout.clear();
+        // Between requests a connection holds no buffer memory.
+        c.resend = Vec::new();
+        c.uout = Vec::new();
+        c.uin = Vec::new();
+        if c.cin.is_empty() {
+            c.cin = Vec::new();
+        }
         if let Some(r) = c.req.take() {
             self.log(&self.conns[id.0], &r, "done");
         }

@@ -42,6 +42,9 @@ pub(super) struct Conn {
     /// `tls:` listeners: the TLS session with the client (boxed: a plain
     /// connection pays one pointer for it).
     pub(super) client_tls: Option<Box<TlsSession>>,
+    /// `backend_tls`: the TLS session with the server (from the TCP
+    /// connect on; its handshake is part of the connect attempt).
+    pub(super) upstream_tls: Option<Box<TlsSession>>,
     /// The port the client reached (a port-less server gets the same one).
     port: u16,
     pub(super) client: TcpStream,
@@ -57,7 +60,7 @@ pub(super) struct Conn {
     /// Client bytes read past the accepted PROXY header, sent upstream first.
     pub(super) early: Vec<u8>,
     pub(super) state: ConnState,
-    server: Option<ServerId>,
+    pub(super) server: Option<ServerId>,
     tried: Tried,
     pub(super) up: Direction,
     pub(super) down: Direction,
@@ -92,6 +95,7 @@ impl Conn {
             listener,
             backend,
             client_tls: None,
+            upstream_tls: None,
             port,
             client,
             client_token,
@@ -116,6 +120,26 @@ impl Conn {
     /// when one was accepted, else the socket peer.
     pub(super) fn client(&self) -> SocketAddr {
         self.origin.map_or(self.peer, |(src, _)| src)
+    }
+
+    /// Our PROXY header for this connection's server (empty when none is sent).
+    pub(super) fn proxy_header(&self, version: Option<ProxyVersion>) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(version) = version {
+            let (src, dst) = match self.origin {
+                Some(o) => o,
+                None => (self.peer, self.client.local_addr().unwrap_or(self.peer)),
+            };
+            let v = match version {
+                ProxyVersion::V1 => Version::V1,
+                ProxyVersion::V2 => Version::V2,
+            };
+            if let Err(e) = Header::proxy(v, Transport::Stream, src, dst).emit(&mut out) {
+                log::warn!("cannot write PROXY header for {}: {e}", show(&src));
+                out.clear();
+            }
+        }
+        out
     }
 
     fn cancel_timer(&mut self, ctx: &mut Ctx<impl Loop>) {
@@ -264,11 +288,17 @@ impl TcpProxy {
     /// The current connect attempt failed: forget the upstream, count the
     /// failure, let the state machine choose between the next server and
     /// giving up.
-    fn connect_failed(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, why: &'static str) {
+    pub(super) fn connect_failed(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: ConnId,
+        why: &'static str,
+    ) {
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
         c.cancel_timer(ctx);
+        c.upstream_tls = None;
         if let Some((_closed_on_drop, t)) = c.upstream.take() {
             ctx.forget(t);
         }
@@ -348,11 +378,18 @@ impl TcpProxy {
         };
         note(&mut c.upstream_ready, ready);
         if matches!(c.state.phase(), Phase::Connecting { .. }) {
-            let Some((s, _)) = &c.upstream else { return };
-            match reactor::io::connect_result_for(s, &ready) {
-                Ok(false) => return,
-                Ok(true) => self.connected(ctx, id),
-                Err(_) => return self.connect_failed(ctx, id, "connect refused"),
+            if c.upstream_tls.is_none() {
+                let Some((s, _)) = &c.upstream else { return };
+                match reactor::io::connect_result_for(s, &ready) {
+                    Ok(false) => return,
+                    Ok(true) if self.start_upstream_tls(ctx, id) => {}
+                    Ok(true) => self.connected(ctx, id),
+                    Err(_) => return self.connect_failed(ctx, id, "connect refused"),
+                }
+            }
+            // `backend_tls`: the attempt succeeds once the handshake does.
+            if !self.upstream_handshake(ctx, id) {
+                return;
             }
         }
         self.relay(ctx, id);
@@ -361,7 +398,7 @@ impl TcpProxy {
     /// The upstream connect completed: report the success, queue what goes
     /// before the client's bytes (our PROXY header, bytes that came with
     /// theirs), start relaying.
-    fn connected(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
+    pub(super) fn connected(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
         let now = ctx.now();
         let c = &mut self.conns[id.0];
         let rt = Arc::clone(&c.rt);
@@ -369,21 +406,13 @@ impl TcpProxy {
         if let Some(sid) = c.server {
             backend.report_success(sid, now);
         }
-        let mut preamble = Vec::new();
-        if let Some(version) = backend.plan.send_proxy {
-            let (src, dst) = match c.origin {
-                Some(o) => o,
-                None => (c.peer, c.client.local_addr().unwrap_or(c.peer)),
-            };
-            let v = match version {
-                ProxyVersion::V1 => Version::V1,
-                ProxyVersion::V2 => Version::V2,
-            };
-            if let Err(e) = Header::proxy(v, Transport::Stream, src, dst).emit(&mut preamble) {
-                log::warn!("cannot write PROXY header for {}: {e}", show(&src));
-                preamble.clear();
-            }
-        }
+        // With `backend_tls` the PROXY header went out in clear before
+        // the handshake (as HAProxy sends it).
+        let mut preamble = if c.upstream_tls.is_some() {
+            Vec::new()
+        } else {
+            c.proxy_header(backend.plan.send_proxy)
+        };
         preamble.append(&mut c.early);
         if !preamble.is_empty() {
             c.up.set_preamble(preamble);
@@ -394,7 +423,7 @@ impl TcpProxy {
     pub(super) fn relay(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
         let now = ctx.now();
         let c = &mut self.conns[id.0];
-        if c.client_tls.is_some() {
+        if c.client_tls.is_some() || c.upstream_tls.is_some() {
             return self.relay_tls(ctx, id);
         }
         let Some((upstream, _)) = c.upstream.as_mut() else {
@@ -533,13 +562,13 @@ impl TcpProxy {
 
 /// Counts what one relay round moved: on the listener and on the server,
 /// in this loop's cells (no shared write).
-fn count_bytes(lp: usize, c: &Conn, up_before: u64, down_before: u64) {
+pub(super) fn count_bytes(lp: usize, c: &Conn, up_before: u64, down_before: u64) {
     let (up, down) = (c.up.bytes - up_before, c.down.bytes - down_before);
     let l = &c.rt.listener_stats[c.listener.0];
     l.add(lp, lc::BYTES_IN, up);
     l.add(lp, lc::BYTES_OUT, down);
     if let Some(sid) = c.server {
-        let s = &c.rt.backend_of(c.listener).server(sid).stats;
+        let s = &c.rt.backend(c.backend).server(sid).stats;
         s.add(lp, sc::BYTES_IN, up);
         s.add(lp, sc::BYTES_OUT, down);
     }

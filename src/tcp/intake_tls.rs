@@ -1,21 +1,19 @@
 //! TLS on a TCP listener, the socket shell: `sni_routes` (read the
 //! ClientHello without consuming it, choose the backend by its server
 //! name, relay the untouched bytes) and `tls:` (the handshake with the
-//! client, then relaying its plaintext to a plain server connection).
+//! client; relaying is in `relay_tls.rs`).
 //!
 //! Owns: reading the ClientHello into the connection's `early` bytes (they
 //! go to the server first, as they came) up to
 //! [`MAX_CLIENT_HELLO`], the route lookup, one handshake step per
 //! readiness event of that connection (so a handshake never holds the
-//! loop for other connections longer than its own records take), and the
-//! relay of a TLS client. Does not own the ClientHello format
+//! loop for other connections longer than its own records take). Does not own the ClientHello format
 //! (`tls::client_hello`), rustls (`tls::session`), the timeouts and
 //! phases (`phase.rs`) or plain relaying (`conn.rs`).
 
-use reactor::{Ctx, IoStatus, DEFAULT_BUDGET};
+use reactor::{Ctx, IoStatus};
 
-use super::phase::{Event, Limits, Phase, Relayed};
-use super::relay::Pump;
+use super::phase::{Event, Limits, Phase};
 use super::{show, ConnId, TcpProxy};
 use crate::config::route_by_sni;
 use crate::events::Loop;
@@ -146,52 +144,5 @@ impl TcpProxy {
                 self.step(ctx, id, Event::HandshakeFailed);
             }
         }
-    }
-
-    /// Relays a TLS client's plaintext to and from its (plain) server.
-    pub(super) fn relay_tls(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId) {
-        let now = ctx.now();
-        let c = &mut self.conns[id.0];
-        let Some((upstream, _)) = c.upstream.as_mut() else {
-            return;
-        };
-        let Some(tls) = c.client_tls.as_deref_mut() else {
-            return;
-        };
-        let before = c.up.bytes + c.down.bytes;
-        // Records rustls still holds (a ticket, the tail of a write, a
-        // close_notify) go first, on every event.
-        let flushed = tls.flush(&mut c.client);
-        c.up.fin_by_close = c.down.is_done();
-        let up = c.up.pump(
-            &mut tls.io(&mut c.client),
-            &mut c.client_ready,
-            upstream,
-            &mut c.upstream_ready,
-            &mut self.pool,
-            DEFAULT_BUDGET,
-        );
-        // The client's FIN must follow our close_notify: never by close().
-        c.down.fin_by_close = false;
-        let down = match flushed {
-            Err(e) => Pump::SinkFailed(e),
-            Ok(_) => c.down.pump(
-                upstream,
-                &mut c.upstream_ready,
-                &mut tls.io(&mut c.client),
-                &mut c.client_ready,
-                &mut self.pool,
-                DEFAULT_BUDGET,
-            ),
-        };
-        let relayed = Relayed {
-            up: &up,
-            down: &down,
-            up_done: c.up.is_done(),
-            down_done: c.down.is_done(),
-            moved: c.up.bytes + c.down.bytes != before,
-        };
-        let action = c.state.on(Event::Relayed(relayed), now);
-        self.apply(ctx, id, action);
     }
 }

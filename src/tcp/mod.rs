@@ -12,7 +12,8 @@
 //!   timeout and retries, relaying, idle timeout, close and access log;
 //! - `intake_tls.rs`: `sni_routes` (reading the ClientHello without
 //!   consuming it, choosing the backend by its server name) and `tls:`
-//!   (the handshake with the client, then relaying its plaintext);
+//!   (the handshake with the client); `relay_tls.rs`: relaying when either
+//!   side speaks TLS, and the `backend_tls` handshake of a connect attempt;
 //! - `phase.rs`: the phases and their transitions, without sockets;
 //! - `relay.rs`: one direction's byte pump (copy or splice), `buffer.rs`:
 //!   the per-loop buffer pool.
@@ -27,6 +28,7 @@ mod header;
 mod intake_tls;
 pub mod phase;
 pub mod relay;
+mod relay_tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

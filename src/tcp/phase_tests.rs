@@ -358,3 +358,93 @@ fn reasons_are_the_access_log_words() {
     assert_eq!(Reason::HeaderTimeout.as_str(), "PROXY header timeout");
     assert_eq!(Reason::OutOfFds.as_str(), "out of file descriptors");
 }
+
+#[test]
+fn header_then_client_hello_then_connect_each_under_its_own_deadline() {
+    let t0 = Instant::now();
+    let intake = Intake {
+        proxy_header: true,
+        client_hello: true,
+        tls_handshake: false,
+    };
+    let (mut s, a) = ConnState::accepted_with(t0, intake, LIMITS);
+    assert_eq!(s.phase(), Phase::AwaitingHeader);
+    assert_eq!(
+        a,
+        Action::Arm(t0 + PROXY_HEADER_TIMEOUT, TimerKind::Deadline)
+    );
+    let t1 = t0 + secs(1);
+    assert_eq!(
+        s.on(Event::HeaderComplete, t1),
+        Action::Arm(t1 + CLIENT_HELLO_TIMEOUT, TimerKind::Deadline)
+    );
+    assert_eq!(s.phase(), Phase::AwaitingHello);
+    // A routed ClientHello with other limits: the routed backend's apply.
+    s.set_limits(Limits {
+        retries: 0,
+        ..LIMITS
+    });
+    assert_eq!(s.on(Event::HelloRouted, t1), Action::Connect);
+    assert_eq!(s.phase(), Phase::Connecting { attempt: 0 });
+    s.on(Event::ServerChosen, t1);
+    assert_eq!(
+        s.on(Event::AttemptFailed, t1),
+        Action::Close(Reason::ConnectFailed),
+        "retries: 0 from the routed backend"
+    );
+}
+
+#[test]
+fn a_bad_or_late_client_hello_closes_before_any_server() {
+    let t0 = Instant::now();
+    let intake = Intake {
+        client_hello: true,
+        ..Intake::default()
+    };
+    let (mut s, a) = ConnState::accepted_with(t0, intake, LIMITS);
+    assert_eq!(
+        a,
+        Action::Arm(t0 + CLIENT_HELLO_TIMEOUT, TimerKind::Deadline)
+    );
+    assert_eq!(
+        s.on(Event::HelloRejected, t0),
+        Action::Close(Reason::BadClientHello)
+    );
+    let (mut s, _) = ConnState::accepted_with(t0, intake, LIMITS);
+    // Events of other phases do nothing while waiting.
+    assert_eq!(s.on(Event::Connected, t0), Action::Wait);
+    assert_eq!(s.on(Event::HandshakeDone, t0), Action::Wait);
+    assert_eq!(
+        s.on(Event::Deadline, t0 + CLIENT_HELLO_TIMEOUT),
+        Action::Close(Reason::ClientHelloTimeout)
+    );
+}
+
+#[test]
+fn a_tls_handshake_comes_before_connecting() {
+    let t0 = Instant::now();
+    let intake = Intake {
+        tls_handshake: true,
+        ..Intake::default()
+    };
+    let (mut s, a) = ConnState::accepted_with(t0, intake, LIMITS);
+    assert_eq!(s.phase(), Phase::Handshaking);
+    assert_eq!(
+        a,
+        Action::Arm(t0 + TLS_HANDSHAKE_TIMEOUT, TimerKind::Deadline)
+    );
+    assert_eq!(s.on(Event::HandshakeDone, t0), Action::Connect);
+    assert_eq!(s.phase(), Phase::Connecting { attempt: 0 });
+
+    let (mut s, _) = ConnState::accepted_with(t0, intake, LIMITS);
+    assert_eq!(
+        s.on(Event::HandshakeFailed, t0),
+        Action::Close(Reason::HandshakeFailed)
+    );
+    let (mut s, _) = ConnState::accepted_with(t0, intake, LIMITS);
+    assert_eq!(
+        s.on(Event::Deadline, t0 + TLS_HANDSHAKE_TIMEOUT),
+        Action::Close(Reason::HandshakeTimeout)
+    );
+    assert_eq!(Reason::HandshakeTimeout.as_str(), "TLS handshake timeout");
+}

@@ -16,6 +16,16 @@ impl ServerTls {
     }
 }
 
+/// No `backend_tls:` block can be loaded without the feature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientTls {}
+
+impl ClientTls {
+    pub fn session(&self, _ip: std::net::IpAddr) -> Result<TlsSession, String> {
+        match *self {}
+    }
+}
+
 /// No TLS connection can exist without the feature.
 pub enum TlsSession {}
 

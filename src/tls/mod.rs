@@ -4,13 +4,15 @@
 //!
 //! Owns: reading a server name out of a ClientHello (`client_hello`);
 //! loading a listener's `tls:` block and choosing certificates by SNI
-//! (`server`); the plaintext adapter over a rustls connection on a
+//! (`server`); a backend's `backend_tls:` (`client`); the plaintext adapter over a rustls connection on a
 //! non-blocking socket (`session`); the facts read from certificates
 //! (`x509`). Built without the feature, [`ServerTls`] and [`TlsSession`]
 //! are empty enums: the shell's code stays the same and no value of them
 //! can exist (the configuration refuses `tls:` with "built without TLS").
 //! Does not own sockets, phases or routing (`tcp/`).
 
+#[cfg(feature = "tls")]
+pub mod client;
 pub mod client_hello;
 #[cfg(feature = "tls")]
 pub mod server;
@@ -19,6 +21,8 @@ pub mod session;
 pub mod x509;
 
 #[cfg(feature = "tls")]
+pub use client::ClientTls;
+#[cfg(feature = "tls")]
 pub use server::ServerTls;
 #[cfg(feature = "tls")]
 pub use session::{Handshake, TlsIo, TlsSession};
@@ -26,7 +30,7 @@ pub use session::{Handshake, TlsIo, TlsSession};
 #[cfg(not(feature = "tls"))]
 mod disabled;
 #[cfg(not(feature = "tls"))]
-pub use disabled::{Handshake, ServerTls, TlsIo, TlsSession};
+pub use disabled::{ClientTls, Handshake, ServerTls, TlsIo, TlsSession};
 
 /// The error for a TLS key in a binary built without the `tls` feature.
 pub const BUILT_WITHOUT_TLS: &str =

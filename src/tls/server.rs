@@ -151,19 +151,43 @@ pub fn read_key(file: &FileRef) -> Result<(PrivateKeyDer<'static>, Vec<u8>), Str
 }
 
 /// Loads a chain and its key and checks they belong together; warns
-/// (into `warnings`) when the certificate has expired.
+/// (into `warnings`) when the certificate has expired. `Err((on_cert, why))`.
+pub fn certified_key_parts(
+    cert: &FileRef,
+    key: &FileRef,
+    warnings: &mut Vec<String>,
+    contents: &mut Vec<Vec<u8>>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), (bool, String)> {
+    let (ck, der, names) = checked(cert, key, warnings, contents)?;
+    let _ = names;
+    Ok((ck.cert.clone(), der))
+}
+
+/// [`certified_key_parts`] as rustls' signing form, with the
+/// certificate's DNS names.
 pub fn certified_key(
     cert: &FileRef,
     key: &FileRef,
-    now_unix: i64,
     warnings: &mut Vec<String>,
     contents: &mut Vec<Vec<u8>>,
 ) -> Result<(Arc<CertifiedKey>, Vec<String>), (bool, String)> {
+    let (ck, _, names) = checked(cert, key, warnings, contents)?;
+    Ok((Arc::new(ck), names))
+}
+
+type Checked = (CertifiedKey, PrivateKeyDer<'static>, Vec<String>);
+
+fn checked(
+    cert: &FileRef,
+    key: &FileRef,
+    warnings: &mut Vec<String>,
+    contents: &mut Vec<Vec<u8>>,
+) -> Result<Checked, (bool, String)> {
     let (chain, cert_pem) = read_chain(cert).map_err(|e| (true, e))?;
     let (der, key_pem) = read_key(key).map_err(|e| (false, e))?;
     let signer = provider()
         .key_provider
-        .load_private_key(der)
+        .load_private_key(der.clone_key())
         .map_err(|e| (false, format!("unusable key in {:?}: {e}", key.written)))?;
     let ck = CertifiedKey::new(chain, signer);
     if let Err(e) = ck.keys_match() {
@@ -181,13 +205,13 @@ pub fn certified_key(
         .map(|f| f.dns_names.clone())
         .unwrap_or_default();
     if let Some(f) = &facts {
-        if f.not_after < now_unix {
+        if f.not_after < now_unix() {
             warnings.push(format!("certificate {:?} has expired", cert.written));
         }
     }
     contents.push(cert_pem);
     contents.push(key_pem);
-    Ok((Arc::new(ck), names))
+    Ok((ck, der, names))
 }
 
 fn now_unix() -> i64 {
@@ -203,7 +227,6 @@ pub fn load(spec: &ServerSpec) -> Result<(ServerTls, Vec<Problem>), Vec<Problem>
     let mut warnings = Vec::new();
     let mut contents = Vec::new();
     let mut certs = SniCerts::default();
-    let now = now_unix();
     for (i, (cert, key)) in spec.pairs.iter().enumerate() {
         let at = if i == 0 {
             String::new()
@@ -211,7 +234,7 @@ pub fn load(spec: &ServerSpec) -> Result<(ServerTls, Vec<Problem>), Vec<Problem>
             format!("certificates[{}].", i - 1)
         };
         let mut warn = Vec::new();
-        match certified_key(cert, key, now, &mut warn, &mut contents) {
+        match certified_key(cert, key, &mut warn, &mut contents) {
             Ok((ck, names)) => certs.add(ck, &names),
             Err((on_cert, message)) => problems.push(Problem {
                 key: format!("{at}{}", if on_cert { "cert" } else { "key" }),

@@ -72,6 +72,11 @@ impl Origin {
     }
 
     pub fn start(handler: Handler) -> Origin {
+        Origin::start_idle(handler, Duration::from_secs(20))
+    }
+
+    /// Like [`start`](Self::start); a connection idle for `idle` is closed.
+    pub fn start_idle(handler: Handler, idle: Duration) -> Origin {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -87,7 +92,7 @@ impl Origin {
                 let Ok(s) = s else { continue };
                 conns2.fetch_add(1, Ordering::SeqCst);
                 let (h, seen) = (Arc::clone(&handler), Arc::clone(&seen2));
-                thread::spawn(move || serve(s, h, seen));
+                thread::spawn(move || serve(s, h, seen, idle));
             }
         });
         Origin {
@@ -103,8 +108,8 @@ impl Origin {
     }
 }
 
-fn serve(s: TcpStream, h: Handler, seen: Arc<Mutex<Vec<Seen>>>) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+fn serve(s: TcpStream, h: Handler, seen: Arc<Mutex<Vec<Seen>>>, idle: Duration) {
+    let _ = s.set_read_timeout(Some(idle));
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     while let Some(req) = read_request(&mut r) {
@@ -223,7 +228,7 @@ pub fn read_response(r: &mut impl BufRead, head: bool) -> Option<Got> {
     }
     let status = line.split(' ').nth(1)?.parse().ok()?;
     let headers = read_headers(r)?;
-    let body = if head || status == 204 || status == 304 {
+    let body = if head || status < 200 || status == 204 || status == 304 {
         Vec::new()
     } else {
         let close_delimited = get(&headers, "content-length").is_none()

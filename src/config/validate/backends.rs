@@ -77,6 +77,9 @@ impl Validator<'_> {
             http_only.push(("keepalive", key(&p, "keepalive")));
         }
         let http = self.http_backend(f, &p, &b, retries, read);
+        let tls = b
+            .backend_tls
+            .and_then(|t| self.backend_tls(f, &key(&p, "backend_tls"), t));
         let mut servers = Vec::new();
         match &b.servers {
             None => self.error(f, &p, "missing required key `servers`"),
@@ -137,6 +140,7 @@ impl Validator<'_> {
                 servers,
                 health,
                 http,
+                tls,
             },
         }
     }

@@ -228,6 +228,7 @@ impl Validator<'_> {
     ) -> Vec<ListenerPlan> {
         let mut plans = Vec::with_capacity(drafts.len());
         let mut http_only_refused = vec![false; backends.len()];
+        let mut tls_refused = vec![false; backends.len()];
         for l in drafts {
             let default = match l.backend_name.as_deref() {
                 Some(name) => {
@@ -295,6 +296,25 @@ impl Validator<'_> {
                         "backend {name:?} sends PROXY v1, which is TCP only; use send_proxy: v2 for UDP listeners"
                     ),
                 );
+            }
+            if l.protocol != Protocol::Tcp {
+                let used = routes.iter().map(|r| r.backend.0).chain(default);
+                for bi in used.collect::<Vec<_>>() {
+                    if backends[bi].plan.tls.is_none() || tls_refused[bi] {
+                        continue;
+                    }
+                    tls_refused[bi] = true;
+                    let (file, path) = (backends[bi].origin.file, backends[bi].origin.path.clone());
+                    let who = l.name.as_deref().unwrap_or("?");
+                    self.error(
+                        file,
+                        &key(&path, "backend_tls"),
+                        format!(
+                            "backend_tls on a backend that {} listener {who:?} uses: TLS to servers is for tcp listeners (http: planned)",
+                            l.protocol.name()
+                        ),
+                    );
+                }
             }
             let mut sni_routes = Vec::new();
             for r in &l.sni_routes {

@@ -7,7 +7,7 @@
 //! Does not own what TLS does at run time (`tls/`, `tcp/`) nor linking a
 //! route's backend name (`listeners.rs`, once every backend is known).
 
-use super::super::raw::{RawSniRoute, RawTls};
+use super::super::raw::{RawBackendTls, RawSniRoute, RawTls};
 use super::*;
 
 /// A route as written, its backend still a name.
@@ -154,6 +154,78 @@ impl Validator<'_> {
             Err(problems) => {
                 for pr in problems {
                     self.error(f, &format!("{at}.{}", pr.key), pr.message);
+                }
+                None
+            }
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    pub(super) fn backend_tls(
+        &mut self,
+        f: FileId,
+        at: &str,
+        t: RawBackendTls,
+    ) -> Option<crate::tls::ClientTls> {
+        if self.flag(f, &key(at, "enabled"), t.enabled.as_ref()) {
+            self.error(f, at, crate::tls::BUILT_WITHOUT_TLS);
+        }
+        None
+    }
+
+    /// `backend_tls` (`at` is its YAML path). Like Go Nvelox, the block
+    /// does nothing unless `enabled: true`.
+    #[cfg(feature = "tls")]
+    pub(super) fn backend_tls(
+        &mut self,
+        f: FileId,
+        at: &str,
+        t: RawBackendTls,
+    ) -> Option<crate::tls::ClientTls> {
+        use crate::tls::client::{load, ClientSpec};
+        use crate::tls::server::FileRef;
+        let enabled = self.flag(f, &key(at, "enabled"), t.enabled.as_ref());
+        let insecure = self.flag(f, &key(at, "insecure"), t.insecure.as_ref());
+        if !enabled {
+            let e = self.located(
+                f,
+                at,
+                "backend_tls is not enabled (write enabled: true): plain TCP to the servers, its other keys unused".to_string(),
+            );
+            self.warnings.push((f, e));
+            return None;
+        }
+        let folder = self.folder_of(f);
+        let file = |t: Option<&Text>| text(t).map(|s| FileRef::new(s, &folder));
+        let client_cert = match (file(t.client_cert.as_ref()), file(t.client_key.as_ref())) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.error(f, &key(at, "client_cert"), "client_cert needs client_key");
+                return None;
+            }
+            (None, Some(_)) => {
+                self.error(f, &key(at, "client_key"), "client_key needs client_cert");
+                return None;
+            }
+        };
+        let spec = ClientSpec {
+            ca_cert: file(t.ca_cert.as_ref()),
+            insecure,
+            server_name: text(t.server_name.as_ref()).map(str::to_string),
+            client_cert,
+        };
+        match load(&spec) {
+            Ok((tls, warnings)) => {
+                for w in warnings {
+                    let e = self.located(f, &key(at, &w.key), w.message);
+                    self.warnings.push((f, e));
+                }
+                Some(tls)
+            }
+            Err(problems) => {
+                for pr in problems {
+                    self.error(f, &key(at, &pr.key), pr.message);
                 }
                 None
             }
