@@ -250,15 +250,19 @@ mod tests {
             .collect();
         v[3].usable = false;
         rot[3] = false;
-        // Stale or fresh, no pick lands on the server out of rotation and
-        // nobody else's client moves.
+        // Stale or fresh (the rebuild may land at any point of this loop),
+        // no pick lands on the server out of rotation and hardly anybody
+        // else's client moves (none with the old table, under 1 % with the
+        // new one).
+        let mut others_moved = 0;
         for (n, &was) in before.iter().enumerate() {
             let now = m.pick(&v, &rot, client(n as u32), &Tried::new()).unwrap().0;
             assert_ne!(now, 3);
-            if was != 3 {
-                assert_eq!(now, was, "client {n}");
+            if was != 3 && now != was {
+                others_moved += 1;
             }
         }
+        assert!(others_moved <= before.len() / 100, "{others_moved} moved");
         wait_current(&m, &v, &rot);
         let expected = MaglevTable::build(&m.shared.servers, &[1, 1, 1, 0, 1], TABLE_SIZE);
         let key = |n: u32| key_hash(client(n), HashKey::Ip);
