@@ -458,3 +458,51 @@ fn expect_100_continue_is_passed_through() {
     let r = c.response();
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
 }
+
+#[test]
+fn sighup_keeps_keep_alive_clients_and_new_connections_use_the_new_backend() {
+    let (a, b) = (Origin::named("a"), Origin::named("b"));
+    let port = free_port();
+    let yaml = |o: &Origin| {
+        format!(
+            "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    servers: [\"{}\"]\n",
+            o.addr
+        )
+    };
+    let n = Nvelox::start(&yaml(&a));
+    let mut old = Client::connect(port);
+    assert_eq!(old.get("/").body, b"a");
+    std::fs::write(n.dir.path("nvelox.yaml"), yaml(&b)).unwrap();
+    n.signal(libc::SIGHUP);
+    assert!(eventually(WAIT, || n
+        .stderr_text()
+        .contains("configuration reloaded")));
+    // The open connection goes on under the configuration it started with.
+    assert_eq!(old.get("/").body, b"a");
+    assert!(eventually(WAIT, || Client::connect(port).get("/").body == b"b"));
+}
+
+#[test]
+fn responses_are_counted_by_status_class() {
+    let o = Origin::named("o");
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "metrics:\n  enabled: true\n  bind: \"127.0.0.1:{mport}\"\nlisteners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    servers: [\"{}\"]\n",
+        o.addr
+    );
+    let _n = Nvelox::start(&yaml);
+    let mut c = Client::connect(port);
+    assert_eq!(c.get("/").status, 200);
+    assert_eq!(c.get("/").status, 200);
+    assert_eq!(
+        exchange(port, b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        400
+    );
+    let scrape = || exchange(mport, b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").body;
+    assert!(eventually(WAIT, || {
+        let text = String::from_utf8_lossy(&scrape()).to_string();
+        text.contains("nvelox_listener_http_responses_total{listener=\"web\",code=\"2xx\"} 2")
+            && text
+                .contains("nvelox_listener_http_responses_total{listener=\"web\",code=\"4xx\"} 1")
+    }));
+}

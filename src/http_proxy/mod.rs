@@ -158,6 +158,8 @@ pub struct HttpProxy {
     pub closed: usize,
     /// Shutting down: no keep-alive after the request in flight.
     draining: bool,
+    /// This loop's index (for its counter cells).
+    loop_index: usize,
 }
 
 impl HttpProxy {
@@ -168,6 +170,7 @@ impl HttpProxy {
             pool: pool::Pool::default(),
             closed: 0,
             draining: false,
+            loop_index: 0,
         }
     }
 
@@ -194,6 +197,7 @@ impl HttpProxy {
                 rt.access(listener).release(a);
             }
         };
+        self.loop_index = ctx.loop_index();
         let entry = self.conns.vacant_entry();
         let id = HttpId(entry.key());
         let token = match ctx.register(

@@ -243,6 +243,14 @@ impl HttpProxy {
 
     /// One access-log line for a request.
     pub(super) fn log(&self, c: &Conn, r: &Request, reason: &str) {
+        if (100..600).contains(&r.status) {
+            let class = usize::from(r.status / 100 - 1);
+            c.rt.listener_stats[c.listener.0].add(
+                self.loop_index,
+                crate::metrics::listener::HTTP_RESPONSES + class,
+                1,
+            );
+        }
         if !self.access.enabled() {
             return;
         }

@@ -210,6 +210,21 @@ fn listeners(e: &mut Expo, rt: &Runtime) {
             e.sample(name, &[("listener", &l.name), ("reason", reason)], v);
         }
     }
+    let name = "nvelox_listener_http_responses_total";
+    e.family(
+        name,
+        "counter",
+        "HTTP responses sent to clients (nvelox's own included), by status class.",
+    );
+    for (i, l) in rt.plan.listeners.iter().enumerate() {
+        if l.protocol != Protocol::Http {
+            continue;
+        }
+        for (k, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+            let v = lsum(rt, i, lc::HTTP_RESPONSES + k);
+            e.sample(name, &[("listener", &l.name), ("code", class)], v);
+        }
+    }
     let name = "nvelox_listener_denied_total";
     e.family(
         name,

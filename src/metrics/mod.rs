@@ -85,7 +85,10 @@ pub mod listener {
     pub const DATAGRAMS_OUT: usize = 5;
     /// Datagrams dropped, by reason (`DROP_REASONS`), from this index on.
     pub const DROPS: usize = 6;
-    pub const COUNT: usize = DROPS + super::DROP_REASONS.len();
+    /// HTTP responses sent to clients by status class (1xx..5xx), from
+    /// this index on (5 counters).
+    pub const HTTP_RESPONSES: usize = DROPS + super::DROP_REASONS.len();
+    pub const COUNT: usize = HTTP_RESPONSES + 5;
 }
 
 /// Why a UDP datagram was dropped: the `reason` label values, in counter order.
