@@ -5,6 +5,8 @@
 //! a reload. Distinct clients are loopback addresses 127.0.0.2, .3, ...
 
 mod common;
+#[path = "common/origin.rs"]
+mod origin;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -299,4 +301,28 @@ fn a_reload_keeps_the_per_client_counts() {
     assert!(served("127.0.0.3", to));
     drop(held.pop());
     assert!(eventually(WAIT, || served("127.0.0.2", to)));
+}
+
+#[test]
+fn http_ip_rate_limit_counts_requests_and_answers_429() {
+    let app = origin::Origin::named("app");
+    let port = free_port();
+    let n = Nvelox::start(&format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\n    ip_rate_limit: {{ requests_per_second: 0.1, burst: 3 }}\n    max_connections_per_ip: 50\nbackends:\n  - name: app\n    servers: [\"{}\"]\n",
+        app.addr
+    ));
+    // Three requests on one keep-alive connection pass, the fourth is
+    // refused with 429 and never reaches the server.
+    let mut c = origin::Client::connect(port);
+    for _ in 0..3 {
+        assert_eq!(c.get("/x").status, 200);
+    }
+    assert_eq!(c.get("/x").status, 429);
+    assert_eq!(app.requests().len(), 3);
+    // New connections are not what is counted: one more connection still
+    // opens, and its request is refused too.
+    let r = origin::exchange(port, b"GET /y HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 429);
+    assert_eq!(app.requests().len(), 3);
+    drop(n);
 }

@@ -644,3 +644,53 @@ fn tls_on_both_sides_relays_plaintext_between_two_sessions() {
     let (reply, _, _) = tls_roundtrip(addr, cfg, "a.test", &long).unwrap();
     assert_eq!(reply, format!("b:{long}"));
 }
+
+#[test]
+fn check_warns_about_an_expired_certificate_and_still_loads() {
+    let tmp = TempDir::new("tls-expired");
+    make_certs(&tmp.0);
+    // `openssl ca` is the one subcommand of OpenSSL 3.0 that takes dates.
+    std::fs::write(tmp.path("index.txt"), "").unwrap();
+    std::fs::write(tmp.path("serial"), "01\n").unwrap();
+    std::fs::write(
+        tmp.path("ca.cnf"),
+        "[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n",
+    )
+    .unwrap();
+    openssl(
+        &tmp.0,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-in",
+            "a.csr",
+            "-out",
+            "old.pem",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-notext",
+            "-extfile",
+            "a.ext",
+        ],
+    );
+    let conf = tmp.path("nvelox.yaml");
+    std::fs::write(
+        &conf,
+        "listeners:\n  - name: t\n    bind: \"127.0.0.1:1\"\n    backend: b\n    tls: { cert: old.pem, key: a.key }\nbackends:\n  - { name: b, servers: [\"127.0.0.1:2\"] }\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_bin(&["-c", conf.to_str().unwrap(), "--check"]);
+    assert_eq!((code, out.trim()), (0, "configuration OK"), "{err}");
+    assert!(
+        err.contains("listeners[0].tls.cert: certificate \"old.pem\" has expired"),
+        "{err}"
+    );
+}

@@ -35,6 +35,9 @@ pub struct AccessPlan {
     pub ip_rate_limit: Option<Rate>,
     /// `max_connections_per_ip`: open TCP connections plus UDP sessions.
     pub max_connections_per_ip: Option<u32>,
+    /// `ip_rate_limit` counts requests ([`ListenerAccess::take_request`]),
+    /// not connections: `protocol: http` listeners.
+    pub per_request: bool,
 }
 
 impl AccessPlan {
@@ -173,7 +176,8 @@ impl ListenerAccess {
         let mut counted = None;
         if plan.tracks_sources() {
             let mut t = self.sources();
-            t.admit(ip, now, plan.ip_rate_limit, plan.max_connections_per_ip)
+            let rate = plan.ip_rate_limit.filter(|_| !plan.per_request);
+            t.admit(ip, now, rate, plan.max_connections_per_ip)
                 .map_err(|r| match r {
                     PerIpRefusal::Rate => Denied::IpRateLimit,
                     PerIpRefusal::Connections => Denied::IpConnections,
@@ -190,6 +194,21 @@ impl ListenerAccess {
             return Err(Denied::RateLimit);
         }
         Ok(Admitted { counted })
+    }
+
+    /// A request on an HTTP connection from `ip`: a token of its
+    /// `ip_rate_limit` (HTTP answers 429 when there is none). Counts a
+    /// refusal.
+    pub fn take_request(&self, plan: &AccessPlan, ip: IpAddr, now: Instant) -> Result<(), Denied> {
+        let Some(rate) = plan.ip_rate_limit else {
+            return Ok(());
+        };
+        if self.sources().take_request(ip.to_canonical(), now, rate) {
+            Ok(())
+        } else {
+            self.count(Denied::IpRateLimit);
+            Err(Denied::IpRateLimit)
+        }
     }
 
     /// A connection or session admitted by [`admit`](Self::admit) ended.
@@ -338,6 +357,26 @@ mod tests {
         assert_eq!(a.take_listener_tokens(&plan, later, 64), 1);
         // `listener_rate: false` (TCP after accept) skips the bucket.
         assert!(a.admit(&plan, ip("10.0.0.4"), later, false).is_ok());
+        // HTTP: ip_rate_limit counts requests, not connections.
+        let http = AccessPlan {
+            ip_rate_limit: Some(Rate {
+                per_second: 1.0,
+                burst: 2,
+            }),
+            max_connections_per_ip: Some(10),
+            per_request: true,
+            ..AccessPlan::default()
+        };
+        for _ in 0..5 {
+            assert!(a.admit(&http, ip("10.0.0.9"), later, false).is_ok());
+        }
+        assert_eq!(a.take_request(&http, ip("10.0.0.9"), later), Ok(()));
+        assert_eq!(a.take_request(&http, ip("::ffff:10.0.0.9"), later), Ok(()));
+        assert_eq!(
+            a.take_request(&http, ip("10.0.0.9"), later),
+            Err(Denied::IpRateLimit)
+        );
+        assert_eq!(a.take_request(&plan, ip("10.0.0.9"), later), Ok(()));
         // No rate_limit: everything asked for.
         assert_eq!(
             a.take_listener_tokens(&AccessPlan::default(), later, 64),

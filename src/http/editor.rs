@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use super::framing::{list_elements, BodyFraming, TransferCoding};
-use super::head::{RequestHead, ResponseHead, Version};
+use super::head::{HeadBytes, RequestHead, ResponseHead, Version};
 
 /// Headers nvelox never forwards from one hop to the next.
 const HOP_BY_HOP: [&str; 9] = [
@@ -159,13 +159,22 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// The header names listed in a head's `Connection` headers.
+fn connection_tokens(headers: &HeadBytes) -> Vec<&[u8]> {
+    headers
+        .values("connection")
+        .flat_map(list_elements)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 /// Whether a header of this name is hop-by-hop in a head whose
-/// `Connection` values are `connection`.
-fn hop_by_hop<'a>(name: &[u8], mut connection: impl Iterator<Item = &'a [u8]>) -> bool {
+/// `Connection` headers list `named`.
+fn hop_by_hop(name: &[u8], named: &[&[u8]]) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-        || connection.any(|v| list_elements(v).any(|t| t.eq_ignore_ascii_case(name)))
+        || named.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
 fn write_framing(out: &mut Vec<u8>, framing: BodyFraming) {
@@ -193,13 +202,14 @@ pub fn write_request_head(
     out.extend_from_slice(b"\r\n");
 
     let headers = head.headers();
+    let named = connection_tokens(headers);
     let mut forwarded_for: Vec<u8> = Vec::new();
     let mut upgrade_value: Option<&[u8]> = None;
     for (name, value) in headers.iter() {
         if name.eq_ignore_ascii_case(b"upgrade") {
             upgrade_value.get_or_insert(value);
         }
-        if hop_by_hop(name, headers.values("connection")) || opts.request.drops(name) {
+        if hop_by_hop(name, &named) || opts.request.drops(name) {
             continue;
         }
         if opts.forwarded_for {
@@ -257,12 +267,13 @@ pub fn write_response_head(
     out.extend_from_slice(b"\r\n");
 
     let headers = head.headers();
+    let named = connection_tokens(headers);
     let mut upgrade_value: Option<&[u8]> = None;
     for (name, value) in headers.iter() {
         if name.eq_ignore_ascii_case(b"upgrade") {
             upgrade_value.get_or_insert(value);
         }
-        if hop_by_hop(name, headers.values("connection")) || opts.response.drops(name) {
+        if hop_by_hop(name, &named) || opts.response.drops(name) {
             continue;
         }
         if let Some(server_header) = &opts.backend_server_header {

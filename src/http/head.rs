@@ -329,6 +329,20 @@ pub struct Answering {
     pub upgrade_requested: bool,
 }
 
+/// The authority of an absolute-form target (`http://a:8080/p` -> `a:8080`),
+/// `None` for the other forms.
+fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+    if target.starts_with(b"/") || target == b"*" {
+        return None;
+    }
+    let rest = &target[find(target, b"://")? + 3..];
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?' || b == b'#')
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -453,6 +467,22 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Result<Parsed<RequestHe
         || find(target_bytes, b"://").is_some())
     {
         return Err(Reject::bad_request("bad request target"));
+    }
+    // Absolute-form: routing uses Host, servers may use the target's
+    // authority, so the two must agree (HAProxy's rule).
+    if let Some(authority) = absolute_authority(target_bytes) {
+        let host_value = host.map(|span| bytes.slice(span));
+        match host_value {
+            Some(h) if h.eq_ignore_ascii_case(authority) => {}
+            Some(_) => {
+                return Err(Reject::bad_request(
+                    "Host differs from the target authority",
+                ))
+            }
+            None => {
+                return Err(Reject::bad_request("absolute target without Host"));
+            }
+        }
     }
     Ok(Parsed::Complete {
         head: RequestHead {

@@ -84,7 +84,7 @@ fn every_prefix_of_a_head_is_incomplete() {
 fn absolute_form_and_ipv6_hosts() {
     let h = req(b"GET http://x.org:81/p?q HTTP/1.1\r\nHost: x.org:81\r\n\r\n").unwrap();
     assert_eq!(h.path(), b"/p?q");
-    let h = req(b"GET http://x.org HTTP/1.1\r\nHost: x.org\r\n\r\n").unwrap();
+    let h = req(b"GET http://X.org HTTP/1.1\r\nHost: x.org\r\n\r\n").unwrap();
     assert_eq!(h.path(), b"/");
     let h = req(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").unwrap();
     assert_eq!(h.host_name(), Some(&b"[::1]"[..]));
@@ -222,6 +222,11 @@ fn smuggling_patterns_are_400() {
         b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n",
+        // absolute-form whose authority is not the Host
+        b"GET http://admin.internal/ HTTP/1.1\r\nHost: public.example\r\n\r\n",
+        b"GET http://a:81/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a/ HTTP/1.0\r\n\r\n",
+        b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
     ];
     for raw in cases {
         assert_eq!(status_of(raw), 400, "{:?}", String::from_utf8_lossy(raw));

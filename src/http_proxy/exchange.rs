@@ -217,6 +217,14 @@ impl HttpProxy {
             body: 0,
             client_version: head.version,
         });
+        // `ip_rate_limit` counts requests on HTTP listeners.
+        let client = c.peer.ip();
+        if let Err(why) = rt
+            .access(c.listener)
+            .take_request(&lp.access, client, ctx.now())
+        {
+            return self.reply(id, 429, why.describe());
+        }
         let Some(backend) = backend else {
             return self.reply(id, 404, "no route");
         };

@@ -198,6 +198,45 @@ mod tests {
     }
 
     #[test]
+    fn a_real_certificate_gives_its_names_and_expiry() {
+        let pem = include_str!("../../tests/go_compat/certs/test-server.pem");
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64(&b64);
+        let f = facts(&der).expect("parses");
+        assert_eq!(
+            f.dns_names,
+            ["localhost", "test.localhost", "www.test.localhost"]
+        );
+        // Made with -days 36500 on 2026-12-02: a century ahead.
+        assert!(f.not_after > 4_900_000_000, "{}", f.not_after);
+        for cut in 0..der.len() {
+            let _ = facts(&der[..cut]);
+        }
+    }
+
+    /// Standard base64, enough for a PEM body.
+    fn base64(s: &str) -> Vec<u8> {
+        let val = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            _ => 63,
+        };
+        let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').map(val).collect();
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(4) {
+            let mut n = 0u32;
+            for (i, &b) in chunk.iter().enumerate() {
+                n |= u32::from(b) << (18 - 6 * i);
+            }
+            let take = chunk.len() * 6 / 8;
+            out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
+        }
+        out
+    }
+
+    #[test]
     fn garbage_and_truncated_input_give_none() {
         assert_eq!(facts(&[]), None);
         assert_eq!(facts(&[0x30, 0x82, 0xff]), None);

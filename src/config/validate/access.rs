@@ -49,6 +49,8 @@ impl Validator<'_> {
             rate_limit,
             ip_rate_limit,
             max_connections_per_ip,
+            // Set by the caller, which knows the protocol.
+            per_request: false,
         }
     }
 

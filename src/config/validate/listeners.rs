@@ -116,7 +116,8 @@ impl Validator<'_> {
             )
             .map(|n| n as usize);
         let reuseport = self.flag(f, &key(&p, "reuseport"), l.reuseport.as_ref());
-        let access = self.access(f, &p, &l);
+        let mut access = self.access(f, &p, &l);
+        access.per_request = protocol == Protocol::Http;
         let has_routes = l.sni_routes.is_some();
         let sni_routes = l
             .sni_routes
