@@ -715,7 +715,16 @@ backends:
     .unwrap();
     n.signal(libc::SIGHUP);
     n.wait_for_line("configuration reloaded", WAIT);
-    let (_, body) = get(admin, "/api/v1/backends", None);
+    // The loops apply the new plan after the main thread logs the reload:
+    // wait (bounded) until the admin view shows the added server.
+    let deadline = std::time::Instant::now() + WAIT;
+    let body = loop {
+        let (_, body) = get(admin, "/api/v1/backends", None);
+        if body.contains(&format!("\"address\":\"{sc}\"")) || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert!(
         body.contains(&format!("\"address\":\"{sa}\",\"state\":\"draining\"")),
         "{body}"
