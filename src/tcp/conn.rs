@@ -11,13 +11,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use reactor::{Ctx, Interest, Ready, TimerKey, Token, DEFAULT_BUDGET};
 
 use super::phase::{Action, ConnState, Event, Phase, Reason, Relayed, TimerKind};
-use super::relay::{Direction, Readiness};
+use super::relay::{Direction, Pump, Readiness};
 use super::{show, ConnId, TcpProxy};
 use crate::acl::access::Admitted;
 use crate::balancer::{ServerId, Tried};
@@ -430,7 +430,6 @@ impl TcpProxy {
             return;
         };
         let (up_before, down_before) = (c.up.bytes, c.down.bytes);
-        let before = up_before + down_before;
         let zero_copy = c.rt.plan.listener(c.listener).zero_copy;
         c.up.fin_by_close = c.down.is_done();
         let up = if zero_copy {
@@ -474,9 +473,23 @@ impl TcpProxy {
                 DEFAULT_BUDGET,
             )
         };
-        let moved = c.up.bytes + c.down.bytes != before;
+        self.after_relay(ctx, id, (up, down), (up_before, down_before), now);
+    }
+
+    /// After both directions of a relay step (plain or TLS): count the bytes
+    /// moved since `before` and feed the outcome to the phase machine.
+    pub(super) fn after_relay(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: ConnId,
+        (up, down): (Pump, Pump),
+        before: (u64, u64),
+        now: Instant,
+    ) {
+        let c = &mut self.conns[id.0];
+        let moved = c.up.bytes != before.0 || c.down.bytes != before.1;
         if moved {
-            count_bytes(ctx.loop_index(), c, up_before, down_before);
+            count_bytes(ctx.loop_index(), c, before.0, before.1);
         }
         let relayed = Relayed {
             up: &up,
@@ -562,7 +575,7 @@ impl TcpProxy {
 
 /// Counts what one relay round moved: on the listener and on the server,
 /// in this loop's cells (no shared write).
-pub(super) fn count_bytes(lp: usize, c: &Conn, up_before: u64, down_before: u64) {
+fn count_bytes(lp: usize, c: &Conn, up_before: u64, down_before: u64) {
     let (up, down) = (c.up.bytes - up_before, c.down.bytes - down_before);
     let l = &c.rt.listener_stats[c.listener.0];
     l.add(lp, lc::BYTES_IN, up);

@@ -16,8 +16,6 @@ use std::sync::Arc;
 use mio::net::TcpStream;
 use reactor::{Ctx, DEFAULT_BUDGET};
 
-use super::conn::count_bytes;
-use super::phase::{Event, Relayed};
 use super::relay::{Pump, ShutdownWrite};
 use super::{show, ConnId, TcpProxy};
 use crate::events::Loop;
@@ -182,18 +180,6 @@ impl TcpProxy {
                 DEFAULT_BUDGET,
             ),
         };
-        let moved = c.up.bytes != up_before || c.down.bytes != down_before;
-        if moved {
-            count_bytes(ctx.loop_index(), c, up_before, down_before);
-        }
-        let relayed = Relayed {
-            up: &up,
-            down: &down,
-            up_done: c.up.is_done(),
-            down_done: c.down.is_done(),
-            moved,
-        };
-        let action = c.state.on(Event::Relayed(relayed), now);
-        self.apply(ctx, id, action);
+        self.after_relay(ctx, id, (up, down), (up_before, down_before), now);
     }
 }
