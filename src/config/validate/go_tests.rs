@@ -1,32 +1,18 @@
 //! Unit tests of the Go Nvelox rules: `backend` / `default_backend`, the
 //! `timeouts` mapping, `0` timeouts, and refused Go-only keys with lines.
 
-use std::path::Path;
 use std::time::Duration;
 
-use super::super::load_str_with;
+use super::super::test_support::{errors_named, has, load_named};
 use crate::config::address::tests::FakeResolver;
 use crate::config::{BackendId, ConfigError, Plan};
 
 fn load(doc: &str) -> Result<Plan, Vec<ConfigError>> {
-    load_str_with(doc, Path::new("go.yaml"), &FakeResolver).map_err(|e| e.errors)
+    load_named("go.yaml", doc)
 }
 
 fn errors(doc: &str) -> Vec<String> {
-    match load(doc) {
-        Ok(_) => panic!("expected errors for:\n{doc}"),
-        Err(e) => e.iter().map(ToString::to_string).collect(),
-    }
-}
-
-#[track_caller]
-fn has(errs: &[String], prefix: &str, needle: &str) {
-    assert!(
-        errs.iter()
-            .any(|e| e.starts_with(prefix) && e.contains(needle)),
-        "no error starting {prefix:?} containing {needle:?}; got:\n{}",
-        errs.join("\n")
-    );
+    errors_named("go.yaml", doc)
 }
 
 const BACKENDS: &str = "backends:\n  - name: pool\n    servers: [\"127.0.0.1:9001\"]\n";

@@ -1,32 +1,17 @@
 //! Unit tests of the HTTP-mode keys: routes, headers, sizes, retries,
 //! keep-alive, and HTTP-only keys refused on tcp/udp listeners.
 
-use std::path::Path;
 use std::time::Duration;
 
-use super::super::load_str_with;
-use crate::config::address::tests::FakeResolver;
+use super::super::test_support::{errors_named, has, load_named};
 use crate::config::*;
 
 fn load(doc: &str) -> Result<Plan, Vec<ConfigError>> {
-    load_str_with(doc, Path::new("h.yaml"), &FakeResolver).map_err(|e| e.errors)
+    load_named("h.yaml", doc)
 }
 
 fn errors(doc: &str) -> Vec<String> {
-    match load(doc) {
-        Ok(_) => panic!("expected errors for:\n{doc}"),
-        Err(e) => e.iter().map(ToString::to_string).collect(),
-    }
-}
-
-#[track_caller]
-fn has(errs: &[String], prefix: &str, needle: &str) {
-    assert!(
-        errs.iter()
-            .any(|e| e.starts_with(prefix) && e.contains(needle)),
-        "no error starting {prefix:?} containing {needle:?}; got:\n{}",
-        errs.join("\n")
-    );
+    errors_named("h.yaml", doc)
 }
 
 const BACKENDS: &str = "backends:\n  - name: app\n    servers: [\"127.0.0.1:9001\"]\n  - name: api\n    servers: [\"127.0.0.1:9002\"]\n";

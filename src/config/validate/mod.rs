@@ -388,4 +388,6 @@ fn split_serde_error(e: &serde_yaml::Error) -> (String, String) {
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
