@@ -306,6 +306,7 @@ impl HttpProxy {
             Some(crate::http::TimeoutStep::Reply(status)) => {
                 self.drop_upstream(ctx, id, false);
                 self.reply(
+                    ctx,
                     id,
                     status,
                     if status == 408 {
