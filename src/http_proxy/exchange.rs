@@ -68,6 +68,7 @@ impl HttpProxy {
             }
             self.conns[id.0].last_progress = ctx.now();
         }
+        self.conns[id.0].note_write_stalls(ctx.now());
         self.arm(ctx, id);
     }
 
@@ -267,6 +268,7 @@ impl HttpProxy {
         match write(&mut up.stream, &c.uout) {
             IoStatus::Progress(n) => {
                 c.uout.drain(..n);
+                c.uout_stall = None;
                 up.written += n as u64;
                 Flow::Go(true)
             }
@@ -482,6 +484,7 @@ impl HttpProxy {
         match write(&mut c.client, &c.cout) {
             IoStatus::Progress(n) => {
                 c.cout.drain(..n);
+                c.cout_stall = None;
                 c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_OUT, n as u64);
                 if c.cout.is_empty() && c.cout.capacity() > BUF_CAP {
                     c.cout = Vec::new();
@@ -502,6 +505,25 @@ impl HttpProxy {
 }
 
 impl super::Conn {
+    /// Starts (or stops) the write-stall clocks of `timeouts.write`: a
+    /// buffer waiting for its peer since `now`, unless already waiting.
+    /// A write that makes progress resets its clock.
+    fn note_write_stalls(&mut self, now: std::time::Instant) {
+        let to_client = !self.cout.is_empty();
+        let to_server =
+            !self.uout.is_empty() && self.up.as_ref().is_some_and(|u| u.connecting.is_none());
+        for (waiting, stall) in [
+            (to_client, &mut self.cout_stall),
+            (to_server, &mut self.uout_stall),
+        ] {
+            if !waiting {
+                *stall = None;
+            } else if stall.is_none() {
+                *stall = Some(now);
+            }
+        }
+    }
+
     fn session_head_cap(&self) -> usize {
         self.rt
             .plan
