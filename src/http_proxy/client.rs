@@ -237,6 +237,7 @@ impl HttpProxy {
         let (limits, timeouts) = super::settings(&rt, c.listener);
         c.session = crate::http::Session::new(limits, ctx.now());
         c.timeouts = timeouts;
+        c.write_timeout = super::write_timeout(&rt, c.listener);
         let peer = c.peer;
         if !c.client.start_tls(lp, &peer) {
             self.close(ctx, id, "TLS set-up failed");

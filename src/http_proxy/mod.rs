@@ -234,7 +234,7 @@ impl HttpProxy {
             tunnel: false,
             timer: None,
             last_progress: now,
-            write_timeout: hp.timeouts.write.unwrap_or(far),
+            write_timeout: write_timeout(&rt, listener),
             cout_stall: None,
             uout_stall: None,
             admitted,
@@ -425,6 +425,16 @@ impl HttpProxy {
         }
         self.closed += 1;
     }
+}
+
+/// `timeouts.write` of listener `l` (far away: no limit).
+fn write_timeout(rt: &Runtime, l: ListenerId) -> std::time::Duration {
+    rt.plan
+        .listener(l)
+        .http
+        .as_ref()
+        .and_then(|h| h.timeouts.write)
+        .unwrap_or(crate::clock::FAR_FUTURE)
 }
 
 /// The HTTP core's head limits and client timeouts of listener `l`.
