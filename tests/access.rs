@@ -326,3 +326,55 @@ fn http_ip_rate_limit_counts_requests_and_answers_429() {
     assert_eq!(app.requests().len(), 3);
     drop(n);
 }
+
+#[test]
+fn http_with_accept_proxy_reads_the_header_first_and_checks_its_client() {
+    let app = origin::Origin::named("app");
+    let port = free_port();
+    let _n = Nvelox::start(&format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\n    accept_proxy: any\n    ip_allowlist: [\"192.0.2.0/24\"]\nbackends:\n  - name: app\n    servers: [\"{}\"]\n",
+        app.addr
+    ));
+    // `header`, then two requests on the connection; the answers.
+    let requests = |header: &[u8]| -> Vec<u16> {
+        let mut c = origin::Client::connect(port);
+        let mut raw = header.to_vec();
+        raw.extend_from_slice(
+            b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n",
+        );
+        let _ = c.w.write_all(&raw);
+        std::iter::from_fn(|| origin::read_response(&mut c.r, false).map(|r| r.status))
+            .take(2)
+            .collect()
+    };
+    let mut v2 = Vec::new();
+    Header::proxy(
+        nvelox::proxy_protocol::Version::V2,
+        Transport::Stream,
+        "192.0.2.8:4001".parse().unwrap(),
+        "198.51.100.1:80".parse().unwrap(),
+    )
+    .emit(&mut v2)
+    .unwrap();
+    // Allowed clients named by a v1 or a v2 header are served, and named
+    // to the server.
+    assert_eq!(
+        requests(b"PROXY TCP4 192.0.2.7 198.51.100.1 4000 80\r\n"),
+        [200, 200]
+    );
+    assert_eq!(requests(&v2), [200, 200]);
+    let xff: Vec<String> = app
+        .requests()
+        .iter()
+        .map(|r| r.header("X-Forwarded-For").unwrap_or("-").to_string())
+        .collect();
+    assert_eq!(xff, ["192.0.2.7", "192.0.2.7", "192.0.2.8", "192.0.2.8"]);
+    // No header (the socket's peer is not what is judged), or a client the
+    // rules deny: closed, and nothing reaches the server.
+    assert_eq!(requests(b""), Vec::<u16>::new());
+    assert_eq!(
+        requests(b"PROXY TCP4 203.0.113.9 198.51.100.1 4000 80\r\n"),
+        Vec::<u16>::new()
+    );
+    assert_eq!(app.requests().len(), 4);
+}

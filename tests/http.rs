@@ -493,7 +493,10 @@ fn maglev_hash_key_ip_port_keeps_a_connection_on_one_server_and_spreads_connecti
             .collect()
     };
     let by_ip = servers_per_connection("ip");
-    assert!(by_ip.iter().all(|s| *s == by_ip[0]), "ip: one client address");
+    assert!(
+        by_ip.iter().all(|s| *s == by_ip[0]),
+        "ip: one client address"
+    );
     let by_port = servers_per_connection("ip_port");
     assert!(
         by_port.contains(&b"a".to_vec()) && by_port.contains(&b"b".to_vec()),

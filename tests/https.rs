@@ -409,3 +409,35 @@ fn check_requires_tls_for_https_and_refuses_tls_on_http() {
         "{err}"
     );
 }
+
+#[test]
+fn accept_proxy_reads_the_proxy_header_before_the_tls_handshake() {
+    if !have("curl", "accept_proxy_reads_the_proxy_header_before_tls") {
+        return;
+    }
+    let tmp = certs("https-proxy-header");
+    let a = Origin::named("a");
+    let port = free_port();
+    let _n = Nvelox::start(&yaml(&tmp.0, port, &[&a], "    accept_proxy: v1\n", ""));
+    let url = format!("https://a.test:{port}/x");
+    let curl = |extra: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(tmp.path("ca.pem"))
+            .arg("--resolve")
+            .arg(format!("a.test:{port}:127.0.0.1"))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    // curl sends a PROXY v1 header, then its ClientHello.
+    let out = curl(&["--haproxy-protocol"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a");
+    assert_eq!(a.requests()[0].header("X-Forwarded-For"), Some("127.0.0.1"));
+    // Without it the ClientHello is no PROXY header: closed, no request.
+    assert!(!curl(&[]).status.success());
+    assert_eq!(a.requests().len(), 1);
+}

@@ -7,6 +7,8 @@
 //! and the upstream keep-alive pool ([`pool`]). Split by concept:
 //! - `mod.rs`: the connection table, accepting a client, readiness and
 //!   timer entry points, closing;
+//! - `proxy_header.rs`: `accept_proxy`, the client's PROXY header before
+//!   anything else;
 //! - `client.rs`: the client stream (plain, or TLS for https) and the
 //!   TLS handshake;
 //! - `exchange.rs`: moving bytes and carrying out the session's steps
@@ -21,6 +23,7 @@
 mod client;
 mod exchange;
 pub mod pool;
+mod proxy_header;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -123,6 +126,9 @@ pub(crate) struct Conn {
     admitted: Option<Admitted>,
     /// https: the TLS handshake is not complete; it must be by then.
     handshake_due: Option<Instant>,
+    /// `accept_proxy`: the PROXY header has not arrived yet (it comes
+    /// first; `peer` is the socket's peer until then).
+    proxy_header: Option<proxy_header::AwaitingHeader>,
 }
 
 /// This loop's HTTP connections and upstream pool.
@@ -139,6 +145,8 @@ pub struct HttpProxy {
     loop_index: usize,
     /// Failed TLS handshakes: one log line per second at most.
     tls_warn: crate::limits::LogLimiter,
+    /// Refused PROXY headers (and clients they name that are denied): the same.
+    proxy_warn: crate::limits::LogLimiter,
 }
 
 impl HttpProxy {
@@ -151,6 +159,7 @@ impl HttpProxy {
             draining: false,
             loop_index: 0,
             tls_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
+            proxy_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
         }
     }
 
@@ -222,6 +231,12 @@ impl HttpProxy {
             listener,
             port,
             peer,
+            proxy_header: (lp.accept_proxy != crate::config::AcceptProxy::Off).then(|| {
+                proxy_header::AwaitingHeader {
+                    accept: crate::tcp::header::accepted_versions(lp.accept_proxy),
+                    due: crate::clock::after(now, proxy_header::PROXY_HEADER_TIMEOUT),
+                }
+            }),
             handshake_due: client
                 .is_tls()
                 .then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT)),
@@ -314,6 +329,12 @@ impl HttpProxy {
             self.upstream_failed(ctx, id, crate::http::UpstreamFailure::Timeout);
             return self.drive(ctx, id);
         }
+        if let Some(wait) = &c.proxy_header {
+            if now >= wait.due {
+                return self.close(ctx, id, "no PROXY header in time");
+            }
+            return self.arm(ctx, id);
+        }
         if c.handshake_due.is_some_and(|due| now >= due) {
             return self.handshake_timed_out(ctx, id);
         }
@@ -386,10 +407,13 @@ impl HttpProxy {
             return;
         };
         let stall = c.rt.plan.listener(c.listener).idle_timeout;
-        let mut due = c
-            .session
-            .deadline(&c.timeouts)
-            .unwrap_or_else(|| crate::clock::after(c.last_progress, stall));
+        let mut due = match &c.proxy_header {
+            Some(wait) => wait.due,
+            None => c
+                .session
+                .deadline(&c.timeouts)
+                .unwrap_or_else(|| crate::clock::after(c.last_progress, stall)),
+        };
         if let Some(at) = c.up.as_ref().and_then(|u| u.connecting) {
             due = due.min(at);
         }

@@ -58,7 +58,8 @@ pub fn judge(buf: &[u8], closed: bool, accept: Accept) -> Intake {
     }
 }
 
-fn accepted_versions(a: AcceptProxy) -> Accept {
+/// The PROXY versions a listener's `accept_proxy` takes.
+pub(crate) fn accepted_versions(a: AcceptProxy) -> Accept {
     match a {
         AcceptProxy::V1 => Accept::V1,
         AcceptProxy::V2 => Accept::V2,
