@@ -68,11 +68,12 @@ impl HttpProxy {
                     c.peer = client;
                 }
                 c.proxy_header = None;
-                // The header's client is the one the access rules judge.
-                let lp = c.rt.plan.listener(c.listener);
+                // The header's client is the one the access rules of the
+                // accepting listener judge.
+                let lp = c.rt.plan.listener(c.owner);
                 match c
                     .rt
-                    .access(c.listener)
+                    .access(c.owner)
                     .admit(&lp.access, c.peer.ip(), now, false)
                 {
                     Ok(a) => {
@@ -86,7 +87,7 @@ impl HttpProxy {
         if let Some(n) = self.proxy_warn.allow(now) {
             log::warn!(
                 "listener {}: closing {}: {why} ({n} similar messages suppressed)",
-                c.rt.plan.listener(c.listener).name,
+                c.rt.plan.listener(c.owner).name,
                 c.peer
             );
         }
