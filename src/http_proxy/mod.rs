@@ -53,6 +53,9 @@ pub struct HttpId(pub usize);
 /// (backpressure): a body is never held whole.
 pub(crate) const BUF_CAP: usize = 64 * 1024;
 
+/// The most bytes one read takes from a socket.
+const SCRATCH: usize = 16 * 1024;
+
 /// The server connection of the request in flight.
 pub(crate) struct Upstream {
     stream: TcpStream,
@@ -151,6 +154,9 @@ pub struct HttpProxy {
     tls_warn: crate::limits::LogLimiter,
     /// Refused PROXY headers (and clients they name that are denied): the same.
     proxy_warn: crate::limits::LogLimiter,
+    /// The buffer every read of this loop goes through (allocated once:
+    /// a zeroed stack array per read cost a 16 KiB memset each time).
+    scratch: Box<[u8]>,
 }
 
 impl HttpProxy {
@@ -164,6 +170,7 @@ impl HttpProxy {
             loop_index: 0,
             tls_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
             proxy_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
         }
     }
 
