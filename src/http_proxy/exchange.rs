@@ -34,7 +34,7 @@ enum Flow {
 impl HttpProxy {
     /// Moves bytes and steps the session until nothing more can be done now.
     pub(super) fn drive(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
-        if !self.proxy_header_step(ctx, id) || !self.handshake_step(ctx, id) {
+        if !self.handshake_step(ctx, id) {
             return self.arm(ctx, id);
         }
         for _ in 0..256 {

@@ -7,8 +7,6 @@
 //! and the upstream keep-alive pool ([`pool`]). Split by concept:
 //! - `mod.rs`: the connection table, accepting a client, readiness and
 //!   timer entry points, closing;
-//! - `proxy_header.rs`: `accept_proxy`, the client's PROXY header before
-//!   anything else;
 //! - `client.rs`: the client stream (plain, or TLS for https) and the
 //!   TLS handshake;
 //! - `exchange.rs`: moving bytes and carrying out the session's steps
@@ -131,11 +129,9 @@ pub(crate) struct Conn {
     uout_stall: Option<Instant>,
     /// The access-control admission to give back at close.
     admitted: Option<Admitted>,
-    /// https: the TLS handshake is not complete; it must be by then.
+    /// The PROXY header (`accept_proxy`) or the TLS handshake (https) is
+    /// not complete; it must be by then.
     handshake_due: Option<Instant>,
-    /// `accept_proxy`: the PROXY header has not arrived yet (it comes
-    /// first; `peer` is the socket's peer until then).
-    proxy_header: Option<proxy_header::AwaitingHeader>,
 }
 
 /// This loop's HTTP connections and upstream pool.
@@ -152,8 +148,6 @@ pub struct HttpProxy {
     loop_index: usize,
     /// Failed TLS handshakes: one log line per second at most.
     tls_warn: crate::limits::LogLimiter,
-    /// Refused PROXY headers (and clients they name that are denied): the same.
-    proxy_warn: crate::limits::LogLimiter,
     /// The buffer every read of this loop goes through (allocated once:
     /// a zeroed stack array per read cost a 16 KiB memset each time).
     scratch: Box<[u8]>,
@@ -169,7 +163,6 @@ impl HttpProxy {
             draining: false,
             loop_index: 0,
             tls_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
-            proxy_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
         }
     }
@@ -226,20 +219,13 @@ impl HttpProxy {
         let now = ctx.now();
         let (limits, timeouts) = settings(&rt, listener);
         let tls = rt.plan.listener(listener).tls.is_some();
-        let accept_proxy = rt.plan.listener(listener).accept_proxy;
         entry.insert(Conn {
             rt: Arc::clone(&rt),
             listener,
             owner: listener,
             port,
             peer,
-            proxy_header: (accept_proxy != crate::config::AcceptProxy::Off).then(|| {
-                proxy_header::AwaitingHeader {
-                    accept: crate::tcp::header::accepted_versions(accept_proxy),
-                    due: crate::clock::after(now, proxy_header::PROXY_HEADER_TIMEOUT),
-                }
-            }),
-            handshake_due: tls.then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT)),
+            handshake_due: intake_due(&client, tls, now),
             client,
             client_token: token,
             client_ready: Readiness::default(),
@@ -329,12 +315,6 @@ impl HttpProxy {
             self.upstream_failed(ctx, id, crate::http::UpstreamFailure::Timeout);
             return self.drive(ctx, id);
         }
-        if let Some(wait) = &c.proxy_header {
-            if now >= wait.due {
-                return self.close(ctx, id, "no PROXY header in time");
-            }
-            return self.arm(ctx, id);
-        }
         if c.handshake_due.is_some_and(|due| now >= due) {
             return self.handshake_timed_out(ctx, id);
         }
@@ -407,13 +387,10 @@ impl HttpProxy {
             return;
         };
         let stall = c.rt.plan.listener(c.listener).idle_timeout;
-        let mut due = match &c.proxy_header {
-            Some(wait) => wait.due,
-            None => c
-                .session
-                .deadline(&c.timeouts)
-                .unwrap_or_else(|| crate::clock::after(c.last_progress, stall)),
-        };
+        let mut due = c
+            .session
+            .deadline(&c.timeouts)
+            .unwrap_or_else(|| crate::clock::after(c.last_progress, stall));
         if let Some(at) = c.up.as_ref().and_then(|u| u.connecting) {
             due = due.min(at);
         }
@@ -456,6 +433,16 @@ impl HttpProxy {
             c.rt.access(c.owner).release(a);
         }
         self.closed += 1;
+    }
+}
+
+/// When the intake must be done: the PROXY header (`accept_proxy`), else
+/// the TLS handshake (https); `None`: HTTP starts at once.
+fn intake_due(client: &ClientStream, tls: bool, now: Instant) -> Option<Instant> {
+    if client.proxy.is_some() {
+        Some(crate::clock::after(now, crate::tcp::PROXY_HEADER_TIMEOUT))
+    } else {
+        tls.then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT))
     }
 }
 

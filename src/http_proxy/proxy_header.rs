@@ -1,97 +1,101 @@
-//! `accept_proxy` on an HTTP listener (`http` or `https`): the client's
-//! PROXY header, read before anything else (before the TLS handshake).
+//! `accept_proxy` on an `http`/`https` listener: the client's PROXY
+//! header, read before anything else (TLS included).
 //!
-//! Owns: peeking at the raw socket (at most [`PROXY_HEADER_MAX`] bytes) and
-//! judging the bytes ([`judge`], shared with TCP listeners), then taking
-//! exactly the header's bytes off the socket so that what follows (a
-//! request, or a ClientHello) stays for the next reader; the header's
-//! client becoming the connection's client (access rules, balancing,
-//! `X-Forwarded-For`, the access log); the header deadline. Does not own
-//! parsing (`proxy_protocol/`) or the access rules (`acl/`).
+//! Owns: reading the header (at most `PROXY_HEADER_MAX` bytes, within
+//! `PROXY_HEADER_TIMEOUT`, the connection's intake deadline), taking its
+//! client as the connection's peer (`X-Forwarded-For`, `ip_rate_limit`,
+//! logs), judging that client by the listener's access rules (closed
+//! before any server is contacted when refused) and handing the bytes
+//! past the header on (to the ClientHello, the TLS session or the HTTP
+//! buffer). Does not own parsing (`proxy_protocol/`, `tcp::header::judge`).
 
-use std::io::{ErrorKind, Read};
-use std::time::{Duration, Instant};
-
-use reactor::Ctx;
+use reactor::{Ctx, IoStatus};
 
 use super::{HttpId, HttpProxy};
 use crate::events::Loop;
-use crate::proxy_protocol::Accept;
-use crate::tcp::header::{judge, Intake, PROXY_HEADER_MAX};
-
-/// A client that has not sent its whole PROXY header by then is closed
-/// (as on TCP listeners).
-pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A connection still waiting for its PROXY header.
-pub(super) struct AwaitingHeader {
-    pub accept: Accept,
-    pub due: Instant,
-}
+use crate::tcp::header::{accepted_versions, judge, Intake, PROXY_HEADER_MAX};
 
 impl HttpProxy {
-    /// Reads connection `id`'s PROXY header when it still waits for one.
-    /// True when the connection may go on (no header expected, or it is
-    /// complete and the header's client is admitted); false while it is
-    /// incomplete or after it was refused (the connection is closed then).
-    pub(super) fn proxy_header_step(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> bool {
-        let now = ctx.now();
+    /// Reads what the client sent so far; once the header is complete,
+    /// admits its client and passes the rest on. True when the connection
+    /// may go on (false: waiting for more, or closed).
+    pub(super) fn read_proxy_header(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> bool {
         let Some(c) = self.conns.get_mut(id.0) else {
             return false;
         };
-        let Some(wait) = c.proxy_header.as_ref() else {
+        let accept = accepted_versions(c.rt.plan.listener(c.owner).accept_proxy);
+        let Some(buf) = c.client.proxy.as_mut() else {
             return true;
         };
-        let mut buf = [0u8; PROXY_HEADER_MAX];
-        let (seen, closed) = match c.client.tcp().peek(&mut buf) {
-            Ok(n) => (n, n == 0),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(_) => (0, true),
-        };
-        let why = match judge(&buf[..seen], closed, wait.accept) {
-            Intake::NeedMore => return false,
-            Intake::Refused(why) => why,
-            Intake::Complete { origin, consumed } => {
-                // The header's bytes are in the socket: take exactly them.
-                let mut left = consumed;
-                while left > 0 {
-                    match c.client.tcp().read(&mut buf[..left]) {
-                        Ok(n) if n > 0 => left -= n,
-                        _ => break,
-                    }
-                }
-                if left > 0 {
-                    self.close(ctx, id, "client reset");
-                    return false;
-                }
-                if let Some((client, _)) = origin {
-                    c.peer = client;
-                }
-                c.proxy_header = None;
-                // The header's client is the one the access rules of the
-                // accepting listener judge.
-                let lp = c.rt.plan.listener(c.owner);
-                match c
-                    .rt
-                    .access(c.owner)
-                    .admit(&lp.access, c.peer.ip(), now, false)
-                {
-                    Ok(a) => {
-                        c.admitted = Some(a);
-                        return true;
-                    }
-                    Err(denied) => denied.describe().to_string(),
+        let mut chunk = [0u8; 512];
+        let mut closed = false;
+        while c.client_ready.readable && buf.len() < PROXY_HEADER_MAX {
+            let room = (PROXY_HEADER_MAX - buf.len()).min(chunk.len());
+            match reactor::io::read(&mut c.client.sock, &mut chunk[..room]) {
+                IoStatus::Progress(n) => buf.extend_from_slice(&chunk[..n]),
+                IoStatus::WouldBlock => c.client_ready.readable = false,
+                IoStatus::Closed | IoStatus::Error(_) => {
+                    closed = true;
+                    break;
                 }
             }
+        }
+        let (origin, consumed) = match judge(buf, closed, accept) {
+            Intake::NeedMore => return false,
+            Intake::Refused(why) => {
+                self.intake_refused(ctx, id, &why);
+                return false;
+            }
+            Intake::Complete { origin, consumed } => (origin, consumed),
         };
-        if let Some(n) = self.proxy_warn.allow(now) {
+        let mut header = c.client.proxy.take().unwrap_or_default();
+        let early = header.split_off(consumed.min(header.len()));
+        if let Some((client, _)) = origin {
+            c.peer = client;
+        }
+        let rt = std::sync::Arc::clone(&c.rt);
+        let lp = rt.plan.listener(c.owner);
+        match rt
+            .access(c.owner)
+            .admit(&lp.access, c.peer.ip(), ctx.now(), false)
+        {
+            Ok(a) => c.admitted = Some(a),
+            Err(why) => {
+                self.intake_refused(ctx, id, why.describe());
+                return false;
+            }
+        }
+        match c.client.after_proxy_header(early) {
+            Ok(plain) => c.cin.extend_from_slice(&plain),
+            Err(why) => {
+                let r = crate::metrics::TlsFailure::HandshakeError;
+                self.tls_refused(ctx, id, r, &why);
+                return false;
+            }
+        }
+        c.handshake_due = c
+            .client
+            .wants_tls()
+            .then(|| crate::clock::after(ctx.now(), super::client::HANDSHAKE_TIMEOUT));
+        true
+    }
+
+    /// A client refused before TLS or HTTP (bad or late PROXY header, or
+    /// the access rules refused its header's client): logged (rate
+    /// limited), counted as a connection error, closed.
+    pub(super) fn intake_refused(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, why: &str) {
+        let Some(c) = self.conns.get(id.0) else {
+            return;
+        };
+        let errors = crate::metrics::listener::CONNECTION_ERRORS;
+        c.rt.listener_stats[c.owner.0].add(ctx.loop_index(), errors, 1);
+        if let Some(n) = self.tls_warn.allow(ctx.now()) {
             log::warn!(
                 "listener {}: closing {}: {why} ({n} similar messages suppressed)",
                 c.rt.plan.listener(c.owner).name,
                 c.peer
             );
         }
-        self.close(ctx, id, "PROXY header refused");
-        false
+        self.close(ctx, id, "refused");
     }
 }

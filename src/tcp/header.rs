@@ -58,7 +58,6 @@ pub fn judge(buf: &[u8], closed: bool, accept: Accept) -> Intake {
     }
 }
 
-/// The PROXY versions a listener's `accept_proxy` takes.
 pub(crate) fn accepted_versions(a: AcceptProxy) -> Accept {
     match a {
         AcceptProxy::V1 => Accept::V1,
