@@ -5,33 +5,16 @@ mod common;
 #[path = "common/origin.rs"]
 mod origin;
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use origin::*;
 
-/// A config with one HTTP listener on `port` in front of `servers`;
-/// `listener` and `backend` are extra indented YAML lines.
-fn config(port: u16, servers: &[&Origin], listener: &str, backend: &str) -> String {
-    let list: Vec<String> = servers.iter().map(|o| format!("\"{}\"", o.addr)).collect();
-    format!(
-        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\n    backend_server_header: X-Backend-Server\n{listener}backends:\n  - name: app\n    balance: roundrobin\n{backend}    servers: [{}]\n",
-        list.join(", ")
-    )
-}
-
-fn start(servers: &[&Origin], listener: &str, backend: &str) -> (Nvelox, u16) {
-    let port = free_port();
-    let n = Nvelox::start(&config(port, servers, listener, backend));
-    (n, port)
-}
-
 #[test]
 fn each_request_on_one_keep_alive_connection_is_balanced() {
     let (a, b) = (Origin::named("a"), Origin::named("b"));
-    let (_n, port) = start(&[&a, &b], "", "");
+    let (_n, port) = start_http(&[&a, &b], "", "");
     let mut c = Client::connect(port);
     let mut servers = Vec::new();
     let mut bodies = Vec::new();
@@ -54,7 +37,7 @@ fn forwarded_headers_and_header_edits_reach_both_sides() {
         Answer::Raw(b"HTTP/1.1 200 OK\r\nX-Secret: s\r\nContent-Length: 2\r\n\r\nok".to_vec())
     }));
     drop(a);
-    let (_n, port) = start(&[&a2], listener, "");
+    let (_n, port) = start_http(&[&a2], listener, "");
     let mut c = Client::connect(port);
     c.send(b"GET /p HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n");
     let r = c.response();
@@ -102,7 +85,7 @@ fn chunked_bodies_stream_byte_exact_both_ways() {
         v.extend_from_slice(b"0\r\n\r\n");
         Answer::Raw(v)
     }));
-    let (_n, port) = start(&[&echo], "", "");
+    let (_n, port) = start_http(&[&echo], "", "");
     let body = payload(3 << 20, 7);
     let mut c = Client::connect(port);
     let writer = {
@@ -146,7 +129,7 @@ fn head_204_304_have_no_body_and_keep_the_connection() {
         "/304" => Answer::Raw(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n".to_vec()),
         _ => Answer::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec()),
     }));
-    let (_n, port) = start(&[&o], "", "");
+    let (_n, port) = start_http(&[&o], "", "");
     let mut c = Client::connect(port);
     c.send(b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = read_response(&mut c.r, true).unwrap();
@@ -157,25 +140,10 @@ fn head_204_304_have_no_body_and_keep_the_connection() {
 }
 
 #[test]
-fn all_servers_down_is_503_and_a_resetting_server_is_502() {
-    let dead = Origin::named("x");
-    let addr = dead.addr;
-    drop(dead);
-    std::thread::sleep(Duration::from_millis(50));
-    let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    servers: [\"{addr}\"]\n"
-    );
-    let _n = Nvelox::start(&yaml);
-    let r = exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert!(r.status == 502 || r.status == 503, "{}", r.status);
-}
-
-#[test]
 fn get_is_retried_after_a_reset_but_a_sent_post_is_not() {
     let reset = Origin::start(Arc::new(|_| Answer::Reset));
     let good = Origin::named("good");
-    let (_n, port) = start(
+    let (_n, port) = start_http(
         &[&reset, &good],
         "",
         "    retry: { attempts: 3, on: \"connect_failure,reset,502\" }\n",
@@ -212,7 +180,7 @@ fn slow_server_is_504_and_slow_head_is_408() {
     let slow = Origin::start(Arc::new(|_| {
         Answer::Slow(Duration::from_secs(3), ok(b"late"))
     }));
-    let (_n, port) = start(
+    let (_n, port) = start_http(
         &[&slow],
         "    timeouts: { read: 1s }\n",
         "    timeouts: { read: 1s }\n",
@@ -227,7 +195,7 @@ fn slow_server_is_504_and_slow_head_is_408() {
 #[test]
 fn oversize_head_is_431_and_oversize_body_413() {
     let o = Origin::named("o");
-    let (_n, port) = start(
+    let (_n, port) = start_http(
         &[&o],
         "    max_header_size: 2048\n    max_body_size: 1K\n",
         "",
@@ -248,7 +216,7 @@ fn oversize_head_is_431_and_oversize_body_413() {
 #[test]
 fn smuggling_attempts_get_400_and_never_reach_the_server() {
     let o = Origin::named("o");
-    let (_n, port) = start(&[&o], "", "");
+    let (_n, port) = start_http(&[&o], "", "");
     let cases: &[&[u8]] = &[
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
@@ -268,7 +236,7 @@ fn pipelined_requests_are_answered_in_order() {
     let o = Origin::start(Arc::new(|req: &Seen| {
         Answer::Raw(ok(req.target.as_bytes()))
     }));
-    let (_n, port) = start(&[&o], "", "");
+    let (_n, port) = start_http(&[&o], "", "");
     let mut c = Client::connect(port);
     c.send(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\nGET /3 HTTP/1.1\r\nHost: t\r\n\r\n");
     for want in ["/1", "/2", "/3"] {
@@ -279,7 +247,7 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn http10_and_connection_close_close_after_the_response() {
     let o = Origin::named("o");
-    let (_n, port) = start(&[&o], "", "");
+    let (_n, port) = start_http(&[&o], "", "");
     for raw in [
         &b"GET / HTTP/1.0\r\n\r\n"[..],
         &b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
@@ -287,16 +255,14 @@ fn http10_and_connection_close_close_after_the_response() {
         let mut c = Client::connect(port);
         c.send(raw);
         assert_eq!(c.response().body, b"o");
-        let mut rest = Vec::new();
-        c.r.read_to_end(&mut rest).unwrap();
-        assert!(rest.is_empty());
+        c.expect_closed();
     }
 }
 
 #[test]
 fn upstream_connections_are_reused_after_complete_responses() {
     let o = Origin::named("o");
-    let (_n, port) = start(&[&o], "", "    keepalive: 4\n");
+    let (_n, port) = start_http(&[&o], "", "    keepalive: 4\n");
     for _ in 0..3 {
         let mut c = Client::connect(port);
         for _ in 0..3 {
@@ -380,9 +346,7 @@ fn sigterm_closes_idle_keep_alive_clients_and_finishes_requests_in_flight() {
         .any(|r| r.target == "/slow")));
     n.signal(libc::SIGTERM);
     // The idle client is closed at once, the busy one gets its answer.
-    let mut rest = Vec::new();
-    idle.r.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty());
+    idle.expect_closed();
     let r = busy.response();
     assert_eq!(r.body, b"finished");
     assert_eq!(r.header("Connection"), Some("close"));
@@ -396,7 +360,7 @@ fn a_pooled_connection_the_server_closed_is_not_used() {
         Arc::new(|req: &Seen| Answer::Raw(ok(req.target.as_bytes()))),
         Duration::from_millis(100),
     );
-    let (_n, port) = start(&[&o], "", "");
+    let (_n, port) = start_http(&[&o], "", "");
     let mut c = Client::connect(port);
     let post = |c: &mut Client, path: &str| {
         c.send(
@@ -414,7 +378,7 @@ fn a_pooled_connection_the_server_closed_is_not_used() {
 #[test]
 fn a_chunked_body_past_max_body_size_is_413() {
     let o = Origin::named("o");
-    let (_n, port) = start(&[&o], "    max_body_size: 1K\n", "");
+    let (_n, port) = start_http(&[&o], "    max_body_size: 1K\n", "");
     let mut raw = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..4 {
         raw.extend_from_slice(b"200\r\n");

@@ -39,6 +39,8 @@ mod fuzz_seed_tests;
 #[cfg(test)]
 mod head_tests;
 #[cfg(test)]
+mod local_reply_tests;
+#[cfg(test)]
 mod session_tests;
 
 pub use body::{BodyDecoder, BodyError, ChunkedDecoder, Piece, Progress};

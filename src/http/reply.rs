@@ -1,5 +1,6 @@
 //! Responses nvelox generates itself: a complete, short `HTTP/1.1` response
-//! with `Connection: close`, a `Content-Length` and a one-line text body.
+//! with a `Content-Length` and a one-line text body; with `Connection: close`
+//! unless the connection stays open after it.
 //!
 //! Owns the status texts and bodies of 400, 404 (no route), 408, 413, 414,
 //! 417, 429, 431, 501, 502, 503 and 504. Does not own when they are sent
@@ -37,17 +38,19 @@ fn texts(status: u16) -> (&'static str, &'static str) {
 /// A complete response for `status`, ending the connection.
 pub fn error_response(status: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
-    write_error_response(status, &mut out);
+    write_error_response(status, true, &mut out);
     out
 }
 
 /// Appends the response for `status` to `out` (no allocation when `out`
-/// has room).
-pub fn write_error_response(status: u16, out: &mut Vec<u8>) {
+/// has room); `close`: it says `Connection: close` (the connection ends
+/// after it), else the client may send its next request.
+pub fn write_error_response(status: u16, close: bool, out: &mut Vec<u8>) {
     let (reason, body) = texts(status);
+    let connection = if close { "Connection: close\r\n" } else { "" };
     let _ = write!(
         out,
-        "HTTP/1.1 {status:03} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status:03} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}\r\n{body}",
         body.len()
     );
 }
@@ -90,5 +93,22 @@ mod tests {
         );
         assert!(error_response(504).starts_with(b"HTTP/1.1 504 Gateway Timeout\r\n"));
         assert!(String::from_utf8_lossy(&error_response(404)).contains("No route"));
+    }
+
+    #[test]
+    fn a_reply_that_keeps_the_connection_has_no_connection_close() {
+        let mut out = Vec::new();
+        write_error_response(503, false, &mut out);
+        let answering = Answering {
+            method: Method::Get,
+            upgrade_requested: false,
+        };
+        let Ok(Parsed::Complete { head, .. }) =
+            parse_response(&out, &HeadLimits::default(), answering)
+        else {
+            panic!("503 does not parse");
+        };
+        assert!(head.keep_alive);
+        assert!(!String::from_utf8_lossy(&out).contains("Connection"));
     }
 }

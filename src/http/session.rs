@@ -127,7 +127,8 @@ pub enum UpstreamStep {
     /// Drop this server connection and try another server (resend the head
     /// and the held body, then [`Session::attempt_started`]).
     Retry { failure: UpstreamFailure },
-    /// Give up: write `error_response(status)` to the client and close it.
+    /// Give up: write `error_response(status)` to the client; then
+    /// [`Session::local_reply`] says whether the connection stays open.
     Reply {
         failure: UpstreamFailure,
         status: u16,
@@ -143,7 +144,8 @@ pub enum UpstreamStep {
 pub enum TimeoutStep {
     /// Kept-alive connection idle too long: close without a reply.
     CloseIdle,
-    /// Write `error_response(status)` (408 or 504) and close.
+    /// Write `error_response(status)`: 408 closes; after a 504
+    /// [`Session::local_reply`] says whether the connection stays open.
     Reply(u16),
 }
 
@@ -482,16 +484,55 @@ impl Session {
         if should_retry(&x.policy, failure, &facts(x)) {
             return UpstreamStep::Retry { failure };
         }
-        let started = x.response_started;
-        self.state = State::Closed;
-        if started {
+        if x.response_started {
+            self.state = State::Closed;
             UpstreamStep::Abort
         } else {
+            // The exchange stays open for the shell's `local_reply`.
             UpstreamStep::Reply {
                 failure,
                 status: failure.final_status(),
             }
         }
+    }
+
+    /// nvelox answers the request in flight itself (404, 429, 502, 503,
+    /// 504, 413 ...). `input`: the unconsumed client bytes. The connection
+    /// stays open only when the stream is still in sync: no response byte
+    /// reached the client, the whole request was read (its body already
+    /// forwarded, or complete in `input`), and the client is an HTTP/1.1
+    /// one that wants keep-alive and did not half-close. `Some(n)`: drop
+    /// the first `n` bytes of `input` (the rest of that body), then feed
+    /// what follows as the next request; `None`: close after the reply.
+    /// After a [`ClientStep::Reject`] or a 408 it is always `None`.
+    pub fn local_reply(&mut self, input: &[u8], now: Instant) -> Option<usize> {
+        let keep = match &self.state {
+            State::Exchange(x) => {
+                let in_sync = !x.response_started
+                    && x.client_keep_alive
+                    && !x.client_eof
+                    && x.client_version == Version::Http11;
+                if !in_sync {
+                    None
+                } else if x.request_body.is_done() {
+                    Some(0)
+                } else {
+                    match x.request_body.clone().feed(input) {
+                        Ok(p) if p.done => Some(p.consumed),
+                        _ => None,
+                    }
+                }
+            }
+            _ => None,
+        };
+        self.state = match keep {
+            Some(_) => State::ReadingHead {
+                idle_since: now,
+                head_since: None,
+            },
+            None => State::Closed,
+        };
+        keep
     }
 
     /// When [`check_timeout`](Self::check_timeout) should next be called.
@@ -522,7 +563,8 @@ impl Session {
                 ..
             } => TimeoutStep::Reply(408),
             State::ReadingHead { .. } => TimeoutStep::CloseIdle,
-            State::Exchange(x) if !x.response_started => TimeoutStep::Reply(504),
+            // The exchange stays open for the shell's `local_reply`.
+            State::Exchange(x) if !x.response_started => return Some(TimeoutStep::Reply(504)),
             _ => TimeoutStep::CloseIdle,
         };
         self.state = State::Closed;

@@ -154,7 +154,7 @@ impl HttpProxy {
                                 return Flow::Closed;
                             }
                             self.drop_upstream(ctx, id, false);
-                            self.reply(id, 413, "request body too large");
+                            self.reply(ctx, id, 413, "request body too large");
                             return Flow::Go(true);
                         }
                     }
@@ -173,7 +173,7 @@ impl HttpProxy {
                 }
                 ClientStep::Reject(r) => {
                     self.drop_upstream(ctx, id, false);
-                    self.reply(id, r.status, r.reason);
+                    self.reply(ctx, id, r.status, r.reason);
                     return Flow::Go(true);
                 }
                 ClientStep::Tunnel => {
@@ -223,10 +223,10 @@ impl HttpProxy {
             .access(c.listener)
             .take_request(&lp.access, client, ctx.now())
         {
-            return self.reply(id, 429, why.describe());
+            return self.reply(ctx, id, 429, why.describe());
         }
         let Some(backend) = backend else {
-            return self.reply(id, 404, "no route");
+            return self.reply(ctx, id, 404, "no route");
         };
         c.timeouts.response = rt
             .backend(backend)
@@ -249,7 +249,7 @@ impl HttpProxy {
             c.resend.extend_from_slice(&c.cin[..n.min(c.cin.len())]);
         }
         if let Err(status) = self.start_attempt(ctx, id) {
-            self.reply(id, status, "no server");
+            self.reply(ctx, id, status, "no server");
         }
     }
 

@@ -328,6 +328,7 @@ impl HttpProxy {
             Some(crate::http::TimeoutStep::Reply(status)) => {
                 self.drop_upstream(ctx, id, false);
                 self.reply(
+                    ctx,
                     id,
                     status,
                     if status == 408 {

@@ -174,31 +174,47 @@ impl HttpProxy {
                     c.uout.clone_from(&c.resend);
                 }
                 if let Err(status) = self.start_attempt(ctx, id) {
-                    self.reply(id, status, "no server left");
+                    self.reply(ctx, id, status, "no server left");
                 }
             }
-            UpstreamStep::Reply { status, .. } => self.reply(id, status, "server failed"),
+            UpstreamStep::Reply { status, .. } => self.reply(ctx, id, status, "server failed"),
             UpstreamStep::Abort => self.close(ctx, id, "server failed mid-response"),
             _ => {}
         }
     }
 
-    /// Writes a generated error response; the connection closes after it.
-    pub(super) fn reply(&mut self, id: HttpId, status: u16, reason: &str) {
+    /// Writes a generated error response (dropping any server connection
+    /// of the request). The client connection stays open when the session
+    /// says the stream is in sync (the rest of a request body already
+    /// buffered is dropped) and no shutdown is under way; else it closes
+    /// after the reply, which then says `Connection: close`.
+    pub(super) fn reply(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        status: u16,
+        reason: &str,
+    ) {
+        self.drop_upstream(ctx, id, false);
+        let now = ctx.now();
+        let draining = self.draining;
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
+        let keep = c.session.local_reply(&c.cin, now).filter(|_| !draining);
         let before = c.cout.len();
-        crate::http::reply::write_error_response(status, &mut c.cout);
-        c.closing = true;
-        c.uout.clear();
-        c.resend.clear();
+        crate::http::reply::write_error_response(status, keep.is_none(), &mut c.cout);
+        c.closing = keep.is_none();
+        let rest_of_body = keep.unwrap_or(0).min(c.cin.len());
+        c.cin.drain(..rest_of_body);
+        c.uout = Vec::new();
+        c.resend = Vec::new();
         if let Some(mut r) = c.req.take() {
             r.status = status;
+            r.bytes_in += rest_of_body as u64;
             r.bytes_out += (c.cout.len() - before) as u64;
             self.log(&self.conns[id.0], &r, reason);
         } else {
-            let now = std::time::Instant::now();
             let r = Request {
                 started: now,
                 method: "-".into(),

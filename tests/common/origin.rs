@@ -278,3 +278,39 @@ pub fn exchange(port: u16, raw: &[u8]) -> Got {
     c.send(raw);
     c.response()
 }
+
+/// A config with one HTTP listener on `port` in front of `servers`
+/// (round robin, `X-Backend-Server`); `listener` and `backend` are extra
+/// indented YAML lines.
+pub fn http_config(port: u16, servers: &[&Origin], listener: &str, backend: &str) -> String {
+    let list: Vec<String> = servers.iter().map(|o| format!("\"{}\"", o.addr)).collect();
+    format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\n    backend_server_header: X-Backend-Server\n{listener}backends:\n  - name: app\n    balance: roundrobin\n{backend}    servers: [{}]\n",
+        list.join(", ")
+    )
+}
+
+/// nvelox started with [`http_config`] on a free port.
+pub fn start_http(
+    servers: &[&Origin],
+    listener: &str,
+    backend: &str,
+) -> (crate::common::Nvelox, u16) {
+    let port = crate::common::free_port();
+    let n = crate::common::Nvelox::start(&http_config(port, servers, listener, backend));
+    (n, port)
+}
+
+impl Client {
+    /// The server closed the connection (within the read timeout) and
+    /// nothing more arrived.
+    pub fn expect_closed(&mut self) {
+        let mut rest = Vec::new();
+        match std::io::Read::read_to_end(&mut self.r, &mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the connection is still open: {e}"),
+        }
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    }
+}
