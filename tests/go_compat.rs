@@ -41,6 +41,7 @@ const PASSING_HTTP: &[&str] = &[
     "02-load-balancing",
     "03-health-checks",
     "04-rate-limiting",
+    "06-https-http2",
     "08-host-routing",
     "09-path-routing",
     "12-header-manipulation",
@@ -56,15 +57,8 @@ const PASSING_HTTP: &[&str] = &[
 /// in parentheses after the key is left out).
 const REFUSED: &[(&str, &[&str])] = &[
     (
-        "06-https-http2",
-        &["9: listeners[0].protocol: not supported by nvelox yet: protocol: https"],
-    ),
-    (
         "07-http3-quic",
-        &[
-            "9: listeners[0].protocol: not supported by nvelox yet: protocol: https",
-            "10: listeners[0].http3: not supported by nvelox: http3",
-        ],
+        &["10: listeners[0].http3: not supported by nvelox: http3"],
     ),
     (
         "10-regex-rewrite",
@@ -109,7 +103,6 @@ const REFUSED: &[(&str, &[&str])] = &[
         "28-full-production",
         &[
             "32: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
-            "39: listeners[1].protocol: not supported by nvelox yet: protocol: https",
             "44: listeners[1].compression: not supported by nvelox: compression",
             "82: backends[0].sticky_session: not supported by nvelox: sticky_session",
             "89: backends[1].max_connections: not supported by nvelox: max_connections",
@@ -150,20 +143,14 @@ const REFUSED: &[(&str, &[&str])] = &[
         "31-multisite-per-port",
         &[
             "15: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
-            "21: listeners[1].protocol: not supported by nvelox yet: protocol: https",
             "22: listeners[1].server_names: not supported by nvelox yet: server_names",
-            "36: listeners[2].protocol: not supported by nvelox yet: protocol: https",
             "37: listeners[2].server_names: not supported by nvelox yet: server_names",
-            "47: listeners[3].protocol: not supported by nvelox yet: protocol: https",
             "48: listeners[3].default_server: not supported by nvelox yet: default_server",
         ],
     ),
     (
         "32-hot-reload",
-        &[
-            "25: listeners[1].protocol: not supported by nvelox yet: protocol: https",
-            "30: listeners[1].server_names: not supported by nvelox yet: server_names",
-        ],
+        &["30: listeners[1].server_names: not supported by nvelox yet: server_names"],
     ),
 ];
 
@@ -425,4 +412,46 @@ fn smoke_02_load_balancing_runs_http() {
     c.read_to_string(&mut got).unwrap();
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     assert!(got.contains("server "), "{got}");
+}
+
+/// Go's HTTPS file runs: HTTP over TLS, ALPN http/1.1 (Go offers h2 too).
+#[test]
+fn smoke_06_https_serves_over_tls() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip("smoke_06_https_serves_over_tls", "curl is not installed");
+    }
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in server.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\napp");
+        }
+    });
+    let port = free_port();
+    let certs = corpus().join("certs");
+    let yaml = modelled("06-https-http2")
+        .replace("127.0.0.1:19443", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:18081", &addr.to_string())
+        .replace("certs/", &format!("{}/", certs.display()));
+    let _n = Nvelox::start(&yaml);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-k", "--max-time", "20", "--resolve"])
+        .arg(format!("test.localhost:{port}:127.0.0.1"))
+        .arg(format!("https://test.localhost:{port}/"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "app",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -6,6 +6,8 @@
 //! process) and `openssl s_client`.
 #![cfg(feature = "tls")]
 
+#[path = "common/certs.rs"]
+mod certs;
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,138 +18,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use certs::*;
 use common::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl (Debian: openssl) must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and certificates signed by it, in `dir`: `NAME.pem` / `NAME.key`.
-fn make_certs(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=nvelox test CA",
-            "-days",
-            "2",
-        ],
-    );
-    leaf(dir, "a", "DNS:a.test,DNS:*.wild.test", false);
-    leaf(dir, "b", "DNS:b.test", true);
-    leaf(dir, "client", "DNS:client.test", false);
-}
-
-/// `NAME.pem` / `NAME.key` signed by the test CA for `san`.
-fn leaf(dir: &Path, name: &str, san: &str, rsa: bool) {
-    let key = format!("{name}.key");
-    if rsa {
-        openssl(dir, &["genrsa", "-traditional", "-out", &key, "2048"]);
-    } else {
-        openssl(
-            dir,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                &key,
-            ],
-        );
-    }
-    let csr = format!("{name}.csr");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    let ext = format!("{name}.ext");
-    std::fs::write(dir.join(&ext), format!("subjectAltName={san}\n")).unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
-}
-
-fn chain(path: &Path) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_file_iter(path)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect()
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn client_config(dir: &Path, client_cert: bool, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in chain(&dir.join("ca.pem")) {
-        roots.add(c).unwrap();
-    }
-    let b = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut cfg = if client_cert {
-        let key = PrivateKeyDer::from_pem_file(dir.join("client.key")).unwrap();
-        b.with_client_auth_cert(chain(&dir.join("client.pem")), key)
-            .unwrap()
-    } else {
-        b.with_no_client_auth()
-    };
-    cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    Arc::new(cfg)
-}
 
 /// Connects, handshakes as `name` (verified against the test CA), sends
 /// `line`, returns the first line back and the server's certificate.
@@ -368,8 +242,9 @@ fn garbage_instead_of_a_client_hello_is_closed_before_any_server() {
     make_certs(&tmp.0);
     let (a, b) = (tls_backend(&tmp.0, "a"), tls_backend(&tmp.0, "b"));
     let other = Backend::start(Mode::NamedEcho("other"));
-    let port = free_port();
-    let n = Nvelox::start(&passthrough_yaml(port, a, b, other.addr));
+    let (port, mport) = (free_port(), free_port());
+    let metrics = format!("metrics: {{ enabled: true, bind: \"127.0.0.1:{mport}\" }}\n");
+    let n = Nvelox::start(&(metrics + &passthrough_yaml(port, a, b, other.addr)));
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -379,6 +254,16 @@ fn garbage_instead_of_a_client_hello_is_closed_before_any_server() {
     assert!(rest.is_empty(), "{rest:?}");
     n.wait_for_line("no TLS ClientHello", WAIT);
     assert_eq!(other.count(), 0, "no server was contacted");
+    let want = "nvelox_tls_handshake_failures_total{listener=\"passthrough\",reason=\"bad_client_hello\"} 1";
+    assert!(eventually(WAIT, || {
+        let mut m = TcpStream::connect(("127.0.0.1", mport)).unwrap();
+        m.set_read_timeout(Some(WAIT)).unwrap();
+        m.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        let _ = m.read_to_string(&mut text);
+        text.contains(want)
+    }));
 }
 
 fn offload_yaml(dir: &Path, port: u16, echo: SocketAddr, extra: &str) -> String {

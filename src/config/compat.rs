@@ -147,9 +147,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     ),
 ];
 
-/// Listener protocols of Go Nvelox that nvelox does not serve yet.
-pub const LATER_PROTOCOLS: &[&str] = &["https"];
-
 /// One refused key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -176,13 +173,6 @@ impl Finding {
     }
 }
 
-/// Whether a listener's `protocol` names one that nvelox does not serve yet.
-pub fn is_later_protocol(p: &str) -> bool {
-    LATER_PROTOCOLS
-        .iter()
-        .any(|l| l.eq_ignore_ascii_case(p.trim()))
-}
-
 /// Every Go-only key in `text`, in document order. Text that is not YAML
 /// yields nothing (the typed parse reports it).
 pub fn scan(text: &str) -> Vec<Finding> {
@@ -205,15 +195,6 @@ fn walk(v: &Value, path: &str, pattern: &str, out: &mut Vec<Finding>) {
                 } else {
                     (format!("{path}.{k}"), format!("{pattern}.{k}"))
                 };
-                if pat == "listeners[].protocol" {
-                    if let Some(proto) = child.as_str().filter(|s| is_later_protocol(s)) {
-                        out.push(Finding {
-                            path: p.clone(),
-                            what: format!("protocol: {}", proto.trim()),
-                            support: Support::Later("HTTPS: HTTP mode over TLS"),
-                        });
-                    }
-                }
                 match GO_ONLY_KEYS.iter().find(|(kp, _)| *kp == pat) {
                     Some((_, support)) => {
                         out.push(Finding {
@@ -279,7 +260,6 @@ backends:
             paths(doc),
             vec![
                 "tracing",
-                "listeners[0].protocol",
                 "listeners[0].http3",
                 "listeners[0].routes[0].match.path_regex",
                 "listeners[0].routes[0].redirect",
@@ -292,13 +272,9 @@ backends:
             f[0].message(),
             "not supported by nvelox: tracing (OpenTelemetry tracing)"
         );
-        assert_eq!(
-            f[1].message(),
-            "not supported by nvelox yet: protocol: https (HTTPS: HTTP mode over TLS, planned)"
-        );
-        assert_eq!(f[4].what, "redirect");
-        assert!(matches!(f[4].support, Support::Never(_)));
-        // `protocol: http`, `routes`, `headers` ... are nvelox keys now.
+        assert_eq!(f[3].what, "redirect");
+        assert!(matches!(f[3].support, Support::Never(_)));
+        // `protocol: http`/`https`, `routes`, `headers` ... are nvelox keys now.
         let http = "listeners:\n  - { name: a, bind: \":80\", protocol: http, backend: b, routes: [], headers: {}, max_body_size: 1MB }\n";
         assert!(scan(http).is_empty(), "{:?}", scan(http));
     }
@@ -311,9 +287,6 @@ backends:
         let plain = "listeners:\n  - { name: a, bind: \":1\", protocol: TCP, backend: b }\nbackends:\n  - { name: b, servers: [\"127.0.0.1:2\"], timeouts: { connect: 1s } }\n";
         assert!(scan(plain).is_empty());
         assert!(scan("listeners: [").is_empty());
-        assert!(is_later_protocol(" HTTPS "));
-        assert!(!is_later_protocol("udp"));
-        assert!(!is_later_protocol("http"));
     }
 
     /// Every direct key of a typed struct in the list parses in `raw`

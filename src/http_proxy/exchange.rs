@@ -34,6 +34,9 @@ enum Flow {
 impl HttpProxy {
     /// Moves bytes and steps the session until nothing more can be done now.
     pub(super) fn drive(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
+        if !self.handshake_step(ctx, id) {
+            return self.arm(ctx, id);
+        }
         for _ in 0..256 {
             let mut progress = false;
             for f in [
@@ -53,7 +56,7 @@ impl HttpProxy {
                 }
             }
             let c = &self.conns[id.0];
-            if c.closing && c.cout.is_empty() {
+            if c.closing && c.cout.is_empty() && !c.client.has_queued_records() {
                 return self.close(ctx, id, "closed");
             }
             if c.tunnel
@@ -237,7 +240,7 @@ impl HttpProxy {
         let keepalive = rt.backend(backend).plan.http.keepalive > 0;
         let rc = RequestContext {
             client_ip: c.peer.ip().to_canonical(),
-            proto: "http",
+            proto: if c.client.is_tls() { "https" } else { "http" },
             port: c.port,
             upstream_keep_alive: keepalive,
         };
@@ -476,7 +479,21 @@ impl HttpProxy {
 
     fn write_client(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
         let c = &mut self.conns[id.0];
-        if c.cout.is_empty() || !c.client_ready.writable {
+        if !c.client_ready.writable {
+            return Flow::Go(false);
+        }
+        if c.cout.is_empty() {
+            // TLS records of earlier writes the socket did not take yet.
+            if c.client.has_queued_records() {
+                match c.client.flush_records() {
+                    Ok(true) => return Flow::Go(true),
+                    Ok(false) => c.client_ready.writable = false,
+                    Err(_) => {
+                        self.close(ctx, id, "client reset");
+                        return Flow::Closed;
+                    }
+                }
+            }
             return Flow::Go(false);
         }
         match write(&mut c.client, &c.cout) {

@@ -5,8 +5,10 @@
 //! which owns the listening sockets and the connection caps), their
 //! bounded buffers and timers, the per-request server choice and connect,
 //! and the upstream keep-alive pool ([`pool`]). Split by concept:
-//! - `mod.rs`: the connection table, the client stream seam, accepting a
-//!   client, readiness and timer entry points, closing;
+//! - `mod.rs`: the connection table, accepting a client, readiness and
+//!   timer entry points, closing;
+//! - `client.rs`: the client stream (plain, or TLS for https) and the
+//!   TLS handshake;
 //! - `exchange.rs`: moving bytes and carrying out the session's steps
 //!   (route, edit heads, stream bodies, retry, reply, finish a request);
 //! - `upstream.rs`: picking a server per request and connecting (or reusing
@@ -16,11 +18,11 @@
 //! Does not own the HTTP wire rules (`http/`), balancing and health
 //! (`backend_rt.rs`) or the listeners (`tcp/accept.rs`).
 
+mod client;
 mod exchange;
 pub mod pool;
 mod upstream;
 
-use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +40,8 @@ use crate::logging::AccessLog;
 use crate::runtime::Runtime;
 use crate::tcp::relay::Readiness;
 
+pub use client::ClientStream;
+
 /// Index of an HTTP client connection in its loop's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HttpId(pub usize);
@@ -45,43 +49,6 @@ pub struct HttpId(pub usize);
 /// Bytes buffered per direction before reading that side pauses
 /// (backpressure): a body is never held whole.
 pub(crate) const BUF_CAP: usize = 64 * 1024;
-
-/// The client's byte stream. A seam: HTTPS slots its TLS stream in here.
-pub enum ClientStream {
-    Plain(TcpStream),
-}
-
-impl ClientStream {
-    fn tcp(&mut self) -> &mut TcpStream {
-        match self {
-            ClientStream::Plain(s) => s,
-        }
-    }
-
-    fn shutdown_write(&mut self) {
-        let _ = self.tcp().shutdown(std::net::Shutdown::Write);
-    }
-}
-
-impl Read for ClientStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            ClientStream::Plain(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for ClientStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            ClientStream::Plain(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The server connection of the request in flight.
 pub(crate) struct Upstream {
@@ -146,6 +113,8 @@ pub(crate) struct Conn {
     last_progress: Instant,
     /// The access-control admission to give back at close.
     admitted: Option<Admitted>,
+    /// https: the TLS handshake is not complete; it must be by then.
+    handshake_due: Option<Instant>,
 }
 
 /// This loop's HTTP connections and upstream pool.
@@ -160,6 +129,8 @@ pub struct HttpProxy {
     draining: bool,
     /// This loop's index (for its counter cells).
     loop_index: usize,
+    /// Failed TLS handshakes: one log line per second at most.
+    tls_warn: crate::limits::LogLimiter,
 }
 
 impl HttpProxy {
@@ -171,6 +142,7 @@ impl HttpProxy {
             closed: 0,
             draining: false,
             loop_index: 0,
+            tls_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
         }
     }
 
@@ -187,7 +159,7 @@ impl HttpProxy {
         rt: Arc<Runtime>,
         listener: ListenerId,
         port: u16,
-        mut stream: TcpStream,
+        mut client: ClientStream,
         peer: SocketAddr,
         admitted: Option<Admitted>,
     ) {
@@ -201,7 +173,7 @@ impl HttpProxy {
         let entry = self.conns.vacant_entry();
         let id = HttpId(entry.key());
         let token = match ctx.register(
-            &mut stream,
+            client.tcp(),
             Interest::READABLE | Interest::WRITABLE,
             Tag::HttpClient(id),
         ) {
@@ -212,7 +184,7 @@ impl HttpProxy {
                 return;
             }
         };
-        let _ = stream.set_nodelay(true);
+        let _ = client.tcp().set_nodelay(true);
         rt.listener_stats[listener.0].add(
             ctx.loop_index(),
             crate::metrics::listener::CONNECTIONS,
@@ -242,7 +214,10 @@ impl HttpProxy {
             listener,
             port,
             peer,
-            client: ClientStream::Plain(stream),
+            handshake_due: client
+                .is_tls()
+                .then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT)),
+            client,
             client_token: token,
             client_ready: Readiness::default(),
             client_eof: false,
@@ -313,6 +288,9 @@ impl HttpProxy {
             return;
         };
         c.timer = None;
+        if c.handshake_due.is_some_and(|due| now >= due) {
+            return self.handshake_timed_out(ctx, id);
+        }
         if c.up
             .as_ref()
             .and_then(|u| u.connecting)
@@ -389,6 +367,9 @@ impl HttpProxy {
         if let Some(at) = c.up.as_ref().and_then(|u| u.connecting) {
             due = due.min(at);
         }
+        if let Some(at) = c.handshake_due {
+            due = due.min(at);
+        }
         if c.timer.is_some_and(|(_, at)| at == due) {
             return;
         }
@@ -401,9 +382,13 @@ impl HttpProxy {
     /// Drops connection `id`: both sockets, its timer, its server, its slot.
     fn close(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, reason: &str) {
         self.drop_upstream(ctx, id, false);
-        let Some(c) = self.conns.try_remove(id.0) else {
+        let Some(mut c) = self.conns.try_remove(id.0) else {
             return;
         };
+        if c.client.is_tls() && c.handshake_due.is_none() {
+            // Best effort: close_notify, as far as the socket takes it.
+            c.client.shutdown_write();
+        }
         if let Some((k, _)) = c.timer {
             ctx.cancel_timer(k);
         }

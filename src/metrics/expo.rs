@@ -226,6 +226,21 @@ fn listeners(e: &mut Expo, rt: &Runtime) {
             e.sample(name, &[("listener", &l.name), ("code", class)], v);
         }
     }
+    let name = "nvelox_tls_handshake_failures_total";
+    e.family(
+        name,
+        "counter",
+        "TLS clients refused before any byte reached a server (failed or timed-out handshakes; ClientHellos refused by sni_routes), by reason.",
+    );
+    for (i, l) in rt.plan.listeners.iter().enumerate() {
+        if l.tls.is_none() && l.sni_routes.is_empty() {
+            continue;
+        }
+        for (k, reason) in crate::metrics::TLS_FAILURE_REASONS.iter().enumerate() {
+            let v = lsum(rt, i, lc::TLS_FAILURES + k);
+            e.sample(name, &[("listener", &l.name), ("reason", reason)], v);
+        }
+    }
     let name = "nvelox_listener_denied_total";
     e.family(
         name,

@@ -88,7 +88,42 @@ pub mod listener {
     /// HTTP responses sent to clients by status class (1xx..5xx), from
     /// this index on (5 counters).
     pub const HTTP_RESPONSES: usize = DROPS + super::DROP_REASONS.len();
-    pub const COUNT: usize = HTTP_RESPONSES + 5;
+    /// TLS clients refused before any request, by reason
+    /// (`TLS_FAILURE_REASONS`), from this index on.
+    pub const TLS_FAILURES: usize = HTTP_RESPONSES + 5;
+    pub const COUNT: usize = TLS_FAILURES + super::TLS_FAILURE_REASONS.len();
+}
+
+/// Why a TLS client was refused (`tls:` listeners, https, and the
+/// `sni_routes` ClientHello peeker): the `reason` label values of
+/// `nvelox_tls_handshake_failures_total`, in counter order.
+pub const TLS_FAILURE_REASONS: [&str; 5] = [
+    "handshake_error",
+    "peer_closed",
+    "handshake_timeout",
+    "bad_client_hello",
+    "client_hello_timeout",
+];
+
+/// Index of a reason in [`TLS_FAILURE_REASONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// A protocol error, a refused certificate, no common ALPN protocol
+    /// or version (an alert was sent when possible).
+    HandshakeError = 0,
+    /// The client closed (or reset) before the handshake ended.
+    PeerClosed = 1,
+    HandshakeTimeout = 2,
+    /// `sni_routes`: not a TLS ClientHello (or the client closed first).
+    BadClientHello = 3,
+    ClientHelloTimeout = 4,
+}
+
+impl TlsFailure {
+    /// The counter of this reason among a listener's counters.
+    pub fn counter(self) -> usize {
+        listener::TLS_FAILURES + self as usize
+    }
 }
 
 /// Why a UDP datagram was dropped: the `reason` label values, in counter order.

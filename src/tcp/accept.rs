@@ -322,7 +322,17 @@ impl TcpProxy {
         if lp.protocol == crate::config::Protocol::Http {
             let port = self.listeners[li.0].l.port;
             let rt = Arc::clone(&self.rt);
-            return self.http.open(ctx, rt, plan, port, stream, peer, admitted);
+            let client = match crate::http_proxy::ClientStream::accepted(lp, stream, &peer) {
+                Some(c) => c,
+                None => {
+                    self.rt.unreserve(plan, 1);
+                    if let Some(a) = admitted {
+                        self.rt.access(plan).release(a);
+                    }
+                    return;
+                }
+            };
+            return self.http.open(ctx, rt, plan, port, client, peer, admitted);
         }
         let entry = self.conns.vacant_entry();
         let id = ConnId(entry.key());

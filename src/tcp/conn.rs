@@ -328,15 +328,6 @@ impl TcpProxy {
         };
         c.timer = None;
         let action = c.state.on(Event::Deadline, now);
-        if let Action::Close(r @ (Reason::ClientHelloTimeout | Reason::HandshakeTimeout)) = action {
-            if let Some(n) = self.header_warn.allow(now) {
-                log::warn!(
-                    "listener {}: closing {}: {r} ({n} similar messages suppressed)",
-                    c.rt.plan.listener(c.listener).name,
-                    show(&c.peer),
-                );
-            }
-        }
         if action == Action::Close(Reason::HeaderTimeout) {
             if let Some(n) = self.header_warn.allow(now) {
                 log::warn!(
@@ -346,6 +337,9 @@ impl TcpProxy {
                     super::PROXY_HEADER_TIMEOUT.as_secs()
                 );
             }
+        }
+        if let Action::Close(r @ (Reason::ClientHelloTimeout | Reason::HandshakeTimeout)) = action {
+            self.tls_intake_timed_out(ctx, id, r);
         }
         self.apply(ctx, id, action);
     }

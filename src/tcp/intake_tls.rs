@@ -13,10 +13,11 @@
 
 use reactor::{Ctx, IoStatus};
 
-use super::phase::{Event, Limits, Phase};
+use super::phase::{Event, Limits, Phase, Reason};
 use super::{show, ConnId, TcpProxy};
 use crate::config::route_by_sni;
 use crate::events::Loop;
+use crate::metrics::TlsFailure;
 use crate::tls::client_hello::{peek, Peek, MAX_CLIENT_HELLO};
 use crate::tls::Handshake;
 
@@ -97,6 +98,7 @@ impl TcpProxy {
     }
 
     fn hello_refused(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, why: &str) {
+        self.count_tls_failure(ctx, id, TlsFailure::BadClientHello);
         let Some(c) = self.conns.get(id.0) else {
             return;
         };
@@ -113,12 +115,42 @@ impl TcpProxy {
         let Some(c) = self.conns.get(id.0) else {
             return;
         };
+        let reason = match c.client_tls.as_deref() {
+            Some(t) if t.peer_gone() => TlsFailure::PeerClosed,
+            _ => TlsFailure::HandshakeError,
+        };
+        self.count_tls_failure(ctx, id, reason);
         if let Some(n) = self.header_warn.allow(ctx.now()) {
             log::warn!(
                 "listener {}: TLS handshake with {} failed: {why} ({n} similar messages suppressed)",
                 c.rt.plan.listener(c.listener).name,
                 show(&c.peer)
             );
+        }
+    }
+
+    /// The ClientHello or the handshake did not come in time.
+    pub(super) fn tls_intake_timed_out(&mut self, ctx: &mut Ctx<impl Loop>, id: ConnId, r: Reason) {
+        let reason = match r {
+            Reason::ClientHelloTimeout => TlsFailure::ClientHelloTimeout,
+            _ => TlsFailure::HandshakeTimeout,
+        };
+        self.count_tls_failure(ctx, id, reason);
+        let Some(c) = self.conns.get(id.0) else {
+            return;
+        };
+        if let Some(n) = self.header_warn.allow(ctx.now()) {
+            log::warn!(
+                "listener {}: closing {}: {r} ({n} similar messages suppressed)",
+                c.rt.plan.listener(c.listener).name,
+                show(&c.peer),
+            );
+        }
+    }
+
+    fn count_tls_failure(&self, ctx: &Ctx<impl Loop>, id: ConnId, why: TlsFailure) {
+        if let Some(c) = self.conns.get(id.0) {
+            c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), why.counter(), 1);
         }
     }
 

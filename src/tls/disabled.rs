@@ -64,6 +64,18 @@ impl TlsSession {
     pub fn server_name(&self) -> Option<&str> {
         match *self {}
     }
+
+    pub fn peer_gone(&self) -> bool {
+        match *self {}
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        match *self {}
+    }
+
+    pub fn wants_write(&self) -> bool {
+        match *self {}
+    }
 }
 
 impl<S> Read for TlsIo<'_, S> {

@@ -30,6 +30,8 @@ use crate::tcp::relay::ShutdownWrite;
 /// four, so a relay buffer goes out in a few records.
 const MAX_PLAIN_WRITE: usize = 64 * 1024;
 
+const PEER_CLOSED: &str = "the peer closed during the handshake";
+
 /// How a handshake step went.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Handshake {
@@ -54,6 +56,9 @@ pub struct TlsSession {
     closing: bool,
     /// The socket's write side is shut.
     shut: bool,
+    /// The handshake failed on the socket (the peer closed or reset it),
+    /// not on a TLS error.
+    peer_gone: bool,
 }
 
 /// A session borrowed together with its socket: the plaintext stream.
@@ -84,6 +89,7 @@ impl TlsSession {
             tcp_eof: false,
             closing: false,
             shut: false,
+            peer_gone: false,
         }
     }
 
@@ -109,6 +115,12 @@ impl TlsSession {
             Connection::Server(s) => s.server_name(),
             Connection::Client(_) => None,
         }
+    }
+
+    /// The last failed handshake step failed because the peer closed or
+    /// reset the connection (not because of a TLS error).
+    pub fn peer_gone(&self) -> bool {
+        self.peer_gone
     }
 
     /// The protocol agreed by ALPN, if any.
@@ -163,6 +175,15 @@ impl TlsSession {
     /// on it, writes its answer. Only this connection's records are
     /// processed, so one slow peer cannot hold the loop.
     pub fn handshake<S: Read + Write + ShutdownWrite>(&mut self, sock: &mut S) -> Handshake {
+        let step = self.handshake_step(sock);
+        if let Handshake::Failed(why) = &step {
+            self.peer_gone =
+                why.starts_with("write: ") || why.starts_with("read: ") || why == PEER_CLOSED;
+        }
+        step
+    }
+
+    fn handshake_step<S: Read + Write + ShutdownWrite>(&mut self, sock: &mut S) -> Handshake {
         loop {
             if let Err(e) = self.flush(sock) {
                 return Handshake::Failed(format!("write: {e}"));
@@ -174,7 +195,7 @@ impl TlsSession {
                 return Handshake::Pending;
             }
             match self.conn.read_tls(sock) {
-                Ok(0) => return Handshake::Failed("the peer closed during the handshake".into()),
+                Ok(0) => return Handshake::Failed(PEER_CLOSED.into()),
                 Ok(_) => {
                     if let Err(e) = self.conn.process_new_packets() {
                         // Best effort: tell the peer why (the alert is queued).

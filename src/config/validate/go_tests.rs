@@ -275,7 +275,6 @@ backends:
 "#;
     let errs = errors(doc);
     let expected = [
-        "go.yaml:7: listeners[0].protocol: not supported by nvelox yet: protocol: https",
         "go.yaml:8: listeners[0].http3: not supported by nvelox: http3",
         "go.yaml:10: listeners[0].tls.cert: cannot read certificate file \"a.pem\"",
         "go.yaml:15: listeners[0].routes[0].redirect: not supported by nvelox: redirect",

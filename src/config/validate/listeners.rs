@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use super::super::compat::is_later_protocol;
 use super::super::raw::RawListener;
 use super::*;
 
@@ -27,10 +26,10 @@ impl Validator<'_> {
                         None
                     }
                 });
-        // `https` is refused by the Go-only key scan (not yet); its keys are
-        // checked as for http.
-        let later_protocol = text(l.protocol.as_ref()).is_some_and(is_later_protocol);
-        let protocol = if later_protocol {
+        // `https` is HTTP mode with the `tls:` block (required for it).
+        let https = text(l.protocol.as_ref()).is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        let vhost = l.server_names.is_some() || l.default_server.is_some();
+        let protocol = if https {
             Protocol::Http
         } else {
             self.choice(
@@ -41,6 +40,7 @@ impl Validator<'_> {
                     ("tcp", Protocol::Tcp),
                     ("udp", Protocol::Udp),
                     ("http", Protocol::Http),
+                    ("https", Protocol::Http),
                 ],
                 Protocol::Tcp,
             )
@@ -124,17 +124,30 @@ impl Validator<'_> {
             .map(|r| self.sni_routes(f, &p, r))
             .unwrap_or_default();
         let has_tls = l.tls.is_some();
-        let tls = l.tls.and_then(|t| self.tls_block(f, &p, t));
-        if protocol != Protocol::Tcp && !later_protocol {
-            for (set, k) in [(has_routes, "sni_routes"), (has_tls, "tls")] {
-                if set {
-                    self.error(
-                        f,
-                        &key(&p, k),
-                        format!("{k} is for tcp listeners only (https: planned)"),
-                    );
-                }
-            }
+        let tls = l.tls.and_then(|t| self.tls_block(f, &p, t, https));
+        if https && !has_tls {
+            self.error(
+                f,
+                &key(&p, "protocol"),
+                "protocol: https needs a tls: block (cert and key)",
+            );
+        }
+        if protocol == Protocol::Http && !https && has_tls {
+            self.error(
+                f,
+                &key(&p, "tls"),
+                "tls: on an http listener: write protocol: https for HTTP over TLS",
+            );
+        }
+        if protocol == Protocol::Udp && has_tls {
+            self.error(f, &key(&p, "tls"), "tls is for tcp and https listeners");
+        }
+        if protocol != Protocol::Tcp && has_routes {
+            self.error(
+                f,
+                &key(&p, "sni_routes"),
+                "sni_routes is for tcp listeners only (https listeners choose by SNI with server_names)",
+            );
         }
         if has_routes && has_tls {
             self.error(
@@ -157,7 +170,8 @@ impl Validator<'_> {
             name,
             bind,
             protocol,
-            later_protocol,
+            https,
+            vhost,
             http,
             http_timeouts,
             backend_name,
@@ -195,13 +209,17 @@ impl Validator<'_> {
             let Some(bind) = &l.bind else { continue };
             for earlier in &drafts[..i] {
                 let Some(other) = &earlier.bind else { continue };
-                // https listeners may share a bind in Go (name-based virtual
-                // hosts); they are refused anyway, so say nothing. tcp and
-                // http both bind stream sockets.
-                let either_later = l.later_protocol || earlier.later_protocol;
+                // Name-based virtual hosts may share a bind in Go; they
+                // are refused anyway, so say nothing. tcp and http both
+                // bind stream sockets.
+                let either_vhost = l.vhost || earlier.vhost;
                 let same_kind = earlier.protocol.is_stream() == l.protocol.is_stream();
-                if !either_later && same_kind && bind.overlaps(other) {
-                    let proto = earlier.protocol.name();
+                if !either_vhost && same_kind && bind.overlaps(other) {
+                    let proto = if earlier.https {
+                        "https"
+                    } else {
+                        earlier.protocol.name()
+                    };
                     let who = match &earlier.name {
                         Some(n) => format!("{proto} listener {n:?}"),
                         None => format!("the {proto} listener"),
@@ -261,7 +279,7 @@ impl Validator<'_> {
             if let (Some(c), Some(d)) = (&l.connect, default) {
                 self.listener_connect(&l, c, &mut backends[d]);
             }
-            if l.later_protocol || !routes_ok {
+            if !routes_ok {
                 continue;
             }
             if l.protocol != Protocol::Http && !http_only_refused[backend] {

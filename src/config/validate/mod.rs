@@ -166,9 +166,10 @@ struct ListenerDraft {
     name: Option<String>,
     bind: Option<BindSpec>,
     protocol: Protocol,
-    /// `protocol: https`: refused (compat); its keys are checked as for
-    /// http, overlapping binds are not, and it gets no plan.
-    later_protocol: bool,
+    /// `protocol: https`: `protocol` is `Http`, `tls` is required.
+    https: bool,
+    /// `server_names` or `default_server` written (name-based virtual hosts).
+    vhost: bool,
     /// `Some` for http (and https) listeners.
     http: Option<http::HttpDraft>,
     http_timeouts: HttpListenerTimeouts,

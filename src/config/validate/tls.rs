@@ -69,13 +69,25 @@ impl Validator<'_> {
     }
 
     #[cfg(not(feature = "tls"))]
-    pub(super) fn tls_block(&mut self, f: FileId, p: &str, _t: RawTls) -> Option<ServerTls> {
+    pub(super) fn tls_block(
+        &mut self,
+        f: FileId,
+        p: &str,
+        _t: RawTls,
+        _https: bool,
+    ) -> Option<ServerTls> {
         self.error(f, &key(p, "tls"), crate::tls::BUILT_WITHOUT_TLS);
         None
     }
 
     #[cfg(feature = "tls")]
-    pub(super) fn tls_block(&mut self, f: FileId, p: &str, t: RawTls) -> Option<ServerTls> {
+    pub(super) fn tls_block(
+        &mut self,
+        f: FileId,
+        p: &str,
+        t: RawTls,
+        https: bool,
+    ) -> Option<ServerTls> {
         use crate::tls::server::{load, ClientAuth, FileRef, MinVersion, ServerSpec};
         let at = key(p, "tls");
         let folder = self.folder_of(f);
@@ -133,6 +145,9 @@ impl Validator<'_> {
                 ),
             }
         }
+        if https {
+            alpn = self.https_alpn(f, &at, alpn);
+        }
         if !complete {
             return None;
         }
@@ -158,6 +173,32 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// ALPN of an https listener: nvelox speaks HTTP/1.x only, so it
+    /// offers `http/1.1` (a client offering h2 and http/1.1 falls back to
+    /// http/1.1; one offering only h2 is refused with the
+    /// no_application_protocol alert). Other names written are dropped
+    /// with a warning.
+    #[cfg(feature = "tls")]
+    fn https_alpn(&mut self, f: FileId, at: &str, written: Vec<String>) -> Vec<String> {
+        let mut kept = Vec::new();
+        for (i, a) in written.into_iter().enumerate() {
+            if a == "http/1.1" || a == "http/1.0" {
+                kept.push(a);
+            } else {
+                let e = self.located(
+                    f,
+                    &format!("{at}.alpn[{i}]"),
+                    format!("ALPN {a:?} not offered: https listeners speak HTTP/1.x only (clients fall back to http/1.1)"),
+                );
+                self.warnings.push((f, e));
+            }
+        }
+        if kept.is_empty() {
+            kept.push("http/1.1".to_string());
+        }
+        kept
     }
 
     #[cfg(not(feature = "tls"))]
