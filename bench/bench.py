@@ -30,6 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
+# bench/http_tls.py (sections 8 and 9) imports this module as `bench`: run as
+# a script, let that be this very module (one Proc list, one NVELOX_BIN).
+if __name__ == "__main__":
+    sys.modules.setdefault("bench", sys.modules[__name__])
+import http_tls  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 BUILD = BENCH / ".build"
@@ -1089,6 +1095,7 @@ def render(res: dict, cfg) -> str:
                 w(f"| {s['name']}: idle RSS, one listener | {mib(s['idle_rss'])} |")
         w("")
 
+    http_tls.render(res, cfg, w)
     w("## Targets (issue 8)")
     w("")
     w("| target | measured | met |")
@@ -1173,7 +1180,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="short durations, fewer connections")
     ap.add_argument("--port-base", type=int, default=30000)
     ap.add_argument("--range-base", type=int, default=12000, help="first port of the 10k range")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="sections to run, e.g. 1,4")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9",
+                    help="sections to run, e.g. 1,4 (8: HTTP mode, 9: TLS; bench/http_tls.py)")
     ap.add_argument("--nvelox", default=str(NVELOX_BIN), help="the nvelox binary to measure")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--json", default=str(BENCH / "last-run.json"))
@@ -1189,6 +1197,7 @@ def main() -> int:
     cfg.idle_conns = 1000 if cfg.quick else 9000
     cfg.udp_sessions = 1000 if cfg.quick else 10000
     cfg.range_ports = 10000
+    http_tls.configure(cfg)
     if cfg.render_only:
         res = json.loads(Path(cfg.json).read_text())
         for k, v in res.get("config", {}).items():
@@ -1205,6 +1214,7 @@ def main() -> int:
     have = {"haproxy": bool(shutil.which("haproxy")), "nginx": bool(shutil.which("nginx"))}
     p = Ports(cfg.port_base)
     busy = [x for x in p.tcp() if not port_free(x)] + [x for x in p.udp() if not port_free(x, True)]
+    busy += http_tls.busy_ports(cfg.port_base)
     if busy:
         print(f"ports in use: {busy}; pick another --port-base", file=sys.stderr)
         return 2
@@ -1213,7 +1223,8 @@ def main() -> int:
     print(f"work dir (configs, logs): {work}", flush=True)
     res: dict = {"machine": machine_info(cfg)}
     res["config"] = {k: getattr(cfg, k) for k in (
-        "quick", "rounds", "tcp_secs", "wrk_secs", "udp_secs", "idle_conns", "udp_sessions", "range_ports")}
+        "quick", "rounds", "tcp_secs", "wrk_secs", "udp_secs", "idle_conns", "udp_sessions", "range_ports",
+        *http_tls.CONFIG_KEYS)}
     t_start = time.monotonic()
     try:
         # backends on the load core
@@ -1271,6 +1282,12 @@ def main() -> int:
             res["udp"] = section_udp(cfg, targets_, p, work, nvelox_udp)
         for t in targets_.values():
             t.proc.stop()
+        if 8 in only:
+            print("8. HTTP mode", flush=True)
+            res["http"] = http_tls.section_http(cfg, p, work)
+        if 9 in only:
+            print("9. TLS", flush=True)
+            res["tls"] = http_tls.section_tls(cfg, work)
         if 6 in only:
             print("6. 10,000-port range", flush=True)
             res["ports"] = section_many_ports(cfg, work, have)
@@ -1283,8 +1300,8 @@ def main() -> int:
     res["duration_s"] = time.monotonic() - t_start
     if cfg.merge and Path(cfg.json).exists():
         base = json.loads(Path(cfg.json).read_text())
-        sections = [k for k in ("tcp", "keepalive", "close", "idle", "udp", "ports", "footprint")
-                    if k in res]
+        sections = [k for k in ("tcp", "keepalive", "close", "idle", "udp", "ports", "footprint",
+                                *http_tls.SECTIONS.values()) if k in res]
         base.setdefault("reruns", []).append({
             "date": res["machine"]["date"], "sections": sections,
             "loadavg": [res["machine"]["loadavg_start"], res["loadavg_end"]],
@@ -1295,7 +1312,7 @@ def main() -> int:
     Path(cfg.json).write_text(json.dumps(res, indent=1, default=str) + "\n")
     Path(cfg.out).write_text(render(res, cfg) + "\n")
     print(f"done in {res['duration_s']:.0f} s: wrote {cfg.out} and {cfg.json}", flush=True)
-    for t in targets(res):
+    for t in targets(res) + http_tls.targets(res):
         print(f"  target: {t[0]}: {t[1]} ({t[2]})")
     return 0
 

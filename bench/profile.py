@@ -4,7 +4,7 @@ GB) with `strace -c`, and where the CPU goes with `perf record -e cpu-clock`
 (software clock: works where hardware counters are "not supported").
 
   python3 bench/profile.py                      # every scenario, nvelox and HAProxy/nginx
-  python3 bench/profile.py --scenario ka,udp    # some of: ka close tcp zc udp
+  python3 bench/profile.py --scenario ka,udp    # some of: ka close tcp zc udp http httpclose
   python3 bench/profile.py --no-perf            # syscall counts only
 
 Run bench/run.sh once first (it builds the helpers). Uses the same set-up as
@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench as B  # noqa: E402
+import http_tls  # noqa: E402
 
 SECS = 3
 
@@ -31,8 +32,10 @@ def load(scenario: str, port: int) -> tuple[str, float]:
     """Runs the load; returns the unit and how many of it were done."""
     if scenario == "ka":
         return "req", B.wrk(port, SECS, False).get("requests", 0)
-    if scenario == "close":
+    if scenario in ("close", "httpclose"):
         return "req", B.wrk(port, SECS, True).get("requests", 0)
+    if scenario == "http":
+        return "req", B.wrk(port, SECS, False).get("requests", 0)
     if scenario in ("tcp", "zc"):
         return "GB", B.iperf(port, SECS, 1).get("bytes", 0) / 1e9
     return "req", B.udp_rate(port, SECS).get("replies", 0)
@@ -110,6 +113,14 @@ def main() -> int:
                    ("HAProxy splice", ha.pid, p.ha_iperf_splice)],
             "udp": [("nvelox", nv.pid, p.nv_udp), ("nginx", ngw, p.ng_udp)],
         }
+        if {"http", "httpclose"} & set(cfg.scenario.split(",")):
+            # HTTP mode (bench/http_tls.py, section 8): nvelox vs HAProxy mode http
+            hp = http_tls.HPorts(cfg.port_base)
+            ports = {"nvelox": hp.nv_http, "HAProxy": hp.ha_http, "nginx": hp.ng_http}
+            hx = http_tls.start_three(work, "http", http_tls.http_confs(work, p, hp),
+                                      {k: (lambda port=v: http_tls.http_ok(port)) for k, v in ports.items()})
+            for sc in ("http", "httpclose"):
+                plan[sc] = [(n, hx[n].cpu_pid, ports[n]) for n in ("nvelox", "HAProxy") if n in hx]
         for sc in cfg.scenario.split(","):
             for name, pid, port in plan[sc]:
                 print(f"== {sc}: {name}", flush=True)

@@ -7,9 +7,9 @@
 #   bench/run.sh --acl      accept cost with a 100,000-entry ip_denylist vs none
 #                           (bench/acl_accept.py; nvelox only, nothing installed)
 #
-# Installs HAProxy, nginx with the stream module, iperf3 and wrk from Debian
-# when missing (needs root), builds `target/release/nvelox` (a no-op when it
-# is fresh) and the C helpers, then runs bench/bench.py. Never part of
+# Installs HAProxy, nginx with the stream module, iperf3, wrk, curl, openssl
+# and libssl-dev from Debian when missing (needs root), builds
+# `target/release/nvelox` (a no-op when it is fresh) and the C helpers, then runs bench/bench.py. Never part of
 # `cargo test`; needs 2 cores (proxies on core 1, load on core 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,10 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 command -v wrk >/dev/null || need+=(wrk)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
+# sections 8-9 (HTTP mode, TLS): certificates, the TLS load client, bulk download
+command -v openssl >/dev/null || need+=(openssl)
+[ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     apt-get update -qq
@@ -55,5 +59,8 @@ for prog in udp_echo udp_load; do
         gcc -O2 -Wall -Wextra -o "bench/.build/$prog" "bench/$prog.c"
     fi
 done
+if [ ! -x bench/.build/tls_load ] || [ bench/tls_load.c -nt bench/.build/tls_load ]; then
+    gcc -O2 -Wall -Wextra -o bench/.build/tls_load bench/tls_load.c -lssl -lcrypto
+fi
 
 exec python3 bench/bench.py "$@"

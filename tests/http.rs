@@ -86,7 +86,7 @@ fn chunked_bodies_stream_byte_exact_both_ways() {
         Answer::Raw(v)
     }));
     let (_n, port) = start_http(&[&echo], "", "");
-    let body = payload(3 << 20, 7);
+    let body = payload(10 << 20, 7);
     let mut c = Client::connect(port);
     let writer = {
         let mut w = c.w.try_clone().unwrap();

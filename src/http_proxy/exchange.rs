@@ -71,6 +71,7 @@ impl HttpProxy {
             }
             self.conns[id.0].last_progress = ctx.now();
         }
+        self.conns[id.0].note_write_stalls(ctx.now());
         self.arm(ctx, id);
     }
 
@@ -270,6 +271,7 @@ impl HttpProxy {
         match write(&mut up.stream, &c.uout) {
             IoStatus::Progress(n) => {
                 c.uout.drain(..n);
+                c.uout_stall = None;
                 up.written += n as u64;
                 Flow::Go(true)
             }
@@ -486,7 +488,10 @@ impl HttpProxy {
             // TLS records of earlier writes the socket did not take yet.
             if c.client.has_queued_records() {
                 match c.client.flush_records() {
-                    Ok(true) => return Flow::Go(true),
+                    Ok(true) => {
+                        c.cout_stall = None;
+                        return Flow::Go(true);
+                    }
                     Ok(false) => c.client_ready.writable = false,
                     Err(_) => {
                         self.close(ctx, id, "client reset");
@@ -499,6 +504,7 @@ impl HttpProxy {
         match write(&mut c.client, &c.cout) {
             IoStatus::Progress(n) => {
                 c.cout.drain(..n);
+                c.cout_stall = None;
                 c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_OUT, n as u64);
                 if c.cout.is_empty() && c.cout.capacity() > BUF_CAP {
                     c.cout = Vec::new();
@@ -519,6 +525,25 @@ impl HttpProxy {
 }
 
 impl super::Conn {
+    /// Starts (or stops) the write-stall clocks of `timeouts.write`: a
+    /// buffer waiting for its peer since `now`, unless already waiting.
+    /// A write that makes progress resets its clock.
+    fn note_write_stalls(&mut self, now: std::time::Instant) {
+        let to_client = !self.cout.is_empty() || self.client.has_queued_records();
+        let to_server =
+            !self.uout.is_empty() && self.up.as_ref().is_some_and(|u| u.connecting.is_none());
+        for (waiting, stall) in [
+            (to_client, &mut self.cout_stall),
+            (to_server, &mut self.uout_stall),
+        ] {
+            if !waiting {
+                *stall = None;
+            } else if stall.is_none() {
+                *stall = Some(now);
+            }
+        }
+    }
+
     fn session_head_cap(&self) -> usize {
         self.rt
             .plan

@@ -25,7 +25,7 @@ mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use reactor::{Ctx, Interest, Ready, TimerKey, Token};
@@ -111,6 +111,14 @@ pub(crate) struct Conn {
     timer: Option<(TimerKey, Instant)>,
     /// Last time bytes moved (stalls inside bodies and tunnels).
     last_progress: Instant,
+    /// The listener's `timeouts.write`: bytes waiting for a peer that
+    /// takes none of them for this long close the connection.
+    write_timeout: Duration,
+    /// Since when `cout` has waited for the client with no write progress.
+    cout_stall: Option<Instant>,
+    /// Since when `uout` has waited for the (connected) server with no
+    /// write progress.
+    uout_stall: Option<Instant>,
     /// The access-control admission to give back at close.
     admitted: Option<Admitted>,
     /// https: the TLS handshake is not complete; it must be by then.
@@ -234,6 +242,9 @@ impl HttpProxy {
             tunnel: false,
             timer: None,
             last_progress: now,
+            write_timeout: hp.timeouts.write.unwrap_or(far),
+            cout_stall: None,
+            uout_stall: None,
             admitted,
         });
         self.arm(ctx, id);
@@ -288,6 +299,21 @@ impl HttpProxy {
             return;
         };
         c.timer = None;
+        if c.cout_stall
+            .is_some_and(|t| now >= crate::clock::after(t, c.write_timeout))
+        {
+            return self.close(ctx, id, "client write timeout");
+        }
+        if c.uout_stall
+            .is_some_and(|t| now >= crate::clock::after(t, c.write_timeout))
+        {
+            if c.tunnel {
+                return self.close(ctx, id, "server write timeout");
+            }
+            // 504 before any response byte, else the connection closes.
+            self.upstream_failed(ctx, id, crate::http::UpstreamFailure::Timeout);
+            return self.drive(ctx, id);
+        }
         if c.handshake_due.is_some_and(|due| now >= due) {
             return self.handshake_timed_out(ctx, id);
         }
@@ -366,6 +392,9 @@ impl HttpProxy {
             .unwrap_or_else(|| crate::clock::after(c.last_progress, stall));
         if let Some(at) = c.up.as_ref().and_then(|u| u.connecting) {
             due = due.min(at);
+        }
+        for since in [c.cout_stall, c.uout_stall].into_iter().flatten() {
+            due = due.min(crate::clock::after(since, c.write_timeout));
         }
         if let Some(at) = c.handshake_due {
             due = due.min(at);

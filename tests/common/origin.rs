@@ -283,7 +283,13 @@ pub fn exchange(port: u16, raw: &[u8]) -> Got {
 /// (round robin, `X-Backend-Server`); `listener` and `backend` are extra
 /// indented YAML lines.
 pub fn http_config(port: u16, servers: &[&Origin], listener: &str, backend: &str) -> String {
-    let list: Vec<String> = servers.iter().map(|o| format!("\"{}\"", o.addr)).collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|o| o.addr).collect();
+    http_config_at(port, &addrs, listener, backend)
+}
+
+/// [`http_config`] for servers given by address.
+pub fn http_config_at(port: u16, servers: &[SocketAddr], listener: &str, backend: &str) -> String {
+    let list: Vec<String> = servers.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
         "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\n    backend_server_header: X-Backend-Server\n{listener}backends:\n  - name: app\n    balance: roundrobin\n{backend}    servers: [{}]\n",
         list.join(", ")
@@ -296,8 +302,18 @@ pub fn start_http(
     listener: &str,
     backend: &str,
 ) -> (crate::common::Nvelox, u16) {
+    let addrs: Vec<SocketAddr> = servers.iter().map(|o| o.addr).collect();
+    start_http_at(&addrs, listener, backend)
+}
+
+/// nvelox started with [`http_config_at`] on a free port.
+pub fn start_http_at(
+    servers: &[SocketAddr],
+    listener: &str,
+    backend: &str,
+) -> (crate::common::Nvelox, u16) {
     let port = crate::common::free_port();
-    let n = crate::common::Nvelox::start(&http_config(port, servers, listener, backend));
+    let n = crate::common::Nvelox::start(&http_config_at(port, servers, listener, backend));
     (n, port)
 }
 

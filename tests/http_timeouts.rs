@@ -1,0 +1,97 @@
+//! `timeouts.write` of `protocol: http` listeners through the binary: a
+//! peer that takes none of the bytes waiting for it is given up on, while
+//! nvelox buffers no more than its bounded buffers meanwhile.
+
+mod common;
+#[path = "common/origin.rs"]
+mod origin;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use origin::*;
+
+const BIG: usize = 64 << 20;
+
+/// nvelox with an access log in `dir`, in front of `servers`.
+fn start_logged(dir: &TempDir, servers: &[&Origin], listener: &str) -> (Nvelox, u16) {
+    let port = free_port();
+    let yaml = format!(
+        "logging:\n  access_log: {}\n{}",
+        dir.path("access.log").display(),
+        http_config(port, servers, listener, "")
+    );
+    (Nvelox::start(&yaml), port)
+}
+
+fn wait_logged(dir: &TempDir, needle: &str) {
+    let path = dir.path("access.log");
+    assert!(
+        eventually(WAIT, || std::fs::read_to_string(&path)
+            .is_ok_and(|s| s.contains(needle))),
+        "no access-log line with {needle:?}: {:?}",
+        std::fs::read_to_string(&path)
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_its_response_is_closed_after_the_write_timeout() {
+    let body = Arc::new(ok(&payload(BIG, 5)));
+    let o = Origin::start(Arc::new(move |_| Answer::Raw(body.to_vec())));
+    let dir = TempDir::new("http-write-timeout");
+    // `idle` (the stall rule inside bodies) is far longer: only the write
+    // timeout can end this.
+    let (_n, port) = start_logged(&dir, &[&o], "    timeouts: { write: 1s, idle: 120s }\n");
+    let mut c = Client::connect(port);
+    c.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    wait_logged(&dir, "reason=\"client write timeout\"");
+    // What was in flight arrives, then the close; never the whole body.
+    let mut got = Vec::new();
+    match c.r.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("still open: {e}"),
+    }
+    assert!(got.len() < BIG, "{} bytes", got.len());
+}
+
+#[test]
+fn a_server_that_never_reads_the_request_body_gets_504() {
+    // A server that reads the request head, then nothing more.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            line.clear();
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let port = free_port();
+    let yaml = format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\n    timeouts: {{ write: 1s, idle: 120s }}\nbackends:\n  - name: app\n    timeouts: {{ read: 120s }}\n    servers: [\"{addr}\"]\n"
+    );
+    let _n = Nvelox::start(&yaml);
+    let mut c = Client::connect(port);
+    let mut w = c.w.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = w.write_all(
+            format!("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {BIG}\r\n\r\n").as_bytes(),
+        );
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..BIG >> 20 {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let r = c.response();
+    assert_eq!(r.status, 504);
+    // The body was not all read: the connection cannot go on.
+    assert_eq!(r.header("Connection"), Some("close"));
+}
