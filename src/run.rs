@@ -333,6 +333,10 @@ fn bind_listeners(
     let mut sockets = 0usize;
     for &li in which {
         let l = plan.listener(li);
+        if l.socket_of.is_some() {
+            // A virtual host: served on its group's first listener's socket.
+            continue;
+        }
         let opts = BindOptions {
             reuseport: l.reuseport,
             recv_pktinfo: l.protocol == Protocol::Udp,

@@ -7,6 +7,8 @@
 #[path = "common/certs.rs"]
 mod certs;
 mod common;
+#[path = "common/https_client.rs"]
+mod https_client;
 #[path = "common/origin.rs"]
 mod origin;
 
@@ -14,56 +16,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use certs::*;
 use common::*;
+use https_client::*;
 use origin::*;
-use rustls::pki_types::{CertificateDer, ServerName};
-
-type Stream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-/// A keep-alive HTTPS client connection (rustls).
-struct Tls {
-    r: BufReader<Stream>,
-}
-
-impl Tls {
-    /// Connects and completes the handshake as `name` (verified against
-    /// the test CA).
-    fn connect(port: u16, cfg: Arc<rustls::ClientConfig>, name: &str) -> Result<Tls, String> {
-        let mut conn =
-            rustls::ClientConnection::new(cfg, ServerName::try_from(name.to_string()).unwrap())
-                .map_err(|e| e.to_string())?;
-        let mut sock = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-        sock.set_read_timeout(Some(WAIT)).unwrap();
-        while conn.is_handshaking() {
-            conn.complete_io(&mut sock).map_err(|e| e.to_string())?;
-        }
-        Ok(Tls {
-            r: BufReader::new(rustls::StreamOwned::new(conn, sock)),
-        })
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.r.get_mut().write_all(bytes).unwrap();
-    }
-
-    fn response(&mut self) -> Got {
-        read_response(&mut self.r, false).expect("a response")
-    }
-
-    fn get(&mut self, path: &str) -> Got {
-        self.send(format!("GET {path} HTTP/1.1\r\nHost: a.test\r\n\r\n").as_bytes());
-        self.response()
-    }
-
-    fn cert(&self) -> CertificateDer<'static> {
-        self.r.get_ref().conn.peer_certificates().unwrap()[0]
-            .clone()
-            .into_owned()
-    }
-}
 
 /// The test CA, `a` (a.test, *.wild.test), `b` (b.test, RSA), `client`,
 /// and `ip` (127.0.0.1: the default certificate, for clients without SNI).

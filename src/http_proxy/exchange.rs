@@ -202,6 +202,12 @@ impl HttpProxy {
     ) {
         let c = &mut self.conns[id.0];
         let rt = Arc::clone(&c.rt);
+        // http virtual hosts: each request goes to the listener its Host
+        // names (https ones were chosen once, by SNI).
+        let owner = rt.plan.listener(c.owner);
+        if let (Some(v), None) = (&owner.vhosts, &owner.tls) {
+            c.listener = v.choose(head.host_name());
+        }
         let lp = rt.plan.listener(c.listener);
         let Some(hp) = lp.http.as_ref() else {
             return;

@@ -82,7 +82,11 @@ pub(crate) struct Request {
 
 pub(crate) struct Conn {
     rt: Arc<Runtime>,
+    /// The listener serving the connection (or its request in flight):
+    /// with virtual hosts, the one chosen by SNI or by `Host`.
     listener: ListenerId,
+    /// The listener whose socket accepted it: its slot and admission.
+    owner: ListenerId,
     /// The port the client reached (`X-Forwarded-Port`).
     port: u16,
     peer: SocketAddr,
@@ -198,33 +202,21 @@ impl HttpProxy {
             crate::metrics::listener::CONNECTIONS,
             1,
         );
-        let lp = rt.plan.listener(listener);
-        let Some(hp) = lp.http.as_ref() else {
+        if rt.plan.listener(listener).http.is_none() {
             release(&rt);
             ctx.forget(token);
             return;
-        };
+        }
         let now = ctx.now();
-        let far = crate::clock::FAR_FUTURE;
-        let limits = HeadLimits {
-            max_head_bytes: hp.max_header_size,
-            max_body: hp.max_body_size,
-            ..HeadLimits::default()
-        };
-        let backend = rt.backend(hp.default_backend.unwrap_or(lp.backend));
-        let timeouts = Timeouts {
-            head: hp.timeouts.head.unwrap_or(far),
-            idle: lp.idle_timeout,
-            response: backend.plan.http.response_timeout.unwrap_or(far),
-        };
+        let (limits, timeouts) = settings(&rt, listener);
+        let tls = rt.plan.listener(listener).tls.is_some();
         entry.insert(Conn {
             rt: Arc::clone(&rt),
             listener,
+            owner: listener,
             port,
             peer,
-            handshake_due: client
-                .is_tls()
-                .then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT)),
+            handshake_due: tls.then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT)),
             client,
             client_token: token,
             client_ready: Readiness::default(),
@@ -242,7 +234,7 @@ impl HttpProxy {
             tunnel: false,
             timer: None,
             last_progress: now,
-            write_timeout: hp.timeouts.write.unwrap_or(far),
+            write_timeout: write_timeout(&rt, listener),
             cout_stall: None,
             uout_stall: None,
             admitted,
@@ -427,12 +419,48 @@ impl HttpProxy {
                 self.log(&c, r, reason);
             }
         }
-        c.rt.unreserve(c.listener, 1);
+        c.rt.unreserve(c.owner, 1);
         if let Some(a) = c.admitted {
-            c.rt.access(c.listener).release(a);
+            c.rt.access(c.owner).release(a);
         }
         self.closed += 1;
     }
+}
+
+/// `timeouts.write` of listener `l` (far away: no limit).
+fn write_timeout(rt: &Runtime, l: ListenerId) -> std::time::Duration {
+    rt.plan
+        .listener(l)
+        .http
+        .as_ref()
+        .and_then(|h| h.timeouts.write)
+        .unwrap_or(crate::clock::FAR_FUTURE)
+}
+
+/// The HTTP core's head limits and client timeouts of listener `l`.
+fn settings(rt: &Runtime, l: ListenerId) -> (HeadLimits, Timeouts) {
+    let lp = rt.plan.listener(l);
+    let far = crate::clock::FAR_FUTURE;
+    let Some(hp) = lp.http.as_ref() else {
+        let t = Timeouts {
+            head: far,
+            idle: lp.idle_timeout,
+            response: far,
+        };
+        return (HeadLimits::default(), t);
+    };
+    let limits = HeadLimits {
+        max_head_bytes: hp.max_header_size,
+        max_body: hp.max_body_size,
+        ..HeadLimits::default()
+    };
+    let backend = rt.backend(hp.default_backend.unwrap_or(lp.backend));
+    let timeouts = Timeouts {
+        head: hp.timeouts.head.unwrap_or(far),
+        idle: lp.idle_timeout,
+        response: backend.plan.http.response_timeout.unwrap_or(far),
+    };
+    (limits, timeouts)
 }
 
 fn note(r: &mut Readiness, ready: Ready) {
