@@ -88,12 +88,19 @@ impl HttpProxy {
         if c.client_eof || c.closing || !c.client_ready.readable || c.cin.len() >= cap {
             return Flow::Go(false);
         }
-        let mut tmp = [0u8; 16 * 1024];
+        let tmp = &mut self.scratch[..];
         let room = (cap - c.cin.len()).min(tmp.len());
         match read(&mut c.client, &mut tmp[..room]) {
             IoStatus::Progress(n) => {
                 c.cin.extend_from_slice(&tmp[..n]);
                 c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_IN, n as u64);
+                // A short read emptied the socket (as in the TCP relay): the
+                // next bytes raise a new edge, so skip the read that would
+                // only say EAGAIN. Not over TLS, where a close_notify can
+                // end the stream without a new edge.
+                if n < room && !c.client_ready.hangup && !c.client.is_tls() {
+                    c.client_ready.readable = false;
+                }
                 Flow::Go(true)
             }
             IoStatus::WouldBlock => {
@@ -311,10 +318,14 @@ impl HttpProxy {
         {
             return Flow::Go(false);
         }
-        let mut tmp = [0u8; 16 * 1024];
-        match read(&mut up.stream, &mut tmp) {
+        let tmp = &mut self.scratch[..];
+        match read(&mut up.stream, tmp) {
             IoStatus::Progress(n) => {
                 c.uin.extend_from_slice(&tmp[..n]);
+                // A short read emptied the socket: wait for the next edge.
+                if n < tmp.len() && !up.ready.hangup {
+                    up.ready.readable = false;
+                }
                 Flow::Go(true)
             }
             IoStatus::WouldBlock => {

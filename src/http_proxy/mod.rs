@@ -21,6 +21,7 @@
 mod client;
 mod exchange;
 pub mod pool;
+mod proxy_header;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -49,6 +50,9 @@ pub struct HttpId(pub usize);
 /// Bytes buffered per direction before reading that side pauses
 /// (backpressure): a body is never held whole.
 pub(crate) const BUF_CAP: usize = 64 * 1024;
+
+/// The most bytes one read takes from a socket.
+const SCRATCH: usize = 16 * 1024;
 
 /// The server connection of the request in flight.
 pub(crate) struct Upstream {
@@ -125,7 +129,8 @@ pub(crate) struct Conn {
     uout_stall: Option<Instant>,
     /// The access-control admission to give back at close.
     admitted: Option<Admitted>,
-    /// https: the TLS handshake is not complete; it must be by then.
+    /// The PROXY header (`accept_proxy`) or the TLS handshake (https) is
+    /// not complete; it must be by then.
     handshake_due: Option<Instant>,
 }
 
@@ -143,6 +148,9 @@ pub struct HttpProxy {
     loop_index: usize,
     /// Failed TLS handshakes: one log line per second at most.
     tls_warn: crate::limits::LogLimiter,
+    /// The buffer every read of this loop goes through (allocated once:
+    /// a zeroed stack array per read cost a 16 KiB memset each time).
+    scratch: Box<[u8]>,
 }
 
 impl HttpProxy {
@@ -155,6 +163,7 @@ impl HttpProxy {
             draining: false,
             loop_index: 0,
             tls_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
         }
     }
 
@@ -216,7 +225,7 @@ impl HttpProxy {
             owner: listener,
             port,
             peer,
-            handshake_due: tls.then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT)),
+            handshake_due: intake_due(&client, tls, now),
             client,
             client_token: token,
             client_ready: Readiness::default(),
@@ -424,6 +433,16 @@ impl HttpProxy {
             c.rt.access(c.owner).release(a);
         }
         self.closed += 1;
+    }
+}
+
+/// When the intake must be done: the PROXY header (`accept_proxy`), else
+/// the TLS handshake (https); `None`: HTTP starts at once.
+fn intake_due(client: &ClientStream, tls: bool, now: Instant) -> Option<Instant> {
+    if client.proxy.is_some() {
+        Some(crate::clock::after(now, crate::tcp::PROXY_HEADER_TIMEOUT))
+    } else {
+        tls.then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT))
     }
 }
 

@@ -56,8 +56,10 @@ impl HttpProxy {
                 c.up = Some(Upstream {
                     stream,
                     token,
+                    // The pool's peek just found nothing to read: a
+                    // response raises a new edge.
                     ready: Readiness {
-                        readable: true,
+                        readable: false,
                         writable: true,
                         hangup: false,
                     },
