@@ -409,10 +409,9 @@ fn http_probes_of_a_tls_backend_go_over_tls_and_verify_the_server() {
     n.wait_for_line("tls verify failed", WAIT);
     // The probe reached the good server through TLS (a plaintext probe
     // would have failed its handshake and taken it down).
-    assert!(eventually(WAIT, || good
-        .requests()
-        .iter()
-        .any(|r| r.target == "/health" && r.header("user-agent") == Some("nvelox-health"))));
+    let probed =
+        |r: &Seen| r.target == "/health" && r.header("user-agent") == Some("nvelox-health");
+    assert!(eventually(WAIT, || good.requests().iter().any(probed)));
     assert!(bad.requests().is_empty());
     thread::sleep(Duration::from_millis(500));
     let mut c = Client::connect(port);
