@@ -10,8 +10,13 @@
 use crate::config::{ListenerId, ListenerPlan, Plan};
 
 /// True when `b` can take over `a`'s sockets.
+/// A virtual host that shares its group's socket only matches another
+/// one (it has no socket to hand over).
 pub fn same_socket(a: &ListenerPlan, b: &ListenerPlan) -> bool {
-    a.bind == b.bind && a.protocol == b.protocol && a.reuseport == b.reuseport
+    a.bind == b.bind
+        && a.protocol == b.protocol
+        && a.reuseport == b.reuseport
+        && a.socket_of.is_none() == b.socket_of.is_none()
 }
 
 /// `keep[i] = Some(j)`: listener `i` of `old` is listener `j` of `new`

@@ -179,7 +179,8 @@ fn serve(
     let listeners = plan.listeners.len();
     let mut rt = Arc::new(Runtime::new(plan));
     let access = logs.access.clone();
-    let group = match LoopGroup::start(workers, "nvelox", |i| {
+    let loop_stats = Arc::clone(&rt.loop_stats);
+    let group = match LoopGroup::start_with_stats(workers, "nvelox", &loop_stats, |i| {
         Worker::new(
             Arc::clone(&rt),
             access.clone(),
@@ -332,6 +333,10 @@ fn bind_listeners(
     let mut sockets = 0usize;
     for &li in which {
         let l = plan.listener(li);
+        if l.socket_of.is_some() {
+            // A virtual host: served on its group's first listener's socket.
+            continue;
+        }
         let opts = BindOptions {
             reuseport: l.reuseport,
             recv_pktinfo: l.protocol == Protocol::Udp,

@@ -7,6 +7,8 @@
 //! each Go-only key with its own "not supported by nvelox" line.
 
 mod common;
+#[path = "common/origin.rs"]
+mod origin;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -15,6 +17,7 @@ use std::thread;
 
 use common::*;
 use nvelox::proxy_protocol::{Accept, Command, Header, Parsed};
+use origin::Origin;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -51,6 +54,7 @@ const PASSING_HTTP: &[&str] = &[
     "21-metrics-prometheus",
     "22-admin-api",
     "23-timeouts",
+    "32-hot-reload",
 ];
 
 /// Every other file: each refused key, as `LINE: PATH: message` (the text
@@ -141,16 +145,7 @@ const REFUSED: &[(&str, &[&str])] = &[
     ),
     (
         "31-multisite-per-port",
-        &[
-            "15: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
-            "22: listeners[1].server_names: not supported by nvelox yet: server_names",
-            "37: listeners[2].server_names: not supported by nvelox yet: server_names",
-            "48: listeners[3].default_server: not supported by nvelox yet: default_server",
-        ],
-    ),
-    (
-        "32-hot-reload",
-        &["30: listeners[1].server_names: not supported by nvelox yet: server_names"],
+        &["15: listeners[0].routes[0].redirect: not supported by nvelox: redirect"],
     ),
 ];
 
@@ -454,4 +449,95 @@ fn smoke_06_https_serves_over_tls() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `curl -k` for `url` with `host` resolved to 127.0.0.1 on `port`:
+/// the body, and the response headers (`-i`).
+fn curl_k(host: &str, port: u16, path: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-k", "-i", "--max-time", "20", "--resolve"])
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn have_curl(test: &str) -> bool {
+    let ok = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !ok {
+        skip(test, "curl is not installed");
+    }
+    ok
+}
+
+/// Go's multi-site file without its redirect-only listener (nvelox has no
+/// redirects): three https sites on one port, chosen by SNI.
+#[test]
+fn smoke_31_multisite_sites_share_one_port_by_sni() {
+    if !have_curl("smoke_31_multisite_sites_share_one_port_by_sni") {
+        return;
+    }
+    let origins: Vec<(u16, Origin)> = (1..=5)
+        .map(|i| (18080 + i, Origin::named(&format!("s{i}"))))
+        .collect();
+    let port = free_port();
+    let text = modelled("31-multisite-per-port");
+    let start = text.find("  - name: \"redirect-all\"").unwrap();
+    let end = text.find("  - name: \"site-api\"").unwrap();
+    let mut yaml = format!("{}{}", &text[..start], &text[end..])
+        .replace("127.0.0.1:19443", &format!("127.0.0.1:{port}"))
+        .replace("certs/", &format!("{}/", corpus().join("certs").display()));
+    for (p, b) in &origins {
+        yaml = yaml.replace(&format!("127.0.0.1:{p}"), &b.addr.to_string());
+    }
+    let _n = Nvelox::start(&yaml);
+    let api = curl_k("api.test.localhost", port, "/");
+    assert!(api.contains("s1") || api.contains("s2"), "{api}");
+    assert!(
+        api.contains("Strict-Transport-Security: max-age=600"),
+        "{api}"
+    );
+    let agents = curl_k("x.zone.test.localhost", port, "/");
+    assert!(agents.contains("s3") || agents.contains("s4"), "{agents}");
+    assert!(!agents.contains("Strict-Transport-Security"), "{agents}");
+    let other = curl_k("other.test.localhost", port, "/");
+    assert!(other.contains("s5"), "{other}");
+}
+
+/// Go's hot-reload file: an http and an https listener (TLS 1.3 only,
+/// `server_names` on a listener alone on its port) over one pool.
+#[test]
+fn smoke_32_hot_reload_serves_http_and_https() {
+    if !have_curl("smoke_32_hot_reload_serves_http_and_https") {
+        return;
+    }
+    let (a, b) = (Origin::named("one"), Origin::named("two"));
+    let (http, https, metrics) = (free_port(), free_port(), free_port());
+    let yaml = modelled("32-hot-reload")
+        .replace("127.0.0.1:19080", &format!("127.0.0.1:{http}"))
+        .replace("127.0.0.1:19443", &format!("127.0.0.1:{https}"))
+        .replace("127.0.0.1:19100", &format!("127.0.0.1:{metrics}"))
+        .replace("127.0.0.1:18081", &a.addr.to_string())
+        .replace("127.0.0.1:18082", &b.addr.to_string())
+        .replace("\"logs/access.log\"", "\"{dir}/access.log\"")
+        .replace("\"logs/error.log\"", "stderr")
+        .replace("certs/", &format!("{}/", corpus().join("certs").display()));
+    let _n = Nvelox::start(&yaml);
+    let got = curl_k("test.localhost", https, "/");
+    assert!(got.contains("one") || got.contains("two"), "{got}");
+    let mut c = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut plain = String::new();
+    c.read_to_string(&mut plain).unwrap();
+    assert!(plain.contains("X-Served-By: nvelox-test"), "{plain}");
 }

@@ -110,14 +110,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
         "listeners[].throttle",
         Support::Never("bandwidth throttling"),
     ),
-    (
-        "listeners[].server_names",
-        Support::Later("name-based virtual hosts"),
-    ),
-    (
-        "listeners[].default_server",
-        Support::Later("name-based virtual hosts"),
-    ),
     // backends
     (
         "backends[].max_connections",

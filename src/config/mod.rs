@@ -15,6 +15,7 @@ pub mod plan;
 pub mod raw;
 pub mod size;
 pub mod validate;
+pub mod vhost;
 
 pub use duration::{parse_duration, DurationError};
 pub use error::{ConfigError, ConfigErrors};
@@ -24,3 +25,4 @@ pub use validate::{
     check_http_path, load, load_str, load_str_with, load_with, HttpPathError, MAX_HTTP_PATH_LEN,
     MAX_IDLE_TIMEOUT, MAX_TIMEOUT,
 };
+pub use vhost::VhostTable;

@@ -197,6 +197,13 @@ pub struct ListenerPlan {
     /// `ip_allowlist`, `ip_denylist`, `rate_limit`, `ip_rate_limit`,
     /// `max_connections_per_ip`.
     pub access: AccessPlan,
+    /// The first of several http/https listeners written with the same
+    /// bind (name-based virtual hosts): the group, by name. It owns the
+    /// socket; clients are served by the listener the table chooses.
+    pub vhosts: Option<super::VhostTable>,
+    /// Another listener of such a group: it has no socket of its own; it
+    /// shares the one of this listener (the group's first).
+    pub socket_of: Option<ListenerId>,
 }
 
 /// One `sni_routes` entry.

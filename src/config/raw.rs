@@ -195,6 +195,9 @@ pub struct RawListener {
     pub rate_limit: Option<RawRate>,
     pub ip_rate_limit: Option<RawRate>,
     pub max_connections_per_ip: Option<Text>,
+    /// Name-based virtual hosts (`http`/`https` listeners sharing a bind).
+    pub server_names: Option<Vec<Text>>,
+    pub default_server: Option<Text>,
     // Go Nvelox only (reported by `compat`).
     pub acl: Option<GoOnly>,
     pub trusted_proxies: Option<GoOnly>,
@@ -207,8 +210,6 @@ pub struct RawListener {
     pub cache: Option<GoOnly>,
     pub grpc: Option<GoOnly>,
     pub throttle: Option<GoOnly>,
-    pub server_names: Option<GoOnly>,
-    pub default_server: Option<GoOnly>,
 }
 
 /// `listeners[].tls`.

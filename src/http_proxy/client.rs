@@ -3,7 +3,9 @@
 //! and the TLS handshake that comes before the first request.
 //!
 //! Owns: [`ClientStream`] (plaintext `Read`/`Write` either way, TLS records
-//! still queued in rustls, the close_notify at the end), one handshake
+//! still queued in rustls, the close_notify at the end), for a group of
+//! https virtual hosts the ClientHello read first (bounded, like
+//! `sni_routes`) to choose the listener and so its certificates, one handshake
 //! step per readiness event of this connection (so a handshake never holds
 //! the loop for the others longer than its own records take), the
 //! handshake deadline ([`HANDSHAKE_TIMEOUT`]) and counting refused
@@ -15,14 +17,17 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use mio::net::TcpStream;
-use reactor::Ctx;
+use reactor::{Ctx, IoStatus};
 
 use super::{HttpId, HttpProxy};
 use crate::config::ListenerPlan;
 use crate::events::Loop;
 use crate::metrics::TlsFailure;
 use crate::tcp::relay::ShutdownWrite;
+use crate::tls::client_hello::{peek, Peek, MAX_CLIENT_HELLO};
 use crate::tls::{Handshake, TlsSession};
 
 /// A client that has not completed its TLS handshake by then is closed
@@ -30,87 +35,127 @@ use crate::tls::{Handshake, TlsSession};
 pub const HANDSHAKE_TIMEOUT: Duration = crate::tcp::phase::TLS_HANDSHAKE_TIMEOUT;
 
 /// The client's byte stream: plaintext for the HTTP code either way.
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls(TcpStream, Box<TlsSession>),
+pub struct ClientStream {
+    pub(super) sock: TcpStream,
+    /// https: the TLS session (once chosen, for virtual hosts).
+    tls: Option<Box<TlsSession>>,
+    /// https virtual hosts: the ClientHello read so far; the listener,
+    /// and so the certificates, are chosen by its server name.
+    hello: Option<Vec<u8>>,
+    /// `accept_proxy`: the PROXY header read so far (it comes first).
+    pub(super) proxy: Option<Vec<u8>>,
 }
 
 impl ClientStream {
-    /// The stream for a client accepted on listener `lp`: with a new TLS
-    /// session when the listener has `tls:` (https). `None` (logged) when
-    /// the session cannot be made.
+    /// The stream for a client accepted on listener `lp`: plain, with a
+    /// new TLS session when the listener has `tls:` (https), or waiting
+    /// for the ClientHello when it heads a group of https virtual hosts.
+    /// `None` (logged) when the session cannot be made.
     pub fn accepted(lp: &ListenerPlan, sock: TcpStream, peer: &SocketAddr) -> Option<ClientStream> {
+        let mut s = ClientStream {
+            sock,
+            tls: None,
+            hello: None,
+            proxy: (lp.accept_proxy != crate::config::AcceptProxy::Off).then(Vec::new),
+        };
+        if lp.tls.is_some() && lp.vhosts.is_some() {
+            s.hello = Some(Vec::new());
+        } else if !s.start_tls(lp, peer) {
+            return None;
+        }
+        Some(s)
+    }
+
+    /// Starts the TLS session of listener `lp` (nothing without `tls:`).
+    fn start_tls(&mut self, lp: &ListenerPlan, peer: &SocketAddr) -> bool {
         match lp.tls.as_ref().map(|t| t.session()) {
-            None => Some(ClientStream::Plain(sock)),
-            Some(Ok(s)) => Some(ClientStream::Tls(sock, Box::new(s))),
+            None => true,
+            Some(Ok(s)) => {
+                self.tls = Some(Box::new(s));
+                true
+            }
             Some(Err(e)) => {
                 log::error!("listener {}: cannot start TLS for {peer}: {e}", lp.name);
-                None
+                false
             }
         }
     }
 
-    pub(super) fn tcp(&mut self) -> &mut TcpStream {
-        match self {
-            ClientStream::Plain(s) | ClientStream::Tls(s, _) => s,
+    /// Bytes the client sent after its PROXY header: the start of the
+    /// ClientHello (virtual hosts), of the TLS handshake, or of a request
+    /// (given back: they go to the HTTP buffer).
+    pub(super) fn after_proxy_header(&mut self, early: Vec<u8>) -> Result<Vec<u8>, String> {
+        if let Some(hello) = self.hello.as_mut() {
+            *hello = early;
+            return Ok(Vec::new());
+        }
+        match self.tls.as_deref_mut() {
+            Some(t) => t.feed(&early).map(|_| Vec::new()),
+            None => Ok(early),
         }
     }
 
+    /// TLS comes next (a ClientHello to read or a handshake to make).
+    pub(super) fn wants_tls(&self) -> bool {
+        self.hello.is_some() || self.tls.is_some()
+    }
+
+    pub(super) fn tcp(&mut self) -> &mut TcpStream {
+        &mut self.sock
+    }
+
     pub(super) fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(..))
+        self.tls.is_some()
     }
 
     /// Ends our side: close_notify first over TLS (its records go out
     /// now or with a later [`ClientStream::flush_records`]), then the FIN.
     pub(super) fn shutdown_write(&mut self) {
-        match self {
-            ClientStream::Plain(s) => {
-                let _ = s.shutdown(std::net::Shutdown::Write);
+        match &mut self.tls {
+            None => {
+                let _ = self.sock.shutdown(std::net::Shutdown::Write);
             }
-            ClientStream::Tls(s, t) => {
-                let _ = t.io(s).shutdown_write();
+            Some(t) => {
+                let _ = t.io(&mut self.sock).shutdown_write();
             }
         }
     }
 
     /// TLS records are queued in rustls, not yet written to the socket.
     pub(super) fn has_queued_records(&self) -> bool {
-        match self {
-            ClientStream::Plain(_) => false,
-            ClientStream::Tls(_, t) => t.wants_write(),
-        }
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Writes queued TLS records: `Ok(true)` when none is left.
     pub(super) fn flush_records(&mut self) -> io::Result<bool> {
-        match self {
-            ClientStream::Plain(_) => Ok(true),
-            ClientStream::Tls(s, t) => t.flush(s),
+        match &mut self.tls {
+            None => Ok(true),
+            Some(t) => t.flush(&mut self.sock),
         }
     }
 }
 
 impl Read for ClientStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            ClientStream::Plain(s) => s.read(buf),
-            ClientStream::Tls(s, t) => t.io(s).read(buf),
+        match &mut self.tls {
+            None => self.sock.read(buf),
+            Some(t) => t.io(&mut self.sock).read(buf),
         }
     }
 }
 
 impl Write for ClientStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            ClientStream::Plain(s) => s.write(buf),
-            ClientStream::Tls(s, t) => t.io(s).write(buf),
+        match &mut self.tls {
+            None => self.sock.write(buf),
+            Some(t) => t.io(&mut self.sock).write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            ClientStream::Plain(_) => Ok(()),
-            ClientStream::Tls(s, t) => t.io(s).flush(),
+        match &mut self.tls {
+            None => Ok(()),
+            Some(t) => t.io(&mut self.sock).flush(),
         }
     }
 }
@@ -127,7 +172,24 @@ impl HttpProxy {
         if c.handshake_due.is_none() {
             return true;
         }
-        let ClientStream::Tls(sock, tls) = &mut c.client else {
+        if c.client.proxy.is_some() && !self.read_proxy_header(ctx, id) {
+            return false;
+        }
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return false;
+        };
+        if c.client.hello.is_some() && !self.read_hello(ctx, id) {
+            return false;
+        }
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return false;
+        };
+        let ClientStream {
+            sock,
+            tls: Some(tls),
+            ..
+        } = &mut c.client
+        else {
             c.handshake_due = None;
             return true;
         };
@@ -153,6 +215,73 @@ impl HttpProxy {
         }
     }
 
+    /// https virtual hosts: reads the ClientHello (bounded), chooses the
+    /// listener by its server name and starts that listener's TLS session
+    /// on the bytes read. True once the session has started.
+    fn read_hello(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> bool {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return false;
+        };
+        let Some(hello) = c.client.hello.as_mut() else {
+            return true;
+        };
+        let mut chunk = [0u8; 2048];
+        let mut closed = false;
+        while c.client_ready.readable && hello.len() < MAX_CLIENT_HELLO {
+            let room = (MAX_CLIENT_HELLO - hello.len()).min(chunk.len());
+            match reactor::io::read(&mut c.client.sock, &mut chunk[..room]) {
+                IoStatus::Progress(n) => hello.extend_from_slice(&chunk[..n]),
+                IoStatus::WouldBlock => c.client_ready.readable = false,
+                IoStatus::Closed | IoStatus::Error(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let name = match peek(hello) {
+            Peek::NeedMore if !closed => return false,
+            Peek::NeedMore => {
+                self.tls_refused(
+                    ctx,
+                    id,
+                    TlsFailure::PeerClosed,
+                    "closed during its ClientHello",
+                );
+                return false;
+            }
+            Peek::NotTls(why) => {
+                self.tls_refused(ctx, id, TlsFailure::BadClientHello, why);
+                return false;
+            }
+            Peek::ServerName(name) => name,
+        };
+        let rt = Arc::clone(&c.rt);
+        let owner = rt.plan.listener(c.owner);
+        if let Some(v) = &owner.vhosts {
+            c.listener = v.choose(name.as_deref().map(str::as_bytes));
+        }
+        let early = c.client.hello.take().unwrap_or_default();
+        let lp = rt.plan.listener(c.listener);
+        let (limits, timeouts) = super::settings(&rt, c.listener);
+        c.session = crate::http::Session::new(limits, ctx.now());
+        c.timeouts = timeouts;
+        c.write_timeout = super::write_timeout(&rt, c.listener);
+        let peer = c.peer;
+        if !c.client.start_tls(lp, &peer) {
+            self.close(ctx, id, "TLS set-up failed");
+            return false;
+        }
+        let fed = match c.client.tls.as_deref_mut() {
+            Some(t) => t.feed(&early),
+            None => Err("no tls: block".into()),
+        };
+        if let Err(why) = fed {
+            self.tls_refused(ctx, id, TlsFailure::HandshakeError, &why);
+            return false;
+        }
+        true
+    }
+
     /// The handshake deadline passed: counted, closed.
     pub(super) fn handshake_timed_out(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
         self.tls_refused(
@@ -163,7 +292,13 @@ impl HttpProxy {
         );
     }
 
-    fn tls_refused(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, reason: TlsFailure, why: &str) {
+    pub(super) fn tls_refused(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        reason: TlsFailure,
+        why: &str,
+    ) {
         let Some(c) = self.conns.get(id.0) else {
             return;
         };

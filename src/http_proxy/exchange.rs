@@ -88,12 +88,19 @@ impl HttpProxy {
         if c.client_eof || c.closing || !c.client_ready.readable || c.cin.len() >= cap {
             return Flow::Go(false);
         }
-        let mut tmp = [0u8; 16 * 1024];
+        let tmp = &mut self.scratch[..];
         let room = (cap - c.cin.len()).min(tmp.len());
         match read(&mut c.client, &mut tmp[..room]) {
             IoStatus::Progress(n) => {
                 c.cin.extend_from_slice(&tmp[..n]);
                 c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_IN, n as u64);
+                // A short read emptied the socket (as in the TCP relay): the
+                // next bytes raise a new edge, so skip the read that would
+                // only say EAGAIN. Not over TLS, where a close_notify can
+                // end the stream without a new edge.
+                if n < room && !c.client_ready.hangup && !c.client.is_tls() {
+                    c.client_ready.readable = false;
+                }
                 Flow::Go(true)
             }
             IoStatus::WouldBlock => {
@@ -202,6 +209,12 @@ impl HttpProxy {
     ) {
         let c = &mut self.conns[id.0];
         let rt = Arc::clone(&c.rt);
+        // http virtual hosts: each request goes to the listener its Host
+        // names (https ones were chosen once, by SNI).
+        let owner = rt.plan.listener(c.owner);
+        if let (Some(v), None) = (&owner.vhosts, &owner.tls) {
+            c.listener = v.choose(head.host_name());
+        }
         let lp = rt.plan.listener(c.listener);
         let Some(hp) = lp.http.as_ref() else {
             return;
@@ -305,10 +318,14 @@ impl HttpProxy {
         {
             return Flow::Go(false);
         }
-        let mut tmp = [0u8; 16 * 1024];
-        match read(&mut up.stream, &mut tmp) {
+        let tmp = &mut self.scratch[..];
+        match read(&mut up.stream, tmp) {
             IoStatus::Progress(n) => {
                 c.uin.extend_from_slice(&tmp[..n]);
+                // A short read emptied the socket: wait for the next edge.
+                if n < tmp.len() && !up.ready.hangup {
+                    up.ready.readable = false;
+                }
                 Flow::Go(true)
             }
             IoStatus::WouldBlock => {
@@ -434,6 +451,15 @@ impl HttpProxy {
                 write_response_head(&head, &rc, &hp.edits, &mut c.cout);
                 if let Some(r) = c.req.as_mut() {
                     r.status = head.status;
+                    // A status listed in `retry.on` counts against the
+                    // server (passive health) even when it is not retried.
+                    let backend = rt.backend(r.backend);
+                    if let Some(up) = c.up.as_ref() {
+                        if backend.plan.http.retry.retries_status(head.status) {
+                            let why = "status listed in retry.on";
+                            backend.report_failure(up.server, ctx.now(), why);
+                        }
+                    }
                 }
                 count(c, before);
                 if let Some(end) = end {

@@ -21,6 +21,7 @@
 mod client;
 mod exchange;
 pub mod pool;
+mod proxy_header;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -49,6 +50,9 @@ pub struct HttpId(pub usize);
 /// Bytes buffered per direction before reading that side pauses
 /// (backpressure): a body is never held whole.
 pub(crate) const BUF_CAP: usize = 64 * 1024;
+
+/// The most bytes one read takes from a socket.
+const SCRATCH: usize = 16 * 1024;
 
 /// The server connection of the request in flight.
 pub(crate) struct Upstream {
@@ -82,7 +86,11 @@ pub(crate) struct Request {
 
 pub(crate) struct Conn {
     rt: Arc<Runtime>,
+    /// The listener serving the connection (or its request in flight):
+    /// with virtual hosts, the one chosen by SNI or by `Host`.
     listener: ListenerId,
+    /// The listener whose socket accepted it: its slot and admission.
+    owner: ListenerId,
     /// The port the client reached (`X-Forwarded-Port`).
     port: u16,
     peer: SocketAddr,
@@ -121,7 +129,8 @@ pub(crate) struct Conn {
     uout_stall: Option<Instant>,
     /// The access-control admission to give back at close.
     admitted: Option<Admitted>,
-    /// https: the TLS handshake is not complete; it must be by then.
+    /// The PROXY header (`accept_proxy`) or the TLS handshake (https) is
+    /// not complete; it must be by then.
     handshake_due: Option<Instant>,
 }
 
@@ -139,6 +148,9 @@ pub struct HttpProxy {
     loop_index: usize,
     /// Failed TLS handshakes: one log line per second at most.
     tls_warn: crate::limits::LogLimiter,
+    /// The buffer every read of this loop goes through (allocated once:
+    /// a zeroed stack array per read cost a 16 KiB memset each time).
+    scratch: Box<[u8]>,
 }
 
 impl HttpProxy {
@@ -151,6 +163,7 @@ impl HttpProxy {
             draining: false,
             loop_index: 0,
             tls_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
         }
     }
 
@@ -198,33 +211,21 @@ impl HttpProxy {
             crate::metrics::listener::CONNECTIONS,
             1,
         );
-        let lp = rt.plan.listener(listener);
-        let Some(hp) = lp.http.as_ref() else {
+        if rt.plan.listener(listener).http.is_none() {
             release(&rt);
             ctx.forget(token);
             return;
-        };
+        }
         let now = ctx.now();
-        let far = crate::clock::FAR_FUTURE;
-        let limits = HeadLimits {
-            max_head_bytes: hp.max_header_size,
-            max_body: hp.max_body_size,
-            ..HeadLimits::default()
-        };
-        let backend = rt.backend(hp.default_backend.unwrap_or(lp.backend));
-        let timeouts = Timeouts {
-            head: hp.timeouts.head.unwrap_or(far),
-            idle: lp.idle_timeout,
-            response: backend.plan.http.response_timeout.unwrap_or(far),
-        };
+        let (limits, timeouts) = settings(&rt, listener);
+        let tls = rt.plan.listener(listener).tls.is_some();
         entry.insert(Conn {
             rt: Arc::clone(&rt),
             listener,
+            owner: listener,
             port,
             peer,
-            handshake_due: client
-                .is_tls()
-                .then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT)),
+            handshake_due: intake_due(&client, tls, now),
             client,
             client_token: token,
             client_ready: Readiness::default(),
@@ -242,7 +243,7 @@ impl HttpProxy {
             tunnel: false,
             timer: None,
             last_progress: now,
-            write_timeout: hp.timeouts.write.unwrap_or(far),
+            write_timeout: write_timeout(&rt, listener),
             cout_stall: None,
             uout_stall: None,
             admitted,
@@ -427,12 +428,58 @@ impl HttpProxy {
                 self.log(&c, r, reason);
             }
         }
-        c.rt.unreserve(c.listener, 1);
+        c.rt.unreserve(c.owner, 1);
         if let Some(a) = c.admitted {
-            c.rt.access(c.listener).release(a);
+            c.rt.access(c.owner).release(a);
         }
         self.closed += 1;
     }
+}
+
+/// When the intake must be done: the PROXY header (`accept_proxy`), else
+/// the TLS handshake (https); `None`: HTTP starts at once.
+fn intake_due(client: &ClientStream, tls: bool, now: Instant) -> Option<Instant> {
+    if client.proxy.is_some() {
+        Some(crate::clock::after(now, crate::tcp::PROXY_HEADER_TIMEOUT))
+    } else {
+        tls.then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT))
+    }
+}
+
+/// `timeouts.write` of listener `l` (far away: no limit).
+fn write_timeout(rt: &Runtime, l: ListenerId) -> std::time::Duration {
+    rt.plan
+        .listener(l)
+        .http
+        .as_ref()
+        .and_then(|h| h.timeouts.write)
+        .unwrap_or(crate::clock::FAR_FUTURE)
+}
+
+/// The HTTP core's head limits and client timeouts of listener `l`.
+fn settings(rt: &Runtime, l: ListenerId) -> (HeadLimits, Timeouts) {
+    let lp = rt.plan.listener(l);
+    let far = crate::clock::FAR_FUTURE;
+    let Some(hp) = lp.http.as_ref() else {
+        let t = Timeouts {
+            head: far,
+            idle: lp.idle_timeout,
+            response: far,
+        };
+        return (HeadLimits::default(), t);
+    };
+    let limits = HeadLimits {
+        max_head_bytes: hp.max_header_size,
+        max_body: hp.max_body_size,
+        ..HeadLimits::default()
+    };
+    let backend = rt.backend(hp.default_backend.unwrap_or(lp.backend));
+    let timeouts = Timeouts {
+        head: hp.timeouts.head.unwrap_or(far),
+        idle: lp.idle_timeout,
+        response: backend.plan.http.response_timeout.unwrap_or(far),
+    };
+    (limits, timeouts)
 }
 
 fn note(r: &mut Readiness, ready: Ready) {

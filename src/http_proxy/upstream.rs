@@ -56,8 +56,10 @@ impl HttpProxy {
                 c.up = Some(Upstream {
                     stream,
                     token,
+                    // The pool's peek just found nothing to read: a
+                    // response raises a new edge.
                     ready: Readiness {
-                        readable: true,
+                        readable: false,
                         writable: true,
                         hangup: false,
                     },
@@ -155,15 +157,19 @@ impl HttpProxy {
         let written = c.up.as_ref().map_or(0, |u| u.written);
         if let (Some(up), Some(req)) = (&c.up, &c.req) {
             let backend = c.rt.backend(req.backend);
-            if matches!(
-                failure,
-                UpstreamFailure::ConnectFailed | UpstreamFailure::Reset
-            ) {
-                backend
-                    .server(up.server)
-                    .stats
-                    .add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
-                backend.report_failure(up.server, now, "connect failed or reset");
+            match failure {
+                UpstreamFailure::ConnectFailed | UpstreamFailure::Reset => {
+                    backend
+                        .server(up.server)
+                        .stats
+                        .add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
+                    backend.report_failure(up.server, now, "connect failed or reset");
+                }
+                // A status listed in `retry.on` (only those are retried).
+                UpstreamFailure::Status(_) => {
+                    backend.report_failure(up.server, now, "status listed in retry.on")
+                }
+                _ => {}
             }
         }
         self.drop_upstream(ctx, id, false);
@@ -203,7 +209,8 @@ impl HttpProxy {
         };
         let keep = c.session.local_reply(&c.cin, now).filter(|_| !draining);
         let before = c.cout.len();
-        crate::http::reply::write_error_response(status, keep.is_none(), &mut c.cout);
+        let head = c.req.as_ref().is_some_and(|r| r.method == "HEAD");
+        crate::http::reply::write_error_response(status, keep.is_none(), head, &mut c.cout);
         c.closing = keep.is_none();
         let rest_of_body = keep.unwrap_or(0).min(c.cin.len());
         c.cin.drain(..rest_of_body);

@@ -28,7 +28,6 @@ impl Validator<'_> {
                 });
         // `https` is HTTP mode with the `tls:` block (required for it).
         let https = text(l.protocol.as_ref()).is_some_and(|p| p.eq_ignore_ascii_case("https"));
-        let vhost = l.server_names.is_some() || l.default_server.is_some();
         let protocol = if https {
             Protocol::Http
         } else {
@@ -45,6 +44,7 @@ impl Validator<'_> {
                 Protocol::Tcp,
             )
         };
+        let (server_names, default_server) = self.vhost_keys(f, &p, &l, protocol);
         let http = if protocol == Protocol::Http {
             Some(self.http_listener(f, &p, &l))
         } else {
@@ -171,7 +171,10 @@ impl Validator<'_> {
             bind,
             protocol,
             https,
-            vhost,
+            server_names,
+            default_server,
+            vhosts: None,
+            socket_of: None,
             http,
             http_timeouts,
             backend_name,
@@ -209,12 +212,14 @@ impl Validator<'_> {
             let Some(bind) = &l.bind else { continue };
             for earlier in &drafts[..i] {
                 let Some(other) = &earlier.bind else { continue };
-                // Name-based virtual hosts may share a bind in Go; they
-                // are refused anyway, so say nothing. tcp and http both
+                // http/https listeners with the very same bind are a
+                // group of virtual hosts (`vhosts.rs`). tcp and http both
                 // bind stream sockets.
-                let either_vhost = l.vhost || earlier.vhost;
+                let vhosts = l.protocol == Protocol::Http
+                    && earlier.protocol == Protocol::Http
+                    && bind == other;
                 let same_kind = earlier.protocol.is_stream() == l.protocol.is_stream();
-                if !either_vhost && same_kind && bind.overlaps(other) {
+                if !vhosts && same_kind && bind.overlaps(other) {
                     let proto = if earlier.https {
                         "https"
                     } else {
@@ -372,6 +377,8 @@ impl Validator<'_> {
                     tls: l.tls,
                     http,
                     access: l.access,
+                    vhosts: l.vhosts,
+                    socket_of: l.socket_of,
                 });
             }
         }

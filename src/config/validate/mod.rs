@@ -28,6 +28,7 @@ mod observe;
 mod scalars;
 mod server;
 mod tls;
+mod vhosts;
 
 pub use health::{check_http_path, HttpPathError, MAX_HTTP_PATH_LEN};
 
@@ -168,8 +169,14 @@ struct ListenerDraft {
     protocol: Protocol,
     /// `protocol: https`: `protocol` is `Http`, `tls` is required.
     https: bool,
-    /// `server_names` or `default_server` written (name-based virtual hosts).
-    vhost: bool,
+    /// `server_names`, in file order.
+    server_names: Vec<SniName>,
+    /// `default_server: true`.
+    default_server: bool,
+    /// Set by `vhost_groups`: the group's table (its first listener) or
+    /// the listener whose socket this one shares.
+    vhosts: Option<crate::config::VhostTable>,
+    socket_of: Option<ListenerId>,
     /// `Some` for http (and https) listeners.
     http: Option<http::HttpDraft>,
     http_timeouts: HttpListenerTimeouts,
@@ -324,7 +331,7 @@ impl Validator<'_> {
             .into_iter()
             .map(|(origin, b)| self.backend(origin, b))
             .collect();
-        let listener_drafts: Vec<ListenerDraft> = listeners
+        let mut listener_drafts: Vec<ListenerDraft> = listeners
             .into_iter()
             .map(|(origin, l)| self.listener(origin, l))
             .collect();
@@ -332,6 +339,7 @@ impl Validator<'_> {
         let by_name = self.backend_names(&backend_drafts);
         self.duplicate_listener_names(&listener_drafts);
         self.overlapping_binds(&listener_drafts);
+        self.vhost_groups(&mut listener_drafts);
 
         let plan_listeners = self.link(listener_drafts, &mut backend_drafts, &by_name);
 

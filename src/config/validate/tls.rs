@@ -41,19 +41,8 @@ impl Validator<'_> {
             let (Some(name), Some(backend)) = (name, backend) else {
                 continue;
             };
-            let lower = name.trim_end_matches('.').to_ascii_lowercase();
-            let pattern = match lower.strip_prefix("*.") {
-                Some(rest) => Some(SniName::Suffix(format!(".{rest}"))),
-                None => Some(SniName::Exact(lower.clone())),
-            };
-            let body = lower.strip_prefix("*.").unwrap_or(&lower);
-            let valid = !body.is_empty()
-                && body.len() <= 253
-                && body
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-            match pattern {
-                Some(name) if valid => out.push(SniRouteDraft {
+            match name_pattern(name) {
+                Some(name) => out.push(SniRouteDraft {
                     name,
                     backend: backend.to_string(),
                     path: key(&at, "backend"),
@@ -272,4 +261,24 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// A `server_name` / `server_names` entry: `app.example.com` (exact) or
+/// `*.example.com` (any name ending in `.example.com`), lower case,
+/// without a trailing dot; `None` when it is not a host name.
+pub(super) fn name_pattern(name: &str) -> Option<SniName> {
+    let lower = name.trim_end_matches('.').to_ascii_lowercase();
+    let body = lower.strip_prefix("*.").unwrap_or(&lower);
+    let valid = !body.is_empty()
+        && body.len() <= 253
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid {
+        return None;
+    }
+    Some(match lower.strip_prefix("*.") {
+        Some(rest) => SniName::Suffix(format!(".{rest}")),
+        None => SniName::Exact(lower.clone()),
+    })
 }
