@@ -470,3 +470,36 @@ fn responses_are_counted_by_status_class() {
                 .contains("nvelox_listener_http_responses_total{listener=\"web\",code=\"4xx\"} 1")
     }));
 }
+
+#[test]
+fn maglev_hash_key_ip_port_keeps_a_connection_on_one_server_and_spreads_connections() {
+    let (a, b) = (Origin::named("a"), Origin::named("b"));
+    // For each of 16 client connections, the servers of its 3 requests.
+    let servers_per_connection = |hash_key: &str| -> Vec<Vec<u8>> {
+        let port = free_port();
+        let _n = Nvelox::start(&format!(
+            "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    balance: maglev\n    hash_key: {hash_key}\n    servers: [\"{}\", \"{}\"]\n",
+            a.addr, b.addr
+        ));
+        (0..16)
+            .map(|_| {
+                let mut c = Client::connect(port);
+                let first = c.get("/").body;
+                for _ in 0..2 {
+                    assert_eq!(c.get("/").body, first, "{hash_key}: one client, one server");
+                }
+                first
+            })
+            .collect()
+    };
+    let by_ip = servers_per_connection("ip");
+    assert!(
+        by_ip.iter().all(|s| *s == by_ip[0]),
+        "ip: one client address"
+    );
+    let by_port = servers_per_connection("ip_port");
+    assert!(
+        by_port.contains(&b"a".to_vec()) && by_port.contains(&b"b".to_vec()),
+        "ip_port: source ports spread"
+    );
+}

@@ -47,6 +47,11 @@ fn no_route_503_504_and_502_keep_the_connection_of_a_whole_request() {
         assert_eq!(r.header("Connection"), None, "{status} must not close");
     };
     kept(&c.get("/nothing"), 404);
+    // The answer to a HEAD has no body: the next response is read right.
+    c.send(b"HEAD /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = read_response(&mut c.r, true).unwrap();
+    kept(&head, 404);
+    assert_eq!(c.get("/app/h").body, b"/app/h");
     // A body already whole is skipped; the pipelined request after it is
     // answered on the same connection.
     c.send(b"POST /nothing HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhelloGET /app/a HTTP/1.1\r\nHost: t\r\n\r\n");

@@ -366,3 +366,67 @@ fn check_requires_tls_for_https_and_refuses_tls_on_http() {
         "{err}"
     );
 }
+
+#[test]
+fn accept_proxy_on_http_and_https_takes_the_headers_client_and_judges_it() {
+    let tmp = certs("https-proxy");
+    let a = Origin::named("a");
+    let (port, plain) = (free_port(), free_port());
+    let mut text = yaml(&tmp.0, port, &[&a], "", "").replace(
+        "    backend_server_header: X-Backend-Server\n",
+        "    accept_proxy: v1\n    ip_denylist: [\"192.0.2.66\"]\n",
+    );
+    text = text.replace(
+        "backends:\n",
+        &format!("  - {{ name: plain, bind: \"127.0.0.1:{plain}\", protocol: http, backend: app, accept_proxy: any, ip_denylist: [\"192.0.2.66\"] }}\nbackends:\n"),
+    );
+    let _n = Nvelox::start(&text);
+    let header = |ip: &str, to: u16| format!("PROXY TCP4 {ip} 127.0.0.1 40000 {to}\r\n");
+    let cfg = client_config(&tmp.0, false, &["http/1.1"]);
+    let mut c = Tls::connect_after(
+        port,
+        cfg.clone(),
+        "a.test",
+        header("192.0.2.7", port).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(c.get("/").body, b"a");
+    // Plain HTTP, the header and the request in one write.
+    let mut p = Client::connect(plain);
+    p.send(
+        format!(
+            "{}GET /p HTTP/1.1\r\nHost: t\r\n\r\n",
+            header("192.0.2.8", plain)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(p.response().body, b"a");
+    let seen = a.requests();
+    assert_eq!(seen[0].header("X-Forwarded-For"), Some("192.0.2.7"));
+    assert_eq!(seen[1].header("X-Forwarded-For"), Some("192.0.2.8"));
+    // The header's client is the one the access rules judge.
+    assert!(
+        Tls::connect_after(port, cfg, "a.test", header("192.0.2.66", port).as_bytes()).is_err()
+    );
+    let mut d = TcpStream::connect(("127.0.0.1", plain)).unwrap();
+    d.set_read_timeout(Some(WAIT)).unwrap();
+    d.write_all(
+        format!(
+            "{}GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+            header("192.0.2.66", plain)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut rest = Vec::new();
+    let _ = d.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    // No header at all.
+    let mut g = TcpStream::connect(("127.0.0.1", plain)).unwrap();
+    g.set_read_timeout(Some(WAIT)).unwrap();
+    g.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = g.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(a.requests().len(), 2, "refused clients reach no server");
+}

@@ -158,7 +158,10 @@ fn stats(env: &Env<'_>) -> String {
     for (i, l) in rt.plan.listeners.iter().enumerate() {
         let s = &rt.listener_stats[i];
         let udp = l.protocol == Protocol::Udp;
-        let copies = if l.reuseport {
+        // A virtual host sharing another listener's socket has none.
+        let copies = if l.socket_of.is_some() {
+            0
+        } else if l.reuseport {
             rt.plan.server.workers.max(1)
         } else {
             1

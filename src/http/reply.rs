@@ -38,19 +38,22 @@ fn texts(status: u16) -> (&'static str, &'static str) {
 /// A complete response for `status`, ending the connection.
 pub fn error_response(status: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
-    write_error_response(status, true, &mut out);
+    write_error_response(status, true, false, &mut out);
     out
 }
 
 /// Appends the response for `status` to `out` (no allocation when `out`
 /// has room); `close`: it says `Connection: close` (the connection ends
-/// after it), else the client may send its next request.
-pub fn write_error_response(status: u16, close: bool, out: &mut Vec<u8>) {
+/// after it), else the client may send its next request. `head`: the
+/// answer to a HEAD request: the same head, no body (a body there would
+/// be read as the start of the next response).
+pub fn write_error_response(status: u16, close: bool, head: bool, out: &mut Vec<u8>) {
     let (reason, body) = texts(status);
     let connection = if close { "Connection: close\r\n" } else { "" };
+    let body_bytes = if head { "" } else { body };
     let _ = write!(
         out,
-        "HTTP/1.1 {status:03} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}\r\n{body}",
+        "HTTP/1.1 {status:03} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}\r\n{body_bytes}",
         body.len()
     );
 }
@@ -98,7 +101,7 @@ mod tests {
     #[test]
     fn a_reply_that_keeps_the_connection_has_no_connection_close() {
         let mut out = Vec::new();
-        write_error_response(503, false, &mut out);
+        write_error_response(503, false, false, &mut out);
         let answering = Answering {
             method: Method::Get,
             upgrade_requested: false,
@@ -110,5 +113,10 @@ mod tests {
         };
         assert!(head.keep_alive);
         assert!(!String::from_utf8_lossy(&out).contains("Connection"));
+        // To a HEAD request: the same head, no body.
+        let mut to_head = Vec::new();
+        write_error_response(503, false, true, &mut to_head);
+        assert_eq!(to_head, out[..to_head.len()]);
+        assert!(to_head.ends_with(b"\r\n\r\n"));
     }
 }

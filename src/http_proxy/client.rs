@@ -36,12 +36,14 @@ pub const HANDSHAKE_TIMEOUT: Duration = crate::tcp::phase::TLS_HANDSHAKE_TIMEOUT
 
 /// The client's byte stream: plaintext for the HTTP code either way.
 pub struct ClientStream {
-    sock: TcpStream,
+    pub(super) sock: TcpStream,
     /// https: the TLS session (once chosen, for virtual hosts).
     tls: Option<Box<TlsSession>>,
     /// https virtual hosts: the ClientHello read so far; the listener,
     /// and so the certificates, are chosen by its server name.
     hello: Option<Vec<u8>>,
+    /// `accept_proxy`: the PROXY header read so far (it comes first).
+    pub(super) proxy: Option<Vec<u8>>,
 }
 
 impl ClientStream {
@@ -54,6 +56,7 @@ impl ClientStream {
             sock,
             tls: None,
             hello: None,
+            proxy: (lp.accept_proxy != crate::config::AcceptProxy::Off).then(Vec::new),
         };
         if lp.tls.is_some() && lp.vhosts.is_some() {
             s.hello = Some(Vec::new());
@@ -76,6 +79,25 @@ impl ClientStream {
                 false
             }
         }
+    }
+
+    /// Bytes the client sent after its PROXY header: the start of the
+    /// ClientHello (virtual hosts), of the TLS handshake, or of a request
+    /// (given back: they go to the HTTP buffer).
+    pub(super) fn after_proxy_header(&mut self, early: Vec<u8>) -> Result<Vec<u8>, String> {
+        if let Some(hello) = self.hello.as_mut() {
+            *hello = early;
+            return Ok(Vec::new());
+        }
+        match self.tls.as_deref_mut() {
+            Some(t) => t.feed(&early).map(|_| Vec::new()),
+            None => Ok(early),
+        }
+    }
+
+    /// TLS comes next (a ClientHello to read or a handshake to make).
+    pub(super) fn wants_tls(&self) -> bool {
+        self.hello.is_some() || self.tls.is_some()
     }
 
     pub(super) fn tcp(&mut self) -> &mut TcpStream {
@@ -150,6 +172,12 @@ impl HttpProxy {
         if c.handshake_due.is_none() {
             return true;
         }
+        if c.client.proxy.is_some() && !self.read_proxy_header(ctx, id) {
+            return false;
+        }
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return false;
+        };
         if c.client.hello.is_some() && !self.read_hello(ctx, id) {
             return false;
         }
@@ -264,7 +292,13 @@ impl HttpProxy {
         );
     }
 
-    fn tls_refused(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, reason: TlsFailure, why: &str) {
+    pub(super) fn tls_refused(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        reason: TlsFailure,
+        why: &str,
+    ) {
         let Some(c) = self.conns.get(id.0) else {
             return;
         };

@@ -21,6 +21,7 @@
 mod client;
 mod exchange;
 pub mod pool;
+mod proxy_header;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -128,7 +129,8 @@ pub(crate) struct Conn {
     uout_stall: Option<Instant>,
     /// The access-control admission to give back at close.
     admitted: Option<Admitted>,
-    /// https: the TLS handshake is not complete; it must be by then.
+    /// The PROXY header (`accept_proxy`) or the TLS handshake (https) is
+    /// not complete; it must be by then.
     handshake_due: Option<Instant>,
 }
 
@@ -223,7 +225,7 @@ impl HttpProxy {
             owner: listener,
             port,
             peer,
-            handshake_due: tls.then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT)),
+            handshake_due: intake_due(&client, tls, now),
             client,
             client_token: token,
             client_ready: Readiness::default(),
@@ -431,6 +433,16 @@ impl HttpProxy {
             c.rt.access(c.owner).release(a);
         }
         self.closed += 1;
+    }
+}
+
+/// When the intake must be done: the PROXY header (`accept_proxy`), else
+/// the TLS handshake (https); `None`: HTTP starts at once.
+fn intake_due(client: &ClientStream, tls: bool, now: Instant) -> Option<Instant> {
+    if client.proxy.is_some() {
+        Some(crate::clock::after(now, crate::tcp::PROXY_HEADER_TIMEOUT))
+    } else {
+        tls.then(|| crate::clock::after(now, client::HANDSHAKE_TIMEOUT))
     }
 }
 

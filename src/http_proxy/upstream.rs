@@ -205,7 +205,8 @@ impl HttpProxy {
         };
         let keep = c.session.local_reply(&c.cin, now).filter(|_| !draining);
         let before = c.cout.len();
-        crate::http::reply::write_error_response(status, keep.is_none(), &mut c.cout);
+        let head = c.req.as_ref().is_some_and(|r| r.method == "HEAD");
+        crate::http::reply::write_error_response(status, keep.is_none(), head, &mut c.cout);
         c.closing = keep.is_none();
         let rest_of_body = keep.unwrap_or(0).min(c.cin.len());
         c.cin.drain(..rest_of_body);

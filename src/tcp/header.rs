@@ -58,7 +58,7 @@ pub fn judge(buf: &[u8], closed: bool, accept: Accept) -> Intake {
     }
 }
 
-fn accepted_versions(a: AcceptProxy) -> Accept {
+pub(crate) fn accepted_versions(a: AcceptProxy) -> Accept {
     match a {
         AcceptProxy::V1 => Accept::V1,
         AcceptProxy::V2 => Accept::V2,

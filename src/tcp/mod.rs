@@ -24,7 +24,7 @@
 mod accept;
 pub mod buffer;
 mod conn;
-mod header;
+pub(crate) mod header;
 mod intake_tls;
 pub mod phase;
 pub mod relay;

@@ -22,11 +22,22 @@ impl Tls {
     /// Connects and completes the handshake as `name` (verified against
     /// the test CA).
     pub fn connect(port: u16, cfg: Arc<rustls::ClientConfig>, name: &str) -> Result<Tls, String> {
+        Tls::connect_after(port, cfg, name, b"")
+    }
+
+    /// [`Tls::connect`], writing `prefix` (a PROXY header) first in clear.
+    pub fn connect_after(
+        port: u16,
+        cfg: Arc<rustls::ClientConfig>,
+        name: &str,
+        prefix: &[u8],
+    ) -> Result<Tls, String> {
         let mut conn =
             rustls::ClientConnection::new(cfg, ServerName::try_from(name.to_string()).unwrap())
                 .map_err(|e| e.to_string())?;
         let mut sock = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
         sock.set_read_timeout(Some(WAIT)).unwrap();
+        sock.write_all(prefix).map_err(|e| e.to_string())?;
         while conn.is_handshaking() {
             conn.complete_io(&mut sock).map_err(|e| e.to_string())?;
         }

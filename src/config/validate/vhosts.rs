@@ -210,3 +210,47 @@ fn show_name(n: &SniName) -> String {
         SniName::Suffix(s) => format!("\"*{s}\""),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::load_named;
+    use crate::config::*;
+
+    #[test]
+    fn a_group_gets_its_table_on_the_first_listener_and_the_others_share_its_socket() {
+        let doc = r#"listeners:
+  - { name: a, bind: "127.0.0.1:80", protocol: http, backend: b, server_names: [A.Test., "*.z.test"] }
+  - { name: alone, bind: "127.0.0.1:81", protocol: http, backend: b, server_names: [x.test] }
+  - { name: d, bind: "127.0.0.1:80", protocol: http, backend: b, default_server: true }
+  - { name: u, bind: "127.0.0.1:80", protocol: udp, backend: b }
+backends:
+  - { name: b, servers: ["127.0.0.1:9"] }
+"#;
+        let plan = load_named("v.yaml", doc).unwrap();
+        let l = &plan.listeners;
+        assert_eq!(
+            l[0].vhosts,
+            Some(VhostTable {
+                names: vec![
+                    (SniName::Exact("a.test".into()), ListenerId(0)),
+                    (SniName::Suffix(".z.test".into()), ListenerId(0)),
+                ],
+                default: ListenerId(2),
+            })
+        );
+        assert_eq!(
+            (l[0].socket_of, l[2].socket_of),
+            (None, Some(ListenerId(0)))
+        );
+        assert_eq!(
+            (&l[1].vhosts, l[1].socket_of),
+            (&None, None),
+            "alone: no group"
+        );
+        assert_eq!(
+            (&l[3].vhosts, l[3].socket_of),
+            (&None, None),
+            "udp: not http"
+        );
+    }
+}
