@@ -118,3 +118,41 @@ fn nginx_upstream_connections_are_reused_across_clients() {
     let counts: Vec<u32> = seen.iter().map(|s| s.1).collect();
     assert_eq!(counts, [1, 2, 3, 4]);
 }
+
+#[test]
+fn smuggling_attempts_never_reach_nginx() {
+    let Some(ng) = nginx("smuggling_attempts_never_reach_nginx", &[("ok.txt", b"ok")]) else {
+        return;
+    };
+    let (_n, port) = start_http_at(&[ng.addr], "", "");
+    let cases: &[&[u8]] = &[
+        b"POST /ok.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /ok.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        b"POST /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nX-A\x01: a\r\n\r\n",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\nhello",
+        b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n",
+    ];
+    for case in cases {
+        let mut c = Client::connect(port);
+        c.send(case);
+        let r = c.response();
+        assert_eq!(
+            (r.status, r.header("Connection")),
+            (400, Some("close")),
+            "{}",
+            String::from_utf8_lossy(case)
+        );
+        c.expect_closed();
+    }
+    // A good request then goes through, and is all nginx ever saw.
+    assert_eq!(
+        exchange(port, b"GET /ok.txt HTTP/1.1\r\nHost: t\r\n\r\n").body,
+        b"ok"
+    );
+    assert!(eventually(WAIT, || ng.requests().len() == 1));
+    assert_eq!(ng.requests(), ["GET /ok.txt HTTP/1.1"]);
+}

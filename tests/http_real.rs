@@ -353,3 +353,21 @@ fn sighup_and_sigterm_with_keep_alive_http_client_connections() {
     );
     assert_eq!(n.wait_exit(WAIT), Some(0));
 }
+
+#[test]
+fn curl_requests_are_routed_by_host_and_path_prefix() {
+    let Some((a, b)) = origins("curl_requests_are_routed") else {
+        return;
+    };
+    let port = free_port();
+    let _n = Nvelox::start(&format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\n    routes:\n      - match: {{ host: api.example.com, path_prefix: /v1/ }}\n        backend: api\nbackends:\n  - name: app\n    servers: [\"{}\"]\n  - name: api\n    servers: [\"{}\"]\n",
+        a.addr, b.addr
+    ));
+    let get =
+        |host: &str, path: &str| text(&curl(&["-H", &format!("Host: {host}"), &url(port, path)]));
+    assert_eq!(get("API.example.com:8000", "/v1/x"), "b");
+    assert_eq!(get("api.example.com", "/v2/x"), "a");
+    assert_eq!(get("www.example.com", "/v1/x"), "a");
+    assert_eq!(b.requests(), ["GET /v1/x"]);
+}

@@ -245,6 +245,19 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// The request lines nginx served (its access log), the readiness
+    /// probe left out.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.contains("/ready.txt"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -260,7 +273,7 @@ fn nginx_conf(dir: &TempDir, port: u16) -> String {
         ""
     };
     format!(
-        "{user}master_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  keepalive_requests 100000;\n  server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n    location = /headers {{\n      default_type text/plain;\n      return 200 \"xff=$http_x_forwarded_for proto=$http_x_forwarded_proto port=$http_x_forwarded_port\";\n    }}\n    location = /conn {{\n      default_type text/plain;\n      return 200 \"$connection $connection_requests\";\n    }}\n  }}\n}}\n"
+        "{user}master_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n  log_format line '$request';\n  access_log {d}/access.log line;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  keepalive_requests 100000;\n  server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n    location = /headers {{\n      default_type text/plain;\n      return 200 \"xff=$http_x_forwarded_for proto=$http_x_forwarded_proto port=$http_x_forwarded_port\";\n    }}\n    location = /conn {{\n      default_type text/plain;\n      return 200 \"$connection $connection_requests\";\n    }}\n  }}\n}}\n"
     )
 }
 
