@@ -468,12 +468,6 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn fd_exhaustion_keeps_serving_without_spinning_and_recovers() {
     const LIMIT: u64 = 48;
@@ -567,7 +561,7 @@ fn ten_thousand_connections_leak_no_fds_and_little_memory() {
         drop(conns);
         if batch == 9 {
             assert!(eventually(WAIT, || open_fds(pid) <= baseline));
-            warm_rss = rss_kib(pid);
+            warm_rss = status_kib(pid, "VmRSS:");
         }
     }
     assert!(
@@ -575,7 +569,7 @@ fn ten_thousand_connections_leak_no_fds_and_little_memory() {
         "fds {} vs baseline {baseline}",
         open_fds(pid)
     );
-    let rss = rss_kib(pid);
+    let rss = status_kib(pid, "VmRSS:");
     assert!(
         rss < warm_rss + 8 * 1024,
         "RSS grew from {warm_rss} KiB to {rss} KiB"

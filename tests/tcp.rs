@@ -407,22 +407,16 @@ fn access_log_has_one_line_per_connection() {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_client_that_never_reads_costs_bounded_memory() {
     // The backend pushes as fast as it can; the client never reads.
     let (addr, rx) = firehose_backend();
     let port = free_port();
     let n = Nvelox::start(&config(port, "roundrobin", &[quoted(addr)], "", ""));
-    let before = rss_kib(n.pid());
+    let before = status_kib(n.pid(), "VmRSS:");
     let _idle_reader = connect(port);
     let sent = rx.recv_timeout(WAIT).unwrap();
-    let grown = rss_kib(n.pid()).saturating_sub(before);
+    let grown = status_kib(n.pid(), "VmRSS:").saturating_sub(before);
     assert!(
         sent < (64 << 20),
         "the backend was never slowed down: {sent} bytes accepted"

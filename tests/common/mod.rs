@@ -490,3 +490,11 @@ pub fn firehose_backend() -> (SocketAddr, mpsc::Receiver<usize>) {
     });
     (addr, rx)
 }
+
+/// A `kB` figure of `/proc/PID/status`, e.g. `VmRSS:` (resident now) or
+/// `VmHWM:` (the peak resident size so far).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
