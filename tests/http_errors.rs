@@ -135,3 +135,43 @@ fn a_refused_connect_is_502_and_a_server_known_down_is_503() {
         503
     );
 }
+
+#[test]
+fn statuses_listed_in_retry_on_count_against_the_server() {
+    let busy = Origin::start(Arc::new(|_| {
+        Answer::Raw(b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy".to_vec())
+    }));
+    let good = Origin::named("good");
+    let passive =
+        "    health_check:\n      passive:\n        max_fails: 2\n        fail_timeout: 20s\n";
+    let get = |port: u16| exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    // Retried on good: the client never sees busy's 503s, which still take
+    // busy out.
+    let (n, port) = start_http(
+        &[&busy, &good],
+        "",
+        &format!("    retry: {{ attempts: 2, on: \"503\" }}\n{passive}"),
+    );
+    for _ in 0..4 {
+        assert_eq!(get(port).body, b"good");
+    }
+    n.wait_for_line(&format!("server {}: up -> down", busy.addr), WAIT);
+    let seen = busy.requests().len();
+    for _ in 0..4 {
+        assert_eq!(get(port).body, b"good");
+    }
+    assert_eq!(busy.requests().len(), seen, "a server down gets nothing");
+    drop(n);
+    // Not retried (one attempt): forwarded as it is, and still counted.
+    let (n, port) = start_http(
+        &[&busy],
+        "",
+        &format!("    retry: {{ attempts: 1, on: \"503\" }}\n{passive}"),
+    );
+    assert_eq!(get(port).body, b"busy");
+    assert_eq!(get(port).body, b"busy");
+    n.wait_for_line(&format!("server {}: up -> down", busy.addr), WAIT);
+    let r = get(port);
+    assert_eq!(r.status, 503);
+    assert_ne!(r.body, b"busy", "nvelox's own 503: no server is up");
+}

@@ -463,6 +463,15 @@ impl HttpProxy {
                 write_response_head(&head, &rc, &hp.edits, &mut c.cout);
                 if let Some(r) = c.req.as_mut() {
                     r.status = head.status;
+                    // A status listed in `retry.on` counts against the
+                    // server (passive health) even when it is not retried.
+                    let backend = rt.backend(r.backend);
+                    if let Some(up) = c.up.as_ref() {
+                        if backend.plan.http.retry.retries_status(head.status) {
+                            let why = "status listed in retry.on";
+                            backend.report_failure(up.server, ctx.now(), why);
+                        }
+                    }
                 }
                 count(c, before);
                 if let Some(end) = end {

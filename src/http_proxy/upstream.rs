@@ -157,15 +157,19 @@ impl HttpProxy {
         let written = c.up.as_ref().map_or(0, |u| u.written);
         if let (Some(up), Some(req)) = (&c.up, &c.req) {
             let backend = c.rt.backend(req.backend);
-            if matches!(
-                failure,
-                UpstreamFailure::ConnectFailed | UpstreamFailure::Reset
-            ) {
-                backend
-                    .server(up.server)
-                    .stats
-                    .add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
-                backend.report_failure(up.server, now, "connect failed or reset");
+            match failure {
+                UpstreamFailure::ConnectFailed | UpstreamFailure::Reset => {
+                    backend
+                        .server(up.server)
+                        .stats
+                        .add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
+                    backend.report_failure(up.server, now, "connect failed or reset");
+                }
+                // A status listed in `retry.on` (only those are retried).
+                UpstreamFailure::Status(_) => {
+                    backend.report_failure(up.server, now, "status listed in retry.on")
+                }
+                _ => {}
             }
         }
         self.drop_upstream(ctx, id, false);
