@@ -3,7 +3,9 @@
  *   udp_load rate HOST PORT SOCKETS SECONDS SIZE
  *       SOCKETS connected sockets (one proxy session each), each keeping one
  *       request outstanding for SECONDS; a request unanswered for 200 ms is
- *       counted lost and sent again. Prints one JSON line.
+ *       counted lost and sent again. Prints one JSON line, with the round
+ *       trip's p50/p99/p99.9 (microseconds, from the send to the epoll
+ *       wakeup that saw the reply; 1 us buckets up to 200 ms).
  *   udp_load sessions HOST PORT N HOLD_SECONDS
  *       opens N sockets, sends one datagram on each (in batches, resending
  *       once), prints "ready replied=R" and holds the sockets until stdin
@@ -50,12 +52,28 @@ static void raise_nofile(void) {
     }
 }
 
+#define LAT_BUCKETS 200000 /* 1 us each: 0 .. 200 ms (the resend limit) */
+
+static double lat_pct(const long *h, long total, double pct) {
+    if (total <= 0) return -1.0;
+    long want = (long)((double)total * pct / 100.0 + 0.999999);
+    if (want < 1) want = 1;
+    long seen = 0;
+    for (int i = 0; i < LAT_BUCKETS; i++) {
+        seen += h[i];
+        if (seen >= want) return (double)i + 1.0;
+    }
+    return (double)LAT_BUCKETS;
+}
+
 static int run_rate(const char *host, int port, int nsock, double secs, int size) {
     int ep = epoll_create1(0);
     int *fds = calloc((size_t)nsock, sizeof(int));
     double *sent_at = calloc((size_t)nsock, sizeof(double));
     char *buf = calloc(1, 65536);
-    if (!fds || !sent_at || !buf || ep < 0) return 2;
+    long *lat = calloc(LAT_BUCKETS, sizeof(long));
+    long timed = 0;
+    if (!fds || !sent_at || !buf || !lat || ep < 0) return 2;
     memset(buf, 'u', (size_t)size);
     long replies = 0, lost = 0, errors = 0;
     double t0 = now_s(), end = t0 + secs;
@@ -83,6 +101,12 @@ static int run_rate(const char *host, int port, int nsock, double secs, int size
                     break;
                 }
                 replies++;
+                double us = (t - sent_at[i]) * 1e6;
+                if (us >= 0) {
+                    long b = (long)us;
+                    lat[b < LAT_BUCKETS ? b : LAT_BUCKETS - 1]++;
+                    timed++;
+                }
                 if (send(fds[i], buf, (size_t)size, 0) < 0) errors++;
                 sent_at[i] = t;
             }
@@ -99,8 +123,10 @@ static int run_rate(const char *host, int port, int nsock, double secs, int size
         }
     }
     double el = now_s() - t0;
-    printf("{\"replies\": %ld, \"seconds\": %.3f, \"rate\": %.1f, \"lost\": %ld, \"errors\": %ld}\n",
-           replies, el, (double)replies / el, lost, errors);
+    printf("{\"replies\": %ld, \"seconds\": %.3f, \"rate\": %.1f, \"lost\": %ld, \"errors\": %ld, "
+           "\"p50_us\": %.0f, \"p99_us\": %.0f, \"p999_us\": %.0f}\n",
+           replies, el, (double)replies / el, lost, errors, lat_pct(lat, timed, 50.0),
+           lat_pct(lat, timed, 99.0), lat_pct(lat, timed, 99.9));
     return 0;
 }
 

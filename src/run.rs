@@ -179,7 +179,8 @@ fn serve(
     let listeners = plan.listeners.len();
     let mut rt = Arc::new(Runtime::new(plan));
     let access = logs.access.clone();
-    let group = match LoopGroup::start(workers, "nvelox", |i| {
+    let loop_stats = Arc::clone(&rt.loop_stats);
+    let group = match LoopGroup::start_with_stats(workers, "nvelox", &loop_stats, |i| {
         Worker::new(
             Arc::clone(&rt),
             access.clone(),

@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use reactor::LoopStats;
+
 use crate::acl::ListenerAccess;
 use crate::backend_rt::BackendRt;
 use crate::config::{BackendId, ListenerId, Plan};
@@ -30,6 +32,9 @@ pub struct Runtime {
     /// Per listener, indexed by `ListenerId`: per-loop counters, carried
     /// over for listeners a reload kept.
     pub listener_stats: Vec<Arc<ListenerStats>>,
+    /// Per event loop, by loop index: its wakeup figures (written by the
+    /// loop itself, read by a scrape); the same across reloads.
+    pub loop_stats: Arc<[Arc<LoopStats>]>,
 }
 
 impl Runtime {
@@ -73,6 +78,7 @@ impl Runtime {
             listener_active,
             access,
             listener_stats,
+            loop_stats: (0..loops).map(|_| Arc::new(LoopStats::new())).collect(),
         }
     }
 
@@ -84,6 +90,7 @@ impl Runtime {
     pub fn reloaded(plan: Plan, old: &Runtime, keep: &[Option<ListenerId>]) -> Runtime {
         let mut fresh = Runtime::new(plan);
         fresh.active = Arc::clone(&old.active);
+        fresh.loop_stats = Arc::clone(&old.loop_stats);
         for (o, n) in keep.iter().enumerate() {
             if let (Some(n), Some(counter)) = (n, old.listener_active.get(o)) {
                 fresh.listener_active[n.0] = Arc::clone(counter);

@@ -4,6 +4,9 @@
 //! tokens were re-queued), read the clock once, dispatch readiness events,
 //! then re-queued tokens, then mailbox messages, then due timers, then
 //! `on_tick`; finally token slots removed during the iteration are released.
+//! Before the next poll the clock is read again (for the poll's timeout),
+//! and the wakeup's duration and event count go into the loop's
+//! [`LoopStats`].
 //!
 //! A removed token is never delivered again: within the iteration its slot
 //! stays reserved (its tag reads `None`), and before the slot is released
@@ -20,6 +23,7 @@ use mio::{Events, Interest, Poll, Registry};
 
 use crate::handler::{Action, Handler, Ready};
 use crate::mailbox::{Sender, Shared};
+use crate::stats::LoopStats;
 use crate::timer::{TimerKey, TimerWheel};
 use crate::token::{Token, Tokens};
 
@@ -187,6 +191,7 @@ pub struct EventLoop<H: Handler> {
     events: Events,
     ctx: Ctx<H>,
     mailbox: Arc<Shared<H::Message>>,
+    stats: Arc<LoopStats>,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -195,6 +200,12 @@ impl<H: Handler> EventLoop<H> {
     }
 
     pub(crate) fn with_index(loop_index: usize) -> io::Result<Self> {
+        Self::with_stats(loop_index, Arc::new(LoopStats::new()))
+    }
+
+    /// A loop that records its wakeups into `stats` (which the caller may
+    /// read from any thread while the loop runs).
+    pub fn with_stats(loop_index: usize, stats: Arc<LoopStats>) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
         let registry = poll.registry().try_clone()?;
@@ -213,7 +224,13 @@ impl<H: Handler> EventLoop<H> {
                 poller_ops: 0,
             },
             mailbox: Arc::new(Shared::new(waker)),
+            stats,
         })
+    }
+
+    /// This loop's wakeup figures.
+    pub fn stats(&self) -> Arc<LoopStats> {
+        Arc::clone(&self.stats)
     }
 
     /// A sender for this loop's mailbox.
@@ -245,13 +262,20 @@ impl<H: Handler> EventLoop<H> {
         let mut messages = VecDeque::new();
         let mut due = Vec::new();
         let mut requeued = Vec::new();
+        // When the last wakeup started and how many events it had.
+        let mut awake: Option<(Instant, usize)> = None;
         while !ctx.stopping && !self.mailbox.stop_requested() {
+            let before_poll = Instant::now();
+            if let Some((since, events)) = awake.take() {
+                self.stats
+                    .record_wakeup(before_poll.saturating_duration_since(since), events);
+            }
             let timeout = if !ctx.requeued.is_empty() {
                 Some(Duration::ZERO)
             } else {
                 ctx.timers.next_deadline().map(|d| {
                     // Round up so we never wake a hair early and spin.
-                    let wait = d.saturating_duration_since(Instant::now());
+                    let wait = d.saturating_duration_since(before_poll);
                     let ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
                     Duration::from_millis(ms)
                 })
@@ -263,10 +287,12 @@ impl<H: Handler> EventLoop<H> {
             }
             ctx.now = Instant::now();
             let mut stop = false;
+            let mut events = 0;
             for event in self.events.iter() {
                 if event.token() == WAKER {
                     continue;
                 }
+                events += 1;
                 let token = Token::from(event.token());
                 if ctx.tokens.get(token).is_none() {
                     continue;
@@ -274,6 +300,7 @@ impl<H: Handler> EventLoop<H> {
                 stop |= handler.on_ready(ctx, token, Ready::from_event(event)) == Action::Stop;
             }
             std::mem::swap(&mut requeued, &mut ctx.requeued);
+            self.stats.record_requeues(requeued.len());
             for (token, ready) in requeued.drain(..) {
                 if ctx.tokens.get(token).is_some() {
                     stop |= handler.on_ready(ctx, token, ready) == Action::Stop;
@@ -292,6 +319,7 @@ impl<H: Handler> EventLoop<H> {
             if stop {
                 ctx.stopping = true;
             }
+            awake = Some((ctx.now, events));
         }
         ctx.stopping = true;
         handler.on_stop(ctx);

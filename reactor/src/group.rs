@@ -7,11 +7,13 @@
 //! a `reuseport` listener is bound once per loop by the caller instead.
 
 use std::io;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::event_loop::EventLoop;
 use crate::handler::Handler;
 use crate::mailbox::Sender;
+use crate::stats::LoopStats;
 
 /// Which loop owns listener number `index`.
 pub fn assign(index: usize, loops: usize) -> usize {
@@ -21,12 +23,31 @@ pub fn assign(index: usize, loops: usize) -> usize {
 pub struct LoopGroup<M> {
     senders: Vec<Sender<M>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    stats: Vec<Arc<LoopStats>>,
 }
 
 impl<M: Send + 'static> LoopGroup<M> {
     /// Starts one loop per handler, on threads named `{name}-{i}`.
     /// `make(i)` builds handler `i` on the calling thread.
-    pub fn start<H, F>(loops: usize, name: &str, mut make: F) -> io::Result<LoopGroup<M>>
+    pub fn start<H, F>(loops: usize, name: &str, make: F) -> io::Result<LoopGroup<M>>
+    where
+        H: Handler<Message = M> + Send + 'static,
+        H::Tag: Send,
+        H::Timer: Send,
+        F: FnMut(usize) -> H,
+    {
+        Self::start_with_stats(loops, name, &[], make)
+    }
+
+    /// As [`start`](Self::start), loop `i` recording its wakeups into
+    /// `stats[i]` (a fresh [`LoopStats`] where `stats` is shorter), so the
+    /// caller can hand the figures to a handler before the loops exist.
+    pub fn start_with_stats<H, F>(
+        loops: usize,
+        name: &str,
+        stats: &[Arc<LoopStats>],
+        mut make: F,
+    ) -> io::Result<LoopGroup<M>>
     where
         H: Handler<Message = M> + Send + 'static,
         H::Tag: Send,
@@ -36,9 +57,15 @@ impl<M: Send + 'static> LoopGroup<M> {
         let mut group = LoopGroup {
             senders: Vec::new(),
             threads: Vec::new(),
+            stats: Vec::new(),
         };
         for i in 0..loops.max(1) {
-            let event_loop = EventLoop::<H>::with_index(i)?;
+            let s = stats
+                .get(i)
+                .map(Arc::clone)
+                .unwrap_or_else(|| Arc::new(LoopStats::new()));
+            group.stats.push(Arc::clone(&s));
+            let event_loop = EventLoop::<H>::with_stats(i, s)?;
             let mut handler = make(i);
             group.senders.push(event_loop.sender());
             let spawned = std::thread::Builder::new()
@@ -69,6 +96,11 @@ impl<M: Send + 'static> LoopGroup<M> {
 
     pub fn senders(&self) -> &[Sender<M>] {
         &self.senders
+    }
+
+    /// Each loop's wakeup figures, by loop index.
+    pub fn stats(&self) -> &[Arc<LoopStats>] {
+        &self.stats
     }
 
     /// True once every loop has returned from `run`.

@@ -37,6 +37,7 @@ pub mod io;
 pub mod listener;
 pub mod mailbox;
 pub mod splice;
+pub mod stats;
 pub mod sys;
 pub mod timer;
 pub mod token;
@@ -49,6 +50,7 @@ pub use handler::{Action, Handler, Ready};
 pub use io::IoStatus;
 pub use mailbox::Sender;
 pub use mio::Interest;
+pub use stats::{LoopSnapshot, LoopStats};
 pub use timer::{TimerKey, TimerWheel};
 pub use token::{Token, Tokens};
 

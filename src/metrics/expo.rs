@@ -147,6 +147,7 @@ pub fn render(rt: &Runtime, access_log_dropped: u64) -> String {
     listeners(&mut e, rt);
     backends(&mut e, rt);
     servers(&mut e, rt);
+    loops(&mut e, rt);
     e.family(
         "nvelox_reloads_total",
         "counter",
@@ -403,9 +404,121 @@ fn servers(e: &mut Expo, rt: &Runtime) {
     });
 }
 
+/// Wakeup buckets shown: upper bounds 2^10 ns (~1 us) .. 2^30 ns (~1.07 s);
+/// the cumulative count of the first one includes the shorter wakeups.
+const WAKEUP_FIRST_SHOWN: usize = 11;
+
+/// The event loops' own figures (`reactor::LoopStats`), label `loop`.
+fn loops(e: &mut Expo, rt: &Runtime) {
+    use reactor::stats::{bucket_le, EVENT_BUCKETS, WAKEUP_BUCKETS};
+    let snaps: Vec<_> = rt.loop_stats.iter().map(|s| s.snapshot()).collect();
+    let name = "nvelox_loop_wakeup_seconds";
+    e.family(
+        name,
+        "histogram",
+        "Time an event loop stayed awake per wakeup: from the return of epoll_wait to its next call.",
+    );
+    for (i, s) in snaps.iter().enumerate() {
+        let lp = i.to_string();
+        let mut cum = 0u64;
+        for (b, n) in s.wakeup_buckets.iter().enumerate() {
+            cum = cum.wrapping_add(*n);
+            let Some(le_ns) = bucket_le(b, WAKEUP_BUCKETS) else {
+                continue;
+            };
+            if b >= WAKEUP_FIRST_SHOWN {
+                let le = (le_ns as f64 / 1e9).to_string();
+                e.sample(
+                    &format!("{name}_bucket"),
+                    &[("loop", &lp), ("le", &le)],
+                    cum,
+                );
+            }
+        }
+        e.sample(
+            &format!("{name}_bucket"),
+            &[("loop", &lp), ("le", "+Inf")],
+            s.wakeups(),
+        );
+        e.sample(
+            &format!("{name}_sum"),
+            &[("loop", &lp)],
+            s.wakeup_ns_sum as f64 / 1e9,
+        );
+        e.sample(&format!("{name}_count"), &[("loop", &lp)], s.wakeups());
+    }
+    let name = "nvelox_loop_events_per_wakeup";
+    e.family(
+        name,
+        "histogram",
+        "Readiness events an event loop's epoll_wait returned per wakeup.",
+    );
+    for (i, s) in snaps.iter().enumerate() {
+        let lp = i.to_string();
+        let mut cum = 0u64;
+        for (b, n) in s.event_buckets.iter().enumerate() {
+            cum = cum.wrapping_add(*n);
+            let le = bucket_le(b, EVENT_BUCKETS).map_or("+Inf".to_string(), |v| v.to_string());
+            e.sample(
+                &format!("{name}_bucket"),
+                &[("loop", &lp), ("le", &le)],
+                cum,
+            );
+        }
+        e.sample(&format!("{name}_sum"), &[("loop", &lp)], s.events_sum);
+        e.sample(&format!("{name}_count"), &[("loop", &lp)], s.wakeups());
+    }
+    let name = "nvelox_loop_requeues_total";
+    e.family(
+        name,
+        "counter",
+        "Sources an event loop re-queued behind the other ready ones because their per-wakeup budget ran out.",
+    );
+    for (i, s) in snaps.iter().enumerate() {
+        e.sample(name, &[("loop", &i.to_string())], s.requeues);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loop_histograms_are_cumulative_with_count_sum_and_inf() {
+        let text = "listeners:\n  - { name: l, bind: \"127.0.0.1:1\", default_backend: b }\nbackends:\n  - name: b\n    servers: [\"127.0.0.1:9\"]\n";
+        let mut plan = crate::config::load_str(text, std::path::Path::new("t.yaml")).unwrap();
+        plan.server.workers = 2;
+        let rt = Runtime::new(plan);
+        let s = &rt.loop_stats[1];
+        s.record_wakeup(std::time::Duration::from_nanos(500), 1);
+        s.record_wakeup(std::time::Duration::from_micros(3), 3);
+        s.record_wakeup(std::time::Duration::from_secs(2), 0);
+        s.record_requeues(4);
+        let out = render(&rt, 0);
+        for want in [
+            "# TYPE nvelox_loop_wakeup_seconds histogram\n",
+            // 500 ns and nothing else at or below ~1 us
+            "nvelox_loop_wakeup_seconds_bucket{loop=\"1\",le=\"0.000001024\"} 1\n",
+            "nvelox_loop_wakeup_seconds_bucket{loop=\"1\",le=\"0.000004096\"} 2\n",
+            "nvelox_loop_wakeup_seconds_bucket{loop=\"1\",le=\"1.073741824\"} 2\n",
+            "nvelox_loop_wakeup_seconds_bucket{loop=\"1\",le=\"+Inf\"} 3\n",
+            "nvelox_loop_wakeup_seconds_sum{loop=\"1\"} 2.0000035\n",
+            "nvelox_loop_wakeup_seconds_count{loop=\"1\"} 3\n",
+            "nvelox_loop_wakeup_seconds_count{loop=\"0\"} 0\n",
+            "# TYPE nvelox_loop_events_per_wakeup histogram\n",
+            "nvelox_loop_events_per_wakeup_bucket{loop=\"1\",le=\"0\"} 1\n",
+            "nvelox_loop_events_per_wakeup_bucket{loop=\"1\",le=\"1\"} 2\n",
+            "nvelox_loop_events_per_wakeup_bucket{loop=\"1\",le=\"2\"} 2\n",
+            "nvelox_loop_events_per_wakeup_bucket{loop=\"1\",le=\"4\"} 3\n",
+            "nvelox_loop_events_per_wakeup_bucket{loop=\"1\",le=\"1024\"} 3\n",
+            "nvelox_loop_events_per_wakeup_bucket{loop=\"1\",le=\"+Inf\"} 3\n",
+            "nvelox_loop_events_per_wakeup_sum{loop=\"1\"} 4\n",
+            "nvelox_loop_requeues_total{loop=\"1\"} 4\n",
+            "nvelox_loop_requeues_total{loop=\"0\"} 0\n",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
+    }
 
     #[test]
     fn label_values_are_escaped_as_the_format_says() {
@@ -439,7 +552,11 @@ mod tests {
                 typed.insert(rest.split(' ').next().unwrap().to_string());
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                assert!(typed.contains(name), "sample before its TYPE: {line}");
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|x| name.strip_suffix(x).filter(|f| typed.contains(*f)))
+                    .unwrap_or(name);
+                assert!(typed.contains(family), "sample before its TYPE: {line}");
             }
         }
     }
