@@ -271,13 +271,10 @@ impl HttpProxy {
             match reactor::io::connect_result_for(&up.stream, &ready) {
                 Ok(false) => return,
                 Ok(true) => {
+                    // Passive health hears of this server again from the
+                    // response (a server that accepts and then fails every
+                    // request must not pass a trial by connecting).
                     up.connecting = None;
-                    let b = c.rt.backend(
-                        c.req
-                            .as_ref()
-                            .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend),
-                    );
-                    b.report_success(up.server, ctx.now());
                 }
                 Err(_) => {
                     self.upstream_failed(ctx, id, crate::http::UpstreamFailure::ConnectFailed);
@@ -480,6 +477,27 @@ fn settings(rt: &Runtime, l: ListenerId) -> (HeadLimits, Timeouts) {
         response: backend.plan.http.response_timeout.unwrap_or(far),
     };
     (limits, timeouts)
+}
+
+impl Conn {
+    /// Starts (or stops) the write-stall clocks of `timeouts.write`: a
+    /// buffer waiting for its peer since `now`, unless already waiting.
+    /// A write that makes progress resets its clock.
+    fn note_write_stalls(&mut self, now: std::time::Instant) {
+        let to_client = !self.cout.is_empty() || self.client.has_queued_records();
+        let to_server =
+            !self.uout.is_empty() && self.up.as_ref().is_some_and(|u| u.connecting.is_none());
+        for (waiting, stall) in [
+            (to_client, &mut self.cout_stall),
+            (to_server, &mut self.uout_stall),
+        ] {
+            if !waiting {
+                *stall = None;
+            } else if stall.is_none() {
+                *stall = Some(now);
+            }
+        }
+    }
 }
 
 fn note(r: &mut Readiness, ready: Ready) {
