@@ -439,13 +439,14 @@ backends:
 #[test]
 fn admin_answers_401_404_405_400_and_basic_auth_opens_the_page() {
     let b = Backend::start(Mode::Echo);
-    let (port, aport) = (free_port(), free_port());
+    let (port, aport, hport) = (free_port(), free_port(), free_port());
     let n = Nvelox::start(&format!(
         r#"
 metrics: {{ enabled: true, bind: "127.0.0.1:{aport}" }}
 admin: {{ enabled: true, bind: "127.0.0.1:{aport}", api_key: "s3cret" }}
 listeners:
   - {{ name: l, bind: "127.0.0.1:{port}", backend: x }}
+  - {{ name: web, bind: "127.0.0.1:{hport}", protocol: http, backend: x }}
 backends:
   - {{ name: x, servers: ["127.0.0.1:{}"] }}
 "#,
@@ -458,7 +459,17 @@ backends:
     assert!(body.starts_with("{\"error\":"), "{body}");
     assert_eq!(get(admin, "/api/v1/stats", Some("wrong")).0, 401);
     assert_eq!(get(admin, "/api/v1/stats", Some("s3cre")).0, 401);
-    assert_eq!(get(admin, "/api/v1/stats", Some("s3cret")).0, 200);
+    let (st, stats) = get(admin, "/api/v1/stats", Some("s3cret"));
+    assert_eq!(st, 200);
+    // Each listener's own protocol (http ones were reported as "tcp").
+    assert!(
+        stats.contains("\"name\":\"l\",\"protocol\":\"tcp\""),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("\"name\":\"web\",\"protocol\":\"http\""),
+        "{stats}"
+    );
     // "any:s3cret" in base64: what a browser sends after the prompt.
     let (st, _, page) = http(
         admin,

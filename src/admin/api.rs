@@ -168,7 +168,11 @@ fn stats(env: &Env<'_>) -> String {
         };
         j.begin_object();
         j.str("name", &l.name);
-        j.str("protocol", if udp { "udp" } else { "tcp" });
+        let protocol = match l.protocol {
+            Protocol::Http if l.tls.is_some() => "https",
+            p => p.name(),
+        };
+        j.str("protocol", protocol);
         j.str("bind", &l.bind.to_string());
         j.num("sockets", l.bind.port_count() * copies);
         j.str("backend", &rt.plan.backend(l.backend).name);

@@ -277,7 +277,7 @@ impl HttpProxy {
         };
         if up.connecting.is_some() || !up.ready.writable || c.uout.is_empty() {
             if c.tunnel && c.client_eof && c.uout.is_empty() {
-                let _ = up.stream.shutdown(std::net::Shutdown::Write);
+                up.stream.shutdown_write();
             }
             return Flow::Go(false);
         }
@@ -322,8 +322,8 @@ impl HttpProxy {
         match read(&mut up.stream, tmp) {
             IoStatus::Progress(n) => {
                 c.uin.extend_from_slice(&tmp[..n]);
-                // A short read emptied the socket: wait for the next edge.
-                if n < tmp.len() && !up.ready.hangup {
+                // A short read emptied the socket: wait for the next edge (none over TLS).
+                if n < tmp.len() && !up.ready.hangup && !up.stream.is_tls() {
                     up.ready.readable = false;
                 }
                 Flow::Go(true)

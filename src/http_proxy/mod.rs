@@ -13,6 +13,8 @@
 //!   (route, edit heads, stream bodies, retry, reply, finish a request);
 //! - `upstream.rs`: picking a server per request and connecting (or reusing
 //!   a pooled connection), the access-log line;
+//! - `server_stream.rs`: the server stream (plain, or TLS for
+//!   `backend_tls`) and the TLS handshake of a connect attempt;
 //! - `pool.rs`: idle upstream connections per server.
 //!
 //! Does not own the HTTP wire rules (`http/`), balancing and health
@@ -22,13 +24,13 @@ mod client;
 mod exchange;
 pub mod pool;
 mod proxy_header;
+mod server_stream;
 mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use reactor::{Ctx, Interest, Ready, TimerKey, Token};
 use slab::Slab;
 
@@ -42,6 +44,7 @@ use crate::runtime::Runtime;
 use crate::tcp::relay::Readiness;
 
 pub use client::ClientStream;
+pub use server_stream::ServerStream;
 
 /// Index of an HTTP client connection in its loop's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,10 +59,11 @@ const SCRATCH: usize = 16 * 1024;
 
 /// The server connection of the request in flight.
 pub(crate) struct Upstream {
-    stream: TcpStream,
+    stream: ServerStream,
     token: Token,
     ready: Readiness,
-    /// The non-blocking connect has not completed yet; due by this time.
+    /// The non-blocking connect (and the TLS handshake, with
+    /// `backend_tls`) has not completed yet; due by this time.
     connecting: Option<Instant>,
     server: ServerId,
     target: SocketAddr,
@@ -129,6 +133,9 @@ pub(crate) struct Conn {
     uout_stall: Option<Instant>,
     /// The access-control admission to give back at close.
     admitted: Option<Admitted>,
+    /// Why the last server attempt failed, when more precise than
+    /// "server failed" (a TLS handshake), for the access log.
+    up_why: Option<&'static str>,
     /// The PROXY header (`accept_proxy`) or the TLS handshake (https) is
     /// not complete; it must be by then.
     handshake_due: Option<Instant>,
@@ -247,6 +254,7 @@ impl HttpProxy {
             cout_stall: None,
             uout_stall: None,
             admitted,
+            up_why: None,
         });
         self.arm(ctx, id);
     }
@@ -268,18 +276,15 @@ impl HttpProxy {
         };
         note(&mut up.ready, ready);
         if up.connecting.is_some() {
-            match reactor::io::connect_result_for(&up.stream, &ready) {
-                Ok(false) => return,
-                Ok(true) => {
-                    // Passive health hears of this server again from the
-                    // response (a server that accepts and then fails every
-                    // request must not pass a trial by connecting).
-                    up.connecting = None;
-                }
-                Err(_) => {
-                    self.upstream_failed(ctx, id, crate::http::UpstreamFailure::ConnectFailed);
-                    return self.drive(ctx, id);
-                }
+            if !self.connect_step(ctx, id, &ready) {
+                return;
+            }
+        } else if up.ready.writable && up.stream.has_queued_records() {
+            // TLS records a full socket did not take (the request's tail).
+            match up.stream.flush_records() {
+                Ok(true) => c.uout_stall = None,
+                Ok(false) => {}
+                Err(_) => up.ready.writable = false,
             }
         }
         self.drive(ctx, id);
@@ -485,8 +490,9 @@ impl Conn {
     /// A write that makes progress resets its clock.
     fn note_write_stalls(&mut self, now: std::time::Instant) {
         let to_client = !self.cout.is_empty() || self.client.has_queued_records();
-        let to_server =
-            !self.uout.is_empty() && self.up.as_ref().is_some_and(|u| u.connecting.is_none());
+        let to_server = self.up.as_ref().is_some_and(|u| {
+            u.connecting.is_none() && (!self.uout.is_empty() || u.stream.has_queued_records())
+        });
         for (waiting, stall) in [
             (to_client, &mut self.cout_stall),
             (to_server, &mut self.uout_stall),

@@ -1,24 +1,28 @@
 //! Idle upstream HTTP connections of one event loop, per server address.
 //!
-//! Owns the idle sockets: a connection enters only after a complete
-//! response with nothing extra read, at most `keepalive` per server (the
-//! oldest leaves first), and stays registered under [`Tag::HttpPooled`] so
-//! that a server closing it is seen at once ([`Pool::remove_token`]). A
-//! connection taken out is checked with a non-blocking peek first: one the
-//! server closed meanwhile is dropped, never used. Does not own which
-//! server a request goes to.
+//! Owns the idle connections: one enters only after a complete response
+//! with nothing extra read, at most `keepalive` per server (the oldest
+//! leaves first), and stays registered under [`Tag::HttpPooled`] so that a
+//! server closing it is seen at once ([`Pool::remove_token`]). A connection
+//! taken out is checked first ([`ServerStream::idle_usable`]): one the
+//! server closed meanwhile (FIN, or close_notify over TLS) is dropped,
+//! never used. A `backend_tls` connection keeps its TLS session and is
+//! only taken for the same loaded `backend_tls` block (never for plain
+//! HTTP, nor for another block's name or trust anchors). Does not own
+//! which server a request goes to.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use mio::net::TcpStream;
 use reactor::{Ctx, Token};
 
+use super::ServerStream;
 use crate::events::{Loop, Tag};
+use crate::tls::ClientTlsId;
 
 #[derive(Default)]
 pub struct Pool {
-    idle: HashMap<SocketAddr, Vec<(TcpStream, Token)>>,
+    idle: HashMap<SocketAddr, Vec<(ServerStream, Token)>>,
 }
 
 impl Pool {
@@ -27,42 +31,45 @@ impl Pool {
         &mut self,
         ctx: &mut Ctx<impl Loop>,
         target: SocketAddr,
-        stream: TcpStream,
+        stream: ServerStream,
         token: Token,
         keepalive: usize,
     ) {
-        if keepalive == 0 {
+        if keepalive == 0 || stream.has_queued_records() {
             ctx.forget(token);
             return;
         }
         if let Some(tag) = ctx.tag_mut(token) {
             *tag = Tag::HttpPooled;
         }
+        let id = stream.tls_id().cloned();
+        let same = |s: &ServerStream| s.tls_id() == id.as_ref();
         let list = self.idle.entry(target).or_default();
         list.push((stream, token));
-        while list.len() > keepalive {
-            let (_closed_on_drop, t) = list.remove(0);
-            ctx.forget(t);
+        if list.iter().filter(|(s, _)| same(s)).count() > keepalive {
+            if let Some(k) = list.iter().position(|(s, _)| same(s)) {
+                let (_closed_on_drop, t) = list.remove(k);
+                ctx.forget(t);
+            }
         }
     }
 
-    /// An idle connection to `target` that is still open, if any; its
-    /// token is left for the caller to retag.
+    /// An idle connection to `target` made with `tls` (`None`: plain) that
+    /// is still usable, if any; its token is left for the caller to retag.
     pub fn take(
         &mut self,
         ctx: &mut Ctx<impl Loop>,
         target: SocketAddr,
-    ) -> Option<(TcpStream, Token)> {
+        tls: Option<&ClientTlsId>,
+    ) -> Option<(ServerStream, Token)> {
         let list = self.idle.get_mut(&target)?;
-        while let Some((s, t)) = list.pop() {
-            let mut probe = [0u8; 1];
-            match s.peek(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some((s, t)),
-                // Closed (0), unexpected bytes, or an error: not usable.
-                _ => {
-                    ctx.forget(t);
-                }
+        while let Some(k) = list.iter().rposition(|(s, _)| s.tls_id() == tls) {
+            let (mut s, t) = list.remove(k);
+            if s.idle_usable() {
+                return Some((s, t));
             }
+            // Closed, unexpected bytes, or an error: not usable.
+            ctx.forget(t);
         }
         None
     }
@@ -72,11 +79,10 @@ impl Pool {
     pub fn remove_token(&mut self, ctx: &mut Ctx<impl Loop>, token: Token) {
         for list in self.idle.values_mut() {
             if let Some(k) = list.iter().position(|(_, t)| *t == token) {
-                let (s, t) = list.swap_remove(k);
-                let mut probe = [0u8; 1];
-                if matches!(s.peek(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
-                {
-                    // A spurious wake-up (e.g. the initial writable edge): keep it.
+                let (mut s, t) = list.swap_remove(k);
+                if s.idle_usable() {
+                    // A spurious wake-up (e.g. the initial writable edge,
+                    // or a TLS session ticket): keep it.
                     list.push((s, t));
                 } else {
                     ctx.forget(t);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use mio::net::TcpStream;
 use reactor::{Ctx, Interest};
 
-use super::{Conn, HttpId, HttpProxy, Request, Upstream};
+use super::{Conn, HttpId, HttpProxy, Request, ServerStream, Upstream};
 use crate::events::{Loop, Tag};
 use crate::http::{ExchangeEnd, UpstreamFailure, UpstreamStep};
 use crate::limits::is_resource_exhaustion;
@@ -49,7 +49,9 @@ impl HttpProxy {
             req.server = Some(backend.server(sid).plan.label.clone());
             let target = backend.server(sid).target(c.port);
             c.session.attempt_started(backend.plan.http.retry, now);
-            if let Some((stream, token)) = self.pool.take(ctx, target) {
+            let tls = backend.plan.tls.as_ref();
+            if let Some((stream, token)) = self.pool.take(ctx, target, tls.map(|t| t.id()).as_ref())
+            {
                 if let Some(tag) = ctx.tag_mut(token) {
                     *tag = Tag::HttpUpstream(id);
                 }
@@ -71,7 +73,7 @@ impl HttpProxy {
                 });
                 return Ok(());
             }
-            match connect(ctx, id, target) {
+            match connect(ctx, id, target, tls) {
                 Ok((stream, token)) => {
                     c.up = Some(Upstream {
                         stream,
@@ -124,6 +126,11 @@ impl HttpProxy {
             self.pool
                 .put(ctx, up.target, up.stream, up.token, keepalive);
         } else {
+            let mut stream = up.stream;
+            if stream.is_tls() && up.connecting.is_none() {
+                // Best effort: close_notify, as far as the socket takes it.
+                stream.shutdown_write();
+            }
             ctx.forget(up.token);
         }
     }
@@ -173,6 +180,7 @@ impl HttpProxy {
             }
         }
         self.drop_upstream(ctx, id, false);
+        let why = self.conns[id.0].up_why.take();
         match step {
             UpstreamStep::Retry { .. } => {
                 let c = &mut self.conns[id.0];
@@ -180,10 +188,12 @@ impl HttpProxy {
                     c.uout.clone_from(&c.resend);
                 }
                 if let Err(status) = self.start_attempt(ctx, id) {
-                    self.reply(ctx, id, status, "no server left");
+                    self.reply(ctx, id, status, why.unwrap_or("no server left"));
                 }
             }
-            UpstreamStep::Reply { status, .. } => self.reply(ctx, id, status, "server failed"),
+            UpstreamStep::Reply { status, .. } => {
+                self.reply(ctx, id, status, why.unwrap_or("server failed"))
+            }
             UpstreamStep::Abort => self.close(ctx, id, "server failed mid-response"),
             _ => {}
         }
@@ -207,6 +217,7 @@ impl HttpProxy {
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
+        c.up_why = None;
         let keep = c.session.local_reply(&c.cin, now).filter(|_| !draining);
         let before = c.cout.len();
         let head = c.req.as_ref().is_some_and(|r| r.method == "HEAD");
@@ -248,6 +259,7 @@ impl HttpProxy {
         };
         self.drop_upstream(ctx, id, reuse);
         let c = &mut self.conns[id.0];
+        c.up_why = None;
         // Between requests a connection holds no buffer memory.
         c.resend = Vec::new();
         c.uout = Vec::new();
@@ -294,11 +306,24 @@ impl HttpProxy {
     }
 }
 
+/// A non-blocking connect to `target`, with the TLS session that will
+/// run on it for a `backend_tls` backend (a session that cannot be made
+/// fails the attempt like a connect).
+// Without the `tls` feature no session can exist (an empty enum).
+#[cfg_attr(not(feature = "tls"), allow(unreachable_code))]
 fn connect(
     ctx: &mut Ctx<impl Loop>,
     id: HttpId,
     target: SocketAddr,
-) -> std::io::Result<(TcpStream, reactor::Token)> {
+    tls: Option<&crate::tls::ClientTls>,
+) -> std::io::Result<(ServerStream, reactor::Token)> {
+    let session = match tls {
+        None => None,
+        Some(t) => Some((
+            t.http_session(target.ip()).map_err(std::io::Error::other)?,
+            t.id(),
+        )),
+    };
     let mut s = TcpStream::connect(target)?;
     let _ = s.set_nodelay(true);
     let t = ctx.register(
@@ -306,7 +331,7 @@ fn connect(
         Interest::READABLE | Interest::WRITABLE,
         Tag::HttpUpstream(id),
     )?;
-    Ok((s, t))
+    Ok((ServerStream::connecting(s, session), t))
 }
 
 impl Conn {

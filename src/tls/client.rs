@@ -37,7 +37,11 @@ pub struct ClientSpec {
 /// settings and file contents (a reload keeps an unchanged backend).
 #[derive(Clone)]
 pub struct ClientTls {
+    /// For tcp listeners: no ALPN (the bytes are the client's).
     pub config: Arc<ClientConfig>,
+    /// For http/https listeners: the same, offering ALPN `http/1.1`. Also
+    /// what pooled HTTP connections are matched on (one per loaded block).
+    pub http_config: Arc<ClientConfig>,
     server_name: Option<ServerName<'static>>,
     spec: ClientSpec,
     contents: Vec<Vec<u8>>,
@@ -61,11 +65,37 @@ impl ClientTls {
     /// A session to the server at `ip`: SNI and verification use
     /// `server_name`, else the address itself.
     pub fn session(&self, ip: IpAddr) -> Result<super::TlsSession, rustls::Error> {
-        let name = self
-            .server_name
+        super::TlsSession::client(Arc::clone(&self.config), self.name(ip))
+    }
+
+    /// [`session`](Self::session) for HTTP: ALPN offers `http/1.1`.
+    pub fn http_session(&self, ip: IpAddr) -> Result<super::TlsSession, rustls::Error> {
+        super::TlsSession::client(Arc::clone(&self.http_config), self.name(ip))
+    }
+
+    /// What pooled HTTP connections made with this block are matched on.
+    pub fn id(&self) -> ClientTlsId {
+        ClientTlsId(Arc::clone(&self.http_config))
+    }
+
+    /// SNI and verification name: `server_name`, else the address itself
+    /// (an IP address is verified but sent as no SNI).
+    fn name(&self, ip: IpAddr) -> ServerName<'static> {
+        self.server_name
             .clone()
-            .unwrap_or(ServerName::IpAddress(ip.into()));
-        super::TlsSession::client(Arc::clone(&self.config), name)
+            .unwrap_or(ServerName::IpAddress(ip.into()))
+    }
+}
+
+/// The identity of one loaded `backend_tls:` block: equal only for
+/// clones of the same load (it holds its config, so the identity cannot be
+/// reused by another block while a pooled connection carries it).
+#[derive(Clone)]
+pub struct ClientTlsId(Arc<ClientConfig>);
+
+impl PartialEq for ClientTlsId {
+    fn eq(&self, other: &ClientTlsId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -165,6 +195,11 @@ pub fn load(spec: &ClientSpec) -> Result<(ClientTls, Vec<Problem>), Vec<Problem>
     match config {
         Some(config) if problems.is_empty() => Ok((
             ClientTls {
+                http_config: Arc::new({
+                    let mut http = config.clone();
+                    http.alpn_protocols = vec![b"http/1.1".to_vec()];
+                    http
+                }),
                 config: Arc::new(config),
                 server_name,
                 spec: spec.clone(),

@@ -24,7 +24,19 @@ impl ClientTls {
     pub fn session(&self, _ip: std::net::IpAddr) -> Result<TlsSession, String> {
         match *self {}
     }
+
+    pub fn http_session(&self, _ip: std::net::IpAddr) -> Result<TlsSession, String> {
+        match *self {}
+    }
+
+    pub fn id(&self) -> ClientTlsId {
+        match *self {}
+    }
 }
+
+/// No loaded `backend_tls:` block, so no identity of one.
+#[derive(Clone, PartialEq)]
+pub enum ClientTlsId {}
 
 /// No TLS connection can exist without the feature.
 pub enum TlsSession {}
@@ -66,6 +78,10 @@ impl TlsSession {
     }
 
     pub fn peer_gone(&self) -> bool {
+        match *self {}
+    }
+
+    pub fn cert_rejected(&self) -> bool {
         match *self {}
     }
 

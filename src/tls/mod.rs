@@ -21,7 +21,7 @@ pub mod session;
 pub mod x509;
 
 #[cfg(feature = "tls")]
-pub use client::ClientTls;
+pub use client::{ClientTls, ClientTlsId};
 #[cfg(feature = "tls")]
 pub use server::ServerTls;
 #[cfg(feature = "tls")]
@@ -30,7 +30,7 @@ pub use session::{Handshake, TlsIo, TlsSession};
 #[cfg(not(feature = "tls"))]
 mod disabled;
 #[cfg(not(feature = "tls"))]
-pub use disabled::{ClientTls, Handshake, ServerTls, TlsIo, TlsSession};
+pub use disabled::{ClientTls, ClientTlsId, Handshake, ServerTls, TlsIo, TlsSession};
 
 /// The error for a TLS key in a binary built without the `tls` feature.
 pub const BUILT_WITHOUT_TLS: &str =

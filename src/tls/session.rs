@@ -59,6 +59,9 @@ pub struct TlsSession {
     /// The handshake failed on the socket (the peer closed or reset it),
     /// not on a TLS error.
     peer_gone: bool,
+    /// The handshake failed because the peer's certificate was refused
+    /// (client side: verification against the trust anchors or the name).
+    cert_rejected: bool,
 }
 
 /// A session borrowed together with its socket: the plaintext stream.
@@ -90,6 +93,7 @@ impl TlsSession {
             closing: false,
             shut: false,
             peer_gone: false,
+            cert_rejected: false,
         }
     }
 
@@ -121,6 +125,12 @@ impl TlsSession {
     /// reset the connection (not because of a TLS error).
     pub fn peer_gone(&self) -> bool {
         self.peer_gone
+    }
+
+    /// The last failed handshake step failed because the peer's
+    /// certificate was refused (e.g. unknown issuer, wrong name).
+    pub fn cert_rejected(&self) -> bool {
+        self.cert_rejected
     }
 
     /// The protocol agreed by ALPN, if any.
@@ -198,6 +208,7 @@ impl TlsSession {
                 Ok(0) => return Handshake::Failed(PEER_CLOSED.into()),
                 Ok(_) => {
                     if let Err(e) = self.conn.process_new_packets() {
+                        self.cert_rejected = matches!(e, rustls::Error::InvalidCertificate(_));
                         // Best effort: tell the peer why (the alert is queued).
                         let _ = self.flush(sock);
                         return Handshake::Failed(e.to_string());

@@ -321,7 +321,7 @@ impl Validator<'_> {
                     ),
                 );
             }
-            if l.protocol != Protocol::Tcp {
+            if l.protocol == Protocol::Udp {
                 let used = routes.iter().map(|r| r.backend.0).chain(default);
                 for bi in used.collect::<Vec<_>>() {
                     if backends[bi].plan.tls.is_none() || tls_refused[bi] {
@@ -334,7 +334,7 @@ impl Validator<'_> {
                         file,
                         &key(&path, "backend_tls"),
                         format!(
-                            "backend_tls on a backend that {} listener {who:?} uses: TLS to servers is for tcp listeners (http: planned)",
+                            "backend_tls on a backend that {} listener {who:?} uses: TLS to servers is for tcp, http and https listeners",
                             l.protocol.name()
                         ),
                     );

@@ -1,0 +1,394 @@
+//! `backend_tls` behind `protocol: http` listeners, through the real
+//! binary: nvelox as a TLS client to HTTP servers (verification against
+//! `ca_cert`, `server_name` for SNI, ALPN http/1.1, client certificates,
+//! `insecure`), per-request balancing and keep-alive reuse of the TLS
+//! connections, failures as 502 with the server never seeing the request.
+//! Certificates are made per test with `openssl`; the servers are rustls
+//! in this process, speaking HTTP/1.1 with keep-alive.
+#![cfg(feature = "tls")]
+
+#[path = "common/certs.rs"]
+mod certs;
+mod common;
+#[path = "common/origin.rs"]
+mod origin;
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use certs::*;
+use common::*;
+use origin::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::PrivateKeyDer;
+
+/// What a server saw of one TLS connection.
+#[derive(Clone, Debug, Default)]
+struct ConnInfo {
+    sni: Option<String>,
+    alpn: Option<Vec<u8>>,
+    client_cert: bool,
+    /// The handshake completed.
+    ok: bool,
+}
+
+/// An HTTPS origin: answers every request `200 NAME:TARGET`, keep-alive;
+/// an idle connection is ended with close_notify after `idle`.
+struct TlsOrigin {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    conns: Arc<Mutex<Vec<ConnInfo>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for TlsOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+impl TlsOrigin {
+    /// Serves with `dir/CERT.pem`; `require_client`: a client certificate
+    /// signed by the test CA is required.
+    fn start(dir: &Path, cert: &str, name: &'static str, require_client: bool) -> TlsOrigin {
+        TlsOrigin::start_idle(dir, cert, name, require_client, WAIT)
+    }
+
+    fn start_idle(
+        dir: &Path,
+        cert: &str,
+        name: &'static str,
+        require_client: bool,
+        idle: Duration,
+    ) -> TlsOrigin {
+        let key = PrivateKeyDer::from_pem_file(dir.join(format!("{cert}.key"))).unwrap();
+        let b = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let b = if require_client {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in chain(&dir.join("ca.pem")) {
+                roots.add(c).unwrap();
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .unwrap();
+            b.with_client_cert_verifier(v)
+        } else {
+            b.with_no_client_auth()
+        };
+        let mut cfg = b
+            .with_single_cert(chain(&dir.join(format!("{cert}.pem"))), key)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let cfg = Arc::new(cfg);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let o = TlsOrigin {
+            addr,
+            seen: Arc::default(),
+            conns: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (seen, conns, stop) = (
+            Arc::clone(&o.seen),
+            Arc::clone(&o.conns),
+            Arc::clone(&o.stop),
+        );
+        thread::spawn(move || {
+            for s in l.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(s) = s else { continue };
+                let (cfg, seen, conns) = (Arc::clone(&cfg), Arc::clone(&seen), Arc::clone(&conns));
+                thread::spawn(move || serve(s, cfg, name, idle, &seen, &conns));
+            }
+        });
+        o
+    }
+
+    fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn conns(&self) -> Vec<ConnInfo> {
+        self.conns.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    mut s: TcpStream,
+    cfg: Arc<rustls::ServerConfig>,
+    name: &str,
+    idle: Duration,
+    seen: &Mutex<Vec<Seen>>,
+    conns: &Mutex<Vec<ConnInfo>>,
+) {
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut conn = rustls::ServerConnection::new(cfg).unwrap();
+    let k = {
+        let mut c = conns.lock().unwrap();
+        c.push(ConnInfo::default());
+        c.len() - 1
+    };
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut s).is_err() {
+            return;
+        }
+    }
+    conns.lock().unwrap()[k] = ConnInfo {
+        sni: conn.server_name().map(str::to_string),
+        alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+        client_cert: conn.peer_certificates().is_some_and(|c| !c.is_empty()),
+        ok: true,
+    };
+    s.set_read_timeout(Some(idle)).unwrap();
+    let mut r = BufReader::new(rustls::StreamOwned::new(conn, s));
+    while let Some(req) = read_request(&mut r) {
+        let body = format!("{name}:{}", req.target);
+        seen.lock().unwrap().push(req);
+        if r.get_mut().write_all(&ok(body.as_bytes())).is_err() {
+            return;
+        }
+    }
+    // Idle (or the client left): close_notify, then the FIN.
+    let tls = r.get_mut();
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+/// One http listener on `port` in front of `servers` with `backend_tls: TLS`.
+fn yaml(port: u16, servers: &[SocketAddr], tls: &str, backend_extra: &str) -> String {
+    let list: Vec<String> = servers.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"server: {{ workers: 1, shutdown_timeout: 1s }}
+logging: {{ level: info, error_log: stderr }}
+listeners:
+  - name: web
+    bind: "127.0.0.1:{port}"
+    protocol: http
+    backend: app
+    backend_server_header: X-Backend-Server
+backends:
+  - name: app
+    balance: roundrobin
+{backend_extra}    backend_tls: {tls}
+    servers: [{}]
+"#,
+        list.join(", ")
+    )
+}
+
+fn start(servers: &[SocketAddr], tls: &str, extra: &str) -> (Nvelox, u16) {
+    let port = free_port();
+    (Nvelox::start(&yaml(port, servers, tls, extra)), port)
+}
+
+fn body(g: &Got) -> String {
+    String::from_utf8_lossy(&g.body).to_string()
+}
+
+#[test]
+fn http_requests_reach_tls_servers_balanced_over_kept_alive_connections() {
+    let tmp = TempDir::new("btls-http");
+    make_certs(&tmp.0);
+    let a = TlsOrigin::start(&tmp.0, "a", "a", false);
+    let b = TlsOrigin::start(&tmp.0, "a", "b", false);
+    let ca = tmp.path("ca.pem");
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: a.test }}",
+        ca.display()
+    );
+    let (n, port) = start(&[a.addr, b.addr], &tls, "");
+
+    let mut c = Client::connect(port);
+    let mut names = Vec::new();
+    for i in 0..6 {
+        let g = c.get(&format!("/get/{i}"));
+        assert_eq!(g.status, 200, "{g:?}");
+        let got = body(&g);
+        assert!(got.ends_with(&format!(":/get/{i}")), "{got}");
+        names.push(got[..1].to_string());
+    }
+    // Each request is balanced on its own.
+    assert_eq!(names, ["a", "b", "a", "b", "a", "b"]);
+    let post = b"POST /post HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world";
+    c.send(post);
+    let g = c.response();
+    assert_eq!(g.status, 200, "{g:?}");
+    let all: Vec<Seen> = a.requests().into_iter().chain(b.requests()).collect();
+    let p = all.iter().find(|s| s.method == "POST").expect("the POST");
+    assert_eq!(p.body, b"hello world");
+    // The Host header is the client's; SNI is server_name; ALPN http/1.1.
+    assert!(all.iter().all(|s| s.header("host") == Some("t")), "{all:?}");
+    for o in [&a, &b] {
+        let conns = o.conns();
+        // One TLS connection per server carried all its requests.
+        assert_eq!(conns.len(), 1, "{conns:?}");
+        assert_eq!(conns[0].sni.as_deref(), Some("a.test"));
+        assert_eq!(conns[0].alpn.as_deref(), Some(&b"http/1.1"[..]));
+        assert!(!conns[0].client_cert);
+        assert!(o.requests().len() >= 3);
+    }
+    drop(n);
+}
+
+#[test]
+fn a_server_failing_verification_gets_no_request_and_the_client_a_502() {
+    let tmp = TempDir::new("btls-verify");
+    make_certs(&tmp.0);
+    let other = TempDir::new("btls-other-ca");
+    make_certs(&other.0);
+    let a = TlsOrigin::start(&tmp.0, "a", "a", false);
+
+    // Another CA: the certificate is not trusted.
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: a.test }}",
+        other.path("ca.pem").display()
+    );
+    let (n, port) = start(&[a.addr], &tls, "");
+    let g = Client::connect(port).get("/x");
+    assert_eq!(g.status, 502, "{g:?}");
+    n.wait_for_line("tls verify failed", WAIT);
+    drop(n);
+
+    // The right CA, the wrong name.
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: other.test }}",
+        tmp.path("ca.pem").display()
+    );
+    let (n, port) = start(&[a.addr], &tls, "");
+    let g = Client::connect(port).get("/y");
+    assert_eq!(g.status, 502, "{g:?}");
+    n.wait_for_line("tls verify failed", WAIT);
+    drop(n);
+    assert!(a.requests().is_empty(), "{:?}", a.requests());
+    assert!(a.conns().iter().all(|c| !c.ok), "{:?}", a.conns());
+
+    // A server whose certificate fails is a failed connect: the request
+    // goes to the next server, and passive health counts it.
+    let bad = TlsOrigin::start(&tmp.0, "b", "bad", false);
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: a.test }}",
+        tmp.path("ca.pem").display()
+    );
+    let extra = "    health_check: { passive: { max_fails: 1, fail_timeout: 30s } }\n";
+    let (_n, port) = start(&[bad.addr, a.addr], &tls, extra);
+    let mut c = Client::connect(port);
+    for i in 0..4 {
+        let g = c.get(&format!("/r{i}"));
+        assert_eq!(g.status, 200, "{g:?}");
+        assert!(body(&g).starts_with("a:"), "{g:?}");
+    }
+    assert!(bad.requests().is_empty());
+    // Taken out after its first failure: one handshake, not one per request.
+    assert_eq!(bad.conns().len(), 1, "{:?}", bad.conns());
+}
+
+#[test]
+fn insecure_takes_a_self_signed_server_and_an_ip_sends_no_sni() {
+    let tmp = TempDir::new("btls-insecure");
+    make_certs(&tmp.0);
+    openssl(
+        &tmp.0,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+            "-subj",
+            "/CN=self",
+            "-days",
+            "2",
+        ],
+    );
+    let s = TlsOrigin::start(&tmp.0, "self", "s", false);
+    let ca = tmp.path("ca.pem");
+    // Verified: refused.
+    let tls = format!("{{ enabled: true, ca_cert: {} }}", ca.display());
+    let (n, port) = start(&[s.addr], &tls, "");
+    assert_eq!(Client::connect(port).get("/v").status, 502);
+    drop(n);
+    assert!(s.requests().is_empty());
+    // insecure: true takes it.
+    let (n, port) = start(&[s.addr], "{ enabled: true, insecure: true }", "");
+    let g = Client::connect(port).get("/i");
+    assert_eq!((g.status, body(&g).as_str()), (200, "s:/i"), "{g:?}");
+    assert!(
+        n.stderr_text().contains("not verified"),
+        "{}",
+        n.stderr_text()
+    );
+    // No server_name: the server's IP is verified (IP SAN), no SNI sent.
+    leaf(&tmp.0, "ip", "IP:127.0.0.1", false);
+    let ip = TlsOrigin::start(&tmp.0, "ip", "ip", false);
+    let (_n, port) = start(&[ip.addr], &tls, "");
+    let g = Client::connect(port).get("/ip");
+    assert_eq!((g.status, body(&g).as_str()), (200, "ip:/ip"), "{g:?}");
+    assert_eq!(ip.conns()[0].sni, None);
+}
+
+#[test]
+fn a_client_certificate_is_presented_when_configured() {
+    let tmp = TempDir::new("btls-client-cert");
+    make_certs(&tmp.0);
+    let a = TlsOrigin::start(&tmp.0, "a", "a", true);
+    let d = tmp.0.display();
+    let without = format!("{{ enabled: true, ca_cert: {d}/ca.pem, server_name: a.test }}");
+    let (n, port) = start(&[a.addr], &without, "");
+    assert_eq!(Client::connect(port).get("/no").status, 502);
+    drop(n);
+    assert!(a.requests().is_empty());
+    let with = format!(
+        "{{ enabled: true, ca_cert: {d}/ca.pem, server_name: a.test, client_cert: {d}/client.pem, client_key: {d}/client.key }}"
+    );
+    let (_n, port) = start(&[a.addr], &with, "");
+    let g = Client::connect(port).get("/yes");
+    assert_eq!((g.status, body(&g).as_str()), (200, "a:/yes"), "{g:?}");
+    assert!(
+        a.conns().iter().any(|c| c.ok && c.client_cert),
+        "{:?}",
+        a.conns()
+    );
+}
+
+#[test]
+fn a_pooled_connection_the_server_closed_with_close_notify_is_not_reused() {
+    let tmp = TempDir::new("btls-pool-close");
+    make_certs(&tmp.0);
+    let a = TlsOrigin::start_idle(&tmp.0, "a", "a", false, Duration::from_millis(200));
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: a.test }}",
+        tmp.path("ca.pem").display()
+    );
+    let (_n, port) = start(&[a.addr], &tls, "");
+    let mut c = Client::connect(port);
+    assert_eq!(c.get("/1").status, 200);
+    // The server ends the idle pooled connection (close_notify, FIN).
+    assert!(eventually(WAIT, || a.conns().len() == 1));
+    thread::sleep(Duration::from_millis(600));
+    let g = c.get("/2");
+    assert_eq!((g.status, body(&g).as_str()), (200, "a:/2"), "{g:?}");
+    assert_eq!(
+        a.conns().len(),
+        2,
+        "a new connection for the second request"
+    );
+}
