@@ -139,7 +139,9 @@ impl BackendRt {
     /// `loops`: event loops, one counter cell each.
     pub fn new(plan: &BackendPlan, seed: u64, loops: usize) -> BackendRt {
         let picker = match plan.balance {
-            BalanceKind::Maglev => Picker::Maglev(MaglevRt::new(&plan.servers, plan.hash_key)),
+            BalanceKind::Maglev => {
+                Picker::Maglev(MaglevRt::new(&plan.name, &plan.servers, plan.hash_key))
+            }
             kind => {
                 let members: Vec<Member> = plan.servers.iter().map(member).collect();
                 Picker::Locked(Mutex::new(new_balancer(kind, &members, seed)))

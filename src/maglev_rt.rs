@@ -41,6 +41,8 @@ thread_local! {
 }
 
 struct Shared {
+    /// The backend's name, for the log line of a rebuild.
+    backend: String,
     servers: Vec<Member>,
     size: usize,
     current: Mutex<Arc<MaglevTable>>,
@@ -51,9 +53,17 @@ struct Shared {
 }
 
 impl Shared {
-    fn install(&self, table: MaglevTable) {
+    /// Swaps `table` (built over `members`) in, and says so in the log: a
+    /// rebuild follows a change of the servers in rotation, so it is rare.
+    fn install(&self, table: MaglevTable, members: &[u32]) {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         self.generation.fetch_add(1, Ordering::Release);
+        log::info!(
+            "backend {}: maglev table rebuilt over {} of {} servers",
+            self.backend,
+            members.iter().filter(|&&w| w > 0).count(),
+            self.servers.len()
+        );
     }
 }
 
@@ -66,9 +76,9 @@ pub struct MaglevRt {
 }
 
 impl MaglevRt {
-    /// Builds the first table with every primary server in rotation (the
-    /// servers start up), here, at load or reload time.
-    pub fn new(servers: &[ServerPlan], key: HashKey) -> MaglevRt {
+    /// Builds the first table of backend `name` with every primary server
+    /// in rotation (the servers start up), here, at load or reload time.
+    pub fn new(name: &str, servers: &[ServerPlan], key: HashKey) -> MaglevRt {
         static NEXT_UID: AtomicU64 = AtomicU64::new(0);
         let members: Vec<Member> = servers
             .iter()
@@ -93,6 +103,7 @@ impl MaglevRt {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             key,
             shared: Arc::new(Shared {
+                backend: name.to_string(),
                 servers: members,
                 size: TABLE_SIZE,
                 current: Mutex::new(Arc::new(table)),
@@ -174,7 +185,7 @@ impl MaglevRt {
         let fallback = members.clone();
         let job = move || {
             let table = MaglevTable::build(&shared.servers, &members, shared.size);
-            shared.install(table);
+            shared.install(table, &members);
             shared.rebuilding.store(false, Ordering::Release);
         };
         let spawned = std::thread::Builder::new()
@@ -185,7 +196,7 @@ impl MaglevRt {
             // a stale table until a thread can be had.
             log::warn!("maglev table rebuild thread: {e}; rebuilding on the event loop");
             let s = &self.shared;
-            s.install(MaglevTable::build(&s.servers, &fallback, s.size));
+            s.install(MaglevTable::build(&s.servers, &fallback, s.size), &fallback);
             s.rebuilding.store(false, Ordering::Release);
         }
     }
@@ -242,7 +253,7 @@ mod tests {
 
     #[test]
     fn a_server_leaving_rotation_is_rebuilt_out_and_the_old_table_serves_meanwhile() {
-        let m = MaglevRt::new(&plans(5), HashKey::Ip);
+        let m = MaglevRt::new("b", &plans(5), HashKey::Ip);
         let mut v = view(5);
         let mut rot = vec![true; 5];
         let before: Vec<usize> = (0..2000)
@@ -286,7 +297,7 @@ mod tests {
 
     #[test]
     fn loops_see_a_swap_through_their_caches() {
-        let m = Arc::new(MaglevRt::new(&plans(3), HashKey::Ip));
+        let m = Arc::new(MaglevRt::new("b", &plans(3), HashKey::Ip));
         let v = view(3);
         let rot = [true, false, true];
         wait_current(&m, &v, &rot);
@@ -297,7 +308,7 @@ mod tests {
 
     #[test]
     fn hash_key_ip_port_spreads_one_client() {
-        let m = MaglevRt::new(&plans(4), HashKey::IpPort);
+        let m = MaglevRt::new("b", &plans(4), HashKey::IpPort);
         let v = view(4);
         let rot = [true; 4];
         let ip = IpAddr::from([10, 1, 2, 3]);
@@ -309,7 +320,7 @@ mod tests {
             seen[s.0] = true;
         }
         assert_eq!(seen, [true; 4]);
-        let ip_only = MaglevRt::new(&plans(4), HashKey::Ip);
+        let ip_only = MaglevRt::new("b", &plans(4), HashKey::Ip);
         let first = ip_only.pick(&v, &rot, SocketAddr::new(ip, 1000), &Tried::new());
         for port in 1001..1100 {
             assert_eq!(

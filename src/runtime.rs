@@ -69,7 +69,7 @@ impl Runtime {
         let access = plan
             .listeners
             .iter()
-            .map(|_| Arc::new(ListenerAccess::new(plan.server.max_tracked_sources)))
+            .map(|_| Arc::new(ListenerAccess::new(plan.server.max_tracked_sources, loops)))
             .collect();
         Runtime {
             plan,

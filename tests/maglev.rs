@@ -63,7 +63,7 @@ impl Drop for Server {
     }
 }
 
-fn config(port: u16, workers: usize, servers: &[Server]) -> String {
+fn config(port: u16, metrics: u16, workers: usize, servers: &[Server]) -> String {
     // The same list in the two instances, but written in different orders:
     // the table depends on the addresses, not on their order in the file.
     let mut list: Vec<String> = servers
@@ -73,11 +73,28 @@ fn config(port: u16, workers: usize, servers: &[Server]) -> String {
     if workers % 2 == 0 {
         list.reverse();
     }
+    // A stopped server is refused at once (ICMP), so three failures take
+    // it out within a few intervals; a live one is only marked down after
+    // three probes of 2 s each went unanswered, which a loaded machine
+    // does not reach (a flap would move clients and spoil the counts).
     format!(
-        "server:\n  workers: {workers}\nlisteners:\n  - name: u\n    bind: \"127.0.0.1:{port}\"\n    protocol: udp\n    backend: pool\n    idle_timeout: 1s\n\
-backends:\n  - name: pool\n    balance: maglev\n    health_check:\n      active: {{ type: udp, send: \"probe\", expect: \"s\", interval: 100ms, timeout: 200ms, rise: 1, fall: 1 }}\n    servers:\n{}\n",
+        "server:\n  workers: {workers}\nmetrics: {{ enabled: true, bind: \"127.0.0.1:{metrics}\" }}\n\
+listeners:\n  - name: u\n    bind: \"127.0.0.1:{port}\"\n    protocol: udp\n    backend: pool\n    idle_timeout: 1s\n\
+backends:\n  - name: pool\n    balance: maglev\n    health_check:\n      active: {{ type: udp, send: \"probe\", expect: \"s\", interval: 100ms, timeout: 2s, rise: 1, fall: 3 }}\n    servers:\n{}\n",
         list.join("\n")
     )
+}
+
+/// A sample of the instance's metrics: `key` is the name with its labels.
+fn metric(port: u16, key: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(WAIT)).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// The n-th client's source address: distinct for every n < 62,500.
@@ -90,17 +107,19 @@ fn source(n: u32) -> Ipv4Addr {
     )
 }
 
-/// Which server answers client `n` through each instance.
+/// Which server answers client `n` through each instance. One socket per
+/// instance: a late answer to a repeated question cannot be taken for the
+/// other instance's.
 fn ask_all(instances: &[SocketAddr]) -> Vec<Vec<u8>> {
     let mut seen = vec![Vec::with_capacity(CLIENTS as usize); instances.len()];
     let mut buf = [0u8; 64];
     for n in 0..CLIENTS {
-        let c = UdpSocket::bind((source(n), 0)).unwrap();
-        c.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
         for (i, &to) in instances.iter().enumerate() {
+            let c = UdpSocket::bind((source(n), 0)).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
             let mut answer = None;
-            for _ in 0..6 {
+            for _ in 0..20 {
                 c.send_to(b"hello", to).unwrap();
                 if let Ok((len, from)) = c.recv_from(&mut buf) {
                     assert_eq!(from, to);
@@ -127,8 +146,9 @@ fn two_instances_agree_and_a_server_going_down_moves_only_its_clients() {
     }
     let mut servers: Vec<Server> = (0..SERVERS).map(Server::start).collect();
     let (pa, pb) = (free_port(), free_port());
-    let a = Nvelox::start(&config(pa, 1, &servers));
-    let b = Nvelox::start(&config(pb, 2, &servers));
+    let (ma, mb) = (free_port(), free_port());
+    let a = Nvelox::start(&config(pa, ma, 1, &servers));
+    let b = Nvelox::start(&config(pb, mb, 2, &servers));
     let targets = [
         SocketAddr::from(([127, 0, 0, 1], pa)),
         SocketAddr::from(([127, 0, 0, 1], pb)),
@@ -153,15 +173,36 @@ fn two_instances_agree_and_a_server_going_down_moves_only_its_clients() {
     for n in [&a, &b] {
         n.wait_for_line(&line, WAIT);
     }
-    // Let every phase-1 session expire (idle_timeout 1s), and the first
-    // picks start the table rebuilds.
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    while Instant::now() < deadline {
-        let c = UdpSocket::bind((source(CLIENTS + 1), 0)).unwrap();
+    // The first picks after the change start the table rebuilds; until a
+    // rebuild is in, an instance walks the old table (correct, but not
+    // what the other instance may already say).
+    let rebuilt = format!(
+        "backend pool: maglev table rebuilt over {} of {SERVERS} servers",
+        SERVERS - 1
+    );
+    let warm = UdpSocket::bind((source(CLIENTS + 1), 0)).unwrap();
+    let deadline = Instant::now() + 3 * WAIT;
+    while a.count_lines(&rebuilt) == 0 || b.count_lines(&rebuilt) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no table rebuild after the change:\n{}\n{}",
+            a.stderr_text(),
+            b.stderr_text()
+        );
         for t in targets {
-            let _ = c.send_to(b"warm", t);
+            let _ = warm.send_to(b"warm", t);
         }
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Then every session of phase 1 (and of the warm-up) must have expired
+    // (idle_timeout 1s): a session kept would keep its old server.
+    let open = "nvelox_listener_udp_sessions_current{listener=\"u\"}";
+    for (name, m) in [("a", ma), ("b", mb)] {
+        assert!(
+            eventually(3 * WAIT, || metric(m, open) == Some(0)),
+            "instance {name}: sessions still open: {:?}",
+            metric(m, open)
+        );
     }
 
     let after = ask_all(&targets);

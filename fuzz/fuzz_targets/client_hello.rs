@@ -1,6 +1,7 @@
 //! Fuzz target for the ClientHello peeker (`tls::client_hello::peek`).
 //!
-//! Run from the repository root (nightly, or stable with RUSTC_BOOTSTRAP=1):
+//! Run from the repository root (nightly, or stable with RUSTC_BOOTSTRAP=1;
+//! runs and findings in docs/robustness.md):
 //!
 //! ```text
 //! RUSTC_BOOTSTRAP=1 cargo fuzz run client_hello fuzz/seeds/client_hello -- -max_len=17000

@@ -2,7 +2,8 @@
 //! machine, request-body decoders and the upstream head editor.
 //!
 //! Run (needs a nightly toolchain, or `RUSTC_BOOTSTRAP=1`, and
-//! `cargo install cargo-fuzz`), from the repository root:
+//! `cargo install cargo-fuzz`), from the repository root (runs and findings
+//! in docs/robustness.md):
 //!
 //! ```text
 //! RUSTC_BOOTSTRAP=1 cargo fuzz run http_request fuzz/seeds/http_request -- -max_len=4096

@@ -1,7 +1,9 @@
 //! One listener's access rules ([`AccessPlan`], from the configuration)
 //! and their running state ([`ListenerAccess`]: the listener's token
 //! bucket, the per-client table, refusal counts), shared by every event
-//! loop through `Runtime`.
+//! loop through `Runtime`. Refusals are counted in per-loop cells
+//! ([`PerLoop`]): each loop writes only its own, like every other counter
+//! of the data path (see `metrics`).
 //!
 //! Order of checks for a new client: `ip_denylist`, then `ip_allowlist`
 //! (no lock: immutable sets), then the per-client limits
@@ -12,13 +14,13 @@
 //! check. Does not own logging or counting by metrics families.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::bucket::{Rate, TokenBucket};
 use super::ipset::IpSet;
 use super::per_ip::{PerIpRefusal, PerIpTable};
+use crate::metrics::PerLoop;
 
 /// A listener's access keys, checked and resolved.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -116,17 +118,19 @@ pub struct Admitted {
 pub struct ListenerAccess {
     listener_bucket: Mutex<Option<TokenBucket>>,
     sources: Mutex<PerIpTable>,
-    denied: [AtomicU64; 5],
+    /// Refusals by reason ([`Denied::index`]), one cell per event loop.
+    denied: PerLoop<{ Denied::ALL.len() }>,
 }
 
 impl ListenerAccess {
     /// `tracked_sources`: capacity of the per-client table (memory is only
-    /// used for sources actually seen).
-    pub fn new(tracked_sources: usize) -> ListenerAccess {
+    /// used for sources actually seen); `loops`: event loops, one cell of
+    /// refusal counters each.
+    pub fn new(tracked_sources: usize, loops: usize) -> ListenerAccess {
         ListenerAccess {
             listener_bucket: Mutex::new(None),
             sources: Mutex::new(PerIpTable::new(tracked_sources)),
-            denied: Default::default(),
+            denied: PerLoop::new(loops),
         }
     }
 
@@ -136,22 +140,25 @@ impl ListenerAccess {
         self.sources.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Refusals so far, by reason ([`Denied::index`]).
+    /// Refusals so far, by reason, summed over the loops.
     pub fn denied_count(&self, why: Denied) -> u64 {
-        self.denied[why.index()].load(Ordering::Relaxed)
+        self.denied.sum(why.index())
     }
 
-    /// Counts a refusal (the caller logs, rate-limited).
-    pub fn count(&self, why: Denied) {
-        self.denied[why.index()].fetch_add(1, Ordering::Relaxed);
+    /// Counts a refusal on event loop `lp` (the caller logs, rate-limited).
+    /// Only loop `lp` may count in its cell (see [`PerLoop::add`]).
+    pub fn count(&self, lp: usize, why: Denied) {
+        self.denied.add(lp, why.index(), 1);
     }
 
     /// Every check for a new TCP connection or UDP session from `ip`:
     /// lists, per-client limits, and (`listener_rate`) the listener's
     /// `rate_limit` (UDP; TCP takes those tokens before accepting with
-    /// [`take_listener_tokens`](Self::take_listener_tokens)). Counts a refusal.
+    /// [`take_listener_tokens`](Self::take_listener_tokens)). Counts a
+    /// refusal in the cell of `lp`, the event loop calling.
     pub fn admit(
         &self,
+        lp: usize,
         plan: &AccessPlan,
         ip: IpAddr,
         now: Instant,
@@ -160,7 +167,7 @@ impl ListenerAccess {
         let ip = ip.to_canonical();
         let r = self.admit_uncounted(plan, ip, now, listener_rate);
         if let Err(why) = r {
-            self.count(why);
+            self.count(lp, why);
         }
         r
     }
@@ -198,15 +205,21 @@ impl ListenerAccess {
 
     /// A request on an HTTP connection from `ip`: a token of its
     /// `ip_rate_limit` (HTTP answers 429 when there is none). Counts a
-    /// refusal.
-    pub fn take_request(&self, plan: &AccessPlan, ip: IpAddr, now: Instant) -> Result<(), Denied> {
+    /// refusal in the cell of `lp`, the event loop calling.
+    pub fn take_request(
+        &self,
+        lp: usize,
+        plan: &AccessPlan,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(), Denied> {
         let Some(rate) = plan.ip_rate_limit else {
             return Ok(());
         };
         if self.sources().take_request(ip.to_canonical(), now, rate) {
             Ok(())
         } else {
-            self.count(Denied::IpRateLimit);
+            self.count(lp, Denied::IpRateLimit);
             Err(Denied::IpRateLimit)
         }
     }
@@ -280,25 +293,25 @@ mod tests {
             deny: set(&["127.0.0.3"]),
             ..AccessPlan::default()
         };
-        let a = ListenerAccess::new(16);
+        let a = ListenerAccess::new(16, 1);
         let now = Instant::now();
-        assert!(a.admit(&plan, ip("127.0.0.2"), now, true).is_ok());
-        assert!(a.admit(&plan, ip("::ffff:127.0.0.2"), now, true).is_ok());
-        assert!(a.admit(&plan, ip("::1"), now, true).is_ok());
+        assert!(a.admit(0, &plan, ip("127.0.0.2"), now, true).is_ok());
+        assert!(a.admit(0, &plan, ip("::ffff:127.0.0.2"), now, true).is_ok());
+        assert!(a.admit(0, &plan, ip("::1"), now, true).is_ok());
         assert_eq!(
-            a.admit(&plan, ip("127.0.0.3"), now, true),
+            a.admit(0, &plan, ip("127.0.0.3"), now, true),
             Err(Denied::DenyList)
         );
         assert_eq!(
-            a.admit(&plan, ip("::ffff:127.0.0.3"), now, true),
+            a.admit(0, &plan, ip("::ffff:127.0.0.3"), now, true),
             Err(Denied::DenyList)
         );
         assert_eq!(
-            a.admit(&plan, ip("10.0.0.1"), now, true),
+            a.admit(0, &plan, ip("10.0.0.1"), now, true),
             Err(Denied::NotAllowed)
         );
         assert_eq!(
-            a.admit(&plan, ip("::2"), now, true),
+            a.admit(0, &plan, ip("::2"), now, true),
             Err(Denied::NotAllowed)
         );
         assert_eq!(a.denied_count(Denied::DenyList), 2);
@@ -308,24 +321,69 @@ mod tests {
     }
 
     #[test]
+    fn each_loop_counts_its_refusals_in_its_own_cell_and_the_sum_is_exact() {
+        let plan = AccessPlan {
+            deny: set(&["10.0.0.0/8"]),
+            ip_rate_limit: Some(Rate {
+                per_second: 1.0,
+                burst: 1,
+            }),
+            per_request: true,
+            ..AccessPlan::default()
+        };
+        let a = std::sync::Arc::new(ListenerAccess::new(16, 3));
+        let now = Instant::now();
+        // Loops 0 and 2 refuse at the same time, each writing its own cell.
+        let workers: Vec<_> = [0usize, 2]
+            .into_iter()
+            .map(|lp| {
+                let (a, plan) = (std::sync::Arc::clone(&a), plan.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        let r = a.admit(lp, &plan, ip("10.1.2.3"), now, false);
+                        assert_eq!(r, Err(Denied::DenyList));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let deny = Denied::DenyList.index();
+        assert_eq!(a.denied.of_loop(0, deny), 20_000);
+        assert_eq!(a.denied.of_loop(1, deny), 0);
+        assert_eq!(a.denied.of_loop(2, deny), 20_000);
+        assert_eq!(a.denied_count(Denied::DenyList), 40_000);
+        // HTTP requests over the per-client rate are counted per loop too.
+        assert_eq!(a.take_request(1, &plan, ip("127.0.0.1"), now), Ok(()));
+        assert_eq!(
+            a.take_request(1, &plan, ip("127.0.0.1"), now),
+            Err(Denied::IpRateLimit)
+        );
+        assert_eq!(a.denied.of_loop(1, Denied::IpRateLimit.index()), 1);
+        assert_eq!(a.denied_count(Denied::IpRateLimit), 1);
+        assert_eq!(a.denied_count(Denied::NotAllowed), 0);
+    }
+
+    #[test]
     fn per_ip_limits_and_release() {
         let plan = AccessPlan {
             max_connections_per_ip: Some(2),
             ..AccessPlan::default()
         };
-        let a = ListenerAccess::new(16);
+        let a = ListenerAccess::new(16, 1);
         let now = Instant::now();
-        let x = a.admit(&plan, ip("::ffff:10.0.0.1"), now, true).unwrap();
+        let x = a.admit(0, &plan, ip("::ffff:10.0.0.1"), now, true).unwrap();
         assert_eq!(x.counted, Some(ip("10.0.0.1")));
-        let y = a.admit(&plan, ip("10.0.0.1"), now, true).unwrap();
+        let y = a.admit(0, &plan, ip("10.0.0.1"), now, true).unwrap();
         assert_eq!(
-            a.admit(&plan, ip("10.0.0.1"), now, true),
+            a.admit(0, &plan, ip("10.0.0.1"), now, true),
             Err(Denied::IpConnections)
         );
-        assert!(a.admit(&plan, ip("10.0.0.2"), now, true).is_ok());
+        assert!(a.admit(0, &plan, ip("10.0.0.2"), now, true).is_ok());
         a.release(x);
         assert_eq!(a.open_from(ip("10.0.0.1")), 1);
-        assert!(a.admit(&plan, ip("10.0.0.1"), now, true).is_ok());
+        assert!(a.admit(0, &plan, ip("10.0.0.1"), now, true).is_ok());
         a.release(y);
         assert_eq!(a.denied_count(Denied::IpConnections), 1);
     }
@@ -340,12 +398,12 @@ mod tests {
             max_connections_per_ip: Some(100),
             ..AccessPlan::default()
         };
-        let a = ListenerAccess::new(16);
+        let a = ListenerAccess::new(16, 1);
         let t0 = Instant::now();
-        assert!(a.admit(&plan, ip("10.0.0.1"), t0, true).is_ok());
-        assert!(a.admit(&plan, ip("10.0.0.2"), t0, true).is_ok());
+        assert!(a.admit(0, &plan, ip("10.0.0.1"), t0, true).is_ok());
+        assert!(a.admit(0, &plan, ip("10.0.0.2"), t0, true).is_ok());
         assert_eq!(
-            a.admit(&plan, ip("10.0.0.3"), t0, true),
+            a.admit(0, &plan, ip("10.0.0.3"), t0, true),
             Err(Denied::RateLimit)
         );
         // The refused session is not left counted against its source.
@@ -356,7 +414,7 @@ mod tests {
         a.give_back_listener_tokens(&plan, 1);
         assert_eq!(a.take_listener_tokens(&plan, later, 64), 1);
         // `listener_rate: false` (TCP after accept) skips the bucket.
-        assert!(a.admit(&plan, ip("10.0.0.4"), later, false).is_ok());
+        assert!(a.admit(0, &plan, ip("10.0.0.4"), later, false).is_ok());
         // HTTP: ip_rate_limit counts requests, not connections.
         let http = AccessPlan {
             ip_rate_limit: Some(Rate {
@@ -368,15 +426,18 @@ mod tests {
             ..AccessPlan::default()
         };
         for _ in 0..5 {
-            assert!(a.admit(&http, ip("10.0.0.9"), later, false).is_ok());
+            assert!(a.admit(0, &http, ip("10.0.0.9"), later, false).is_ok());
         }
-        assert_eq!(a.take_request(&http, ip("10.0.0.9"), later), Ok(()));
-        assert_eq!(a.take_request(&http, ip("::ffff:10.0.0.9"), later), Ok(()));
+        assert_eq!(a.take_request(0, &http, ip("10.0.0.9"), later), Ok(()));
         assert_eq!(
-            a.take_request(&http, ip("10.0.0.9"), later),
+            a.take_request(0, &http, ip("::ffff:10.0.0.9"), later),
+            Ok(())
+        );
+        assert_eq!(
+            a.take_request(0, &http, ip("10.0.0.9"), later),
             Err(Denied::IpRateLimit)
         );
-        assert_eq!(a.take_request(&plan, ip("10.0.0.9"), later), Ok(()));
+        assert_eq!(a.take_request(0, &plan, ip("10.0.0.9"), later), Ok(()));
         // No rate_limit: everything asked for.
         assert_eq!(
             a.take_listener_tokens(&AccessPlan::default(), later, 64),

@@ -236,9 +236,9 @@ impl HttpProxy {
         });
         // `ip_rate_limit` counts requests on HTTP listeners.
         let client = c.peer.ip();
-        if let Err(why) = rt
-            .access(c.listener)
-            .take_request(&lp.access, client, ctx.now())
+        if let Err(why) =
+            rt.access(c.listener)
+                .take_request(ctx.loop_index(), &lp.access, client, ctx.now())
         {
             return self.reply(ctx, id, 429, why.describe());
         }

@@ -57,7 +57,7 @@ impl HttpProxy {
         let lp = rt.plan.listener(c.owner);
         match rt
             .access(c.owner)
-            .admit(&lp.access, c.peer.ip(), ctx.now(), false)
+            .admit(ctx.loop_index(), &lp.access, c.peer.ip(), ctx.now(), false)
         {
             Ok(a) => c.admitted = Some(a),
             Err(why) => {

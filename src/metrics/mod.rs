@@ -62,12 +62,28 @@ impl<const N: usize> PerLoop<N> {
         let _ = (lp, c, n);
     }
 
+    /// Counter `c` of loop `lp` alone (0 for an unknown counter).
+    pub fn of_loop(&self, lp: usize, c: usize) -> u64 {
+        let cell = &self.cells[lp % self.cells.len()];
+        cell.0.get(c).map_or(0, |a| a.load(Ordering::Relaxed))
+    }
+
     /// Counter `c` summed over every loop.
     pub fn sum(&self, c: usize) -> u64 {
         self.cells
             .iter()
             .filter_map(|cell| cell.0.get(c))
             .fold(0u64, |acc, a| acc.wrapping_add(a.load(Ordering::Relaxed)))
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for PerLoop<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sums: Vec<u64> = (0..N).map(|c| self.sum(c)).collect();
+        f.debug_struct("PerLoop")
+            .field("loops", &self.cells.len())
+            .field("sums", &sums)
+            .finish()
     }
 }
 

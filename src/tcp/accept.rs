@@ -305,11 +305,13 @@ impl TcpProxy {
         let mut admitted = None;
         let lp = self.rt.plan.listener(plan);
         if lp.accept_proxy == AcceptProxy::Off {
-            match self
-                .rt
-                .access(plan)
-                .admit(&lp.access, peer.ip(), ctx.now(), false)
-            {
+            match self.rt.access(plan).admit(
+                ctx.loop_index(),
+                &lp.access,
+                peer.ip(),
+                ctx.now(),
+                false,
+            ) {
                 Ok(a) => admitted = Some(a),
                 Err(why) => {
                     self.rt.unreserve(plan, 1);

@@ -99,11 +99,13 @@ impl TcpProxy {
                 // The header's client is the one the access rules judge.
                 let client = c.client();
                 let lp = c.rt.plan.listener(c.listener);
-                match c
-                    .rt
-                    .access(c.listener)
-                    .admit(&lp.access, client.ip(), ctx.now(), false)
-                {
+                match c.rt.access(c.listener).admit(
+                    ctx.loop_index(),
+                    &lp.access,
+                    client.ip(),
+                    ctx.now(),
+                    false,
+                ) {
                     Ok(a) => {
                         c.admitted = Some(a);
                         Event::HeaderComplete

@@ -127,7 +127,7 @@ impl UdpProxy {
         // Before anything is taken: a refused client costs no session.
         let admitted = rt
             .access(plan)
-            .admit(&lp.access, client.ip(), now, true)
+            .admit(ctx.loop_index(), &lp.access, client.ip(), now, true)
             .map_err(Refused::Denied)?;
         let access = rt.access(plan);
         if rt.reserve(plan, 1) == 0 {
