@@ -481,3 +481,36 @@ backends:
     );
     drop(n);
 }
+
+#[test]
+fn a_server_that_never_completes_the_handshake_is_a_connect_timeout() {
+    // Accepts TCP, never answers the ClientHello.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = l.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().take(4) {
+            held.push(s);
+        }
+        thread::sleep(WAIT);
+    });
+    let tmp = TempDir::new("btls-silent");
+    let log = tmp.path("access.log");
+    let port = free_port();
+    let tls = "{ enabled: true, insecure: true }";
+    let yaml = yaml(port, &[silent], tls, "    connect_timeout: 300ms\n").replace(
+        "error_log: stderr }",
+        &format!("error_log: stderr, access_log: {} }}", log.display()),
+    );
+    let _n = Nvelox::start(&yaml);
+    // Not the 504 of the response timeout (60s): the connect deadline
+    // covers the handshake.
+    let g = Client::connect(port).get("/slow");
+    assert_eq!(g.status, 502, "{g:?}");
+    assert!(
+        eventually(WAIT, || std::fs::read_to_string(&log)
+            .is_ok_and(|s| s.contains("reason=\"tls handshake timeout\""))),
+        "{:?}",
+        std::fs::read_to_string(&log)
+    );
+}
