@@ -392,3 +392,32 @@ fn a_pooled_connection_the_server_closed_with_close_notify_is_not_reused() {
         "a new connection for the second request"
     );
 }
+
+#[test]
+fn http_probes_of_a_tls_backend_go_over_tls_and_verify_the_server() {
+    let tmp = TempDir::new("btls-probe");
+    make_certs(&tmp.0);
+    let good = TlsOrigin::start(&tmp.0, "a", "good", false);
+    // Certificate for b.test: not the server_name, refused.
+    let bad = TlsOrigin::start(&tmp.0, "b", "bad", false);
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: a.test }}",
+        tmp.path("ca.pem").display()
+    );
+    let extra = "    health_check: { active: { type: http, path: /health, interval: 100ms, timeout: 1s, fall: 2 } }\n";
+    let (n, port) = start(&[good.addr, bad.addr], &tls, extra);
+    n.wait_for_line("tls verify failed", WAIT);
+    // The probe reached the good server through TLS (a plaintext probe
+    // would have failed its handshake and taken it down).
+    let probed =
+        |r: &Seen| r.target == "/health" && r.header("user-agent") == Some("nvelox-health");
+    assert!(eventually(WAIT, || good.requests().iter().any(probed)));
+    assert!(bad.requests().is_empty());
+    thread::sleep(Duration::from_millis(500));
+    let mut c = Client::connect(port);
+    for i in 0..4 {
+        let g = c.get(&format!("/p{i}"));
+        assert_eq!(g.status, 200, "{g:?}");
+        assert!(body(&g).starts_with("good:"), "{g:?}");
+    }
+}

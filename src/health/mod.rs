@@ -11,6 +11,12 @@
 //! [`BackendRt::report_probe`](crate::backend_rt::BackendRt::report_probe),
 //! which keeps the state ([`state::Health`]) and logs the warning line.
 //!
+//! A backend with `backend_tls` is probed over TLS (`tcp` and `http`
+//! checks): the PROXY header in clear, then the handshake (a refused
+//! certificate or a failed handshake is a failed probe, as it is a failed
+//! connect for traffic), then the check's bytes through the session; a
+//! `tcp` check without `send`/`expect` is up once the handshake completes.
+//!
 //! Does not own: what a reply means (`probe.rs`, pure), where and when to
 //! probe (`schedule.rs`, pure), passive checks (the TCP and UDP proxies
 //! report connection outcomes through `BackendRt`).
@@ -36,6 +42,7 @@ pub use crate::events::ProbeId;
 use crate::events::{Tag, Timer};
 use crate::limits::{is_resource_exhaustion, LogLimiter};
 use crate::runtime::Runtime;
+use crate::tls::{Handshake, TlsSession};
 use probe::{Conversation, Failure, Verdict};
 use schedule::{first_probe, next_probe, Prng, ProbeTarget};
 
@@ -60,6 +67,8 @@ struct Flight {
     connected: bool,
     written: usize,
     reply: Vec<u8>,
+    /// `backend_tls`: the session the check runs through.
+    tls: Option<Box<TlsSession>>,
 }
 
 struct Probe {
@@ -233,6 +242,24 @@ impl HealthChecker {
             Err(e) if is_resource_exhaustion(&e) => return self.skipped(ctx, id, now, &e),
             Err(e) => return self.conclude_from(ctx, id, now, Verdict::Down(failure_of(&e))),
         };
+        let tls = match (&sock, &self.rt.plan.backend(p.target.backend).tls) {
+            (Sock::Stream(_), Some(t)) => {
+                let ip = p.target.addr.ip();
+                let session = match p.conv.kind() {
+                    CheckKind::Http => t.http_session(ip),
+                    _ => t.session(ip),
+                };
+                match session {
+                    Ok(s) => Some(Box::new(s)),
+                    Err(e) => {
+                        log::error!("health check {}: cannot start TLS: {e}", p.target.addr);
+                        let down = Verdict::Down(Failure::TlsHandshake);
+                        return self.conclude_from(ctx, id, now, down);
+                    }
+                }
+            }
+            _ => None,
+        };
         let interest = match sock {
             Sock::Stream(_) => Interest::READABLE | Interest::WRITABLE,
             Sock::Datagram(_) => Interest::READABLE,
@@ -257,6 +284,7 @@ impl HealthChecker {
             connected: false,
             written: 0,
             reply: Vec::new(),
+            tls,
         });
     }
 
@@ -278,9 +306,14 @@ impl HealthChecker {
             return;
         };
         let verdict = match &mut f.sock {
-            Sock::Stream(s) => {
-                stream_progress(s, &mut f.connected, &mut f.written, &mut f.reply, &p.conv)
-            }
+            Sock::Stream(s) => stream_progress(
+                s,
+                f.tls.as_deref_mut(),
+                &mut f.connected,
+                &mut f.written,
+                &mut f.reply,
+                &p.conv,
+            ),
             Sock::Datagram(s) => datagram_progress(s, &p.conv),
         };
         if verdict != Verdict::Pending {
@@ -389,9 +422,58 @@ fn open_datagram(addr: SocketAddr, request: &[u8]) -> io::Result<Sock> {
     Ok(Sock::Datagram(s))
 }
 
-/// Drives a TCP/HTTP probe as far as the socket allows.
+/// A probe's stream: the socket, or the socket through its TLS session.
+struct ProbeIo<'a> {
+    s: &'a mut TcpStream,
+    tls: Option<&'a mut TlsSession>,
+}
+
+impl Read for ProbeIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            Some(t) => t.io(&mut *self.s).read(buf),
+            None => self.s.read(buf),
+        }
+    }
+}
+
+impl Write for ProbeIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            Some(t) => t.io(&mut *self.s).write(buf),
+            None => self.s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `request[*written..upto]`: false when the socket broke.
+fn write_upto(
+    io: &mut impl Write,
+    request: &[u8],
+    upto: usize,
+    written: &mut usize,
+) -> Result<(), Verdict> {
+    while *written < upto {
+        match io.write(&request[*written..upto]) {
+            Ok(0) => return Err(Verdict::Down(Failure::Broken)),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Verdict::Down(failure_of(&e))),
+        }
+    }
+    Ok(())
+}
+
+/// Drives a TCP/HTTP probe as far as the socket allows (`tls`: through
+/// the `backend_tls` session, after its PROXY header in clear).
 fn stream_progress(
     s: &mut TcpStream,
+    mut tls: Option<&mut TlsSession>,
     connected: &mut bool,
     written: &mut usize,
     reply: &mut Vec<u8>,
@@ -405,14 +487,28 @@ fn stream_progress(
         }
     }
     let request = conv.request();
-    while *written < request.len() {
-        match s.write(&request[*written..]) {
-            Ok(0) => return Verdict::Down(Failure::Broken),
-            Ok(n) => *written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Verdict::Down(failure_of(&e)),
+    if let Some(t) = tls.as_deref_mut() {
+        let header = conv.header_len();
+        if let Err(v) = write_upto(s, request, header, written) {
+            return v;
         }
+        if *written < header {
+            return Verdict::Pending;
+        }
+        if t.is_handshaking() {
+            match t.handshake(s) {
+                Handshake::Pending => return Verdict::Pending,
+                Handshake::Done => {}
+                Handshake::Failed(_) if t.cert_rejected() => {
+                    return Verdict::Down(Failure::TlsVerify)
+                }
+                Handshake::Failed(_) => return Verdict::Down(Failure::TlsHandshake),
+            }
+        }
+    }
+    let mut io = ProbeIo { s, tls };
+    if let Err(v) = write_upto(&mut io, request, request.len(), written) {
+        return v;
     }
     if *written == request.len() && conv.sent() == Verdict::Up {
         return Verdict::Up;
@@ -422,7 +518,7 @@ fn stream_progress(
     let mut eof = false;
     while reply.len() < limit {
         let room = (limit - reply.len()).min(CHUNK);
-        match s.read(&mut chunk[..room]) {
+        match io.read(&mut chunk[..room]) {
             Ok(0) => {
                 eof = true;
                 break;

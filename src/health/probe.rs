@@ -39,6 +39,10 @@ pub enum Failure {
     BadStatusLine,
     /// A well-formed HTTP status outside 2xx/3xx.
     Status(u16),
+    /// `backend_tls`: the server's certificate was refused.
+    TlsVerify,
+    /// `backend_tls`: the handshake failed otherwise.
+    TlsHandshake,
 }
 
 impl fmt::Display for Failure {
@@ -54,6 +58,8 @@ impl fmt::Display for Failure {
             }
             Failure::BadStatusLine => f.write_str("not an HTTP status line"),
             Failure::Status(code) => write!(f, "HTTP status {code}"),
+            Failure::TlsVerify => f.write_str("tls verify failed"),
+            Failure::TlsHandshake => f.write_str("tls handshake failed"),
         }
     }
 }
@@ -72,6 +78,9 @@ pub enum Verdict {
 pub struct Conversation {
     kind: CheckKind,
     request: Vec<u8>,
+    /// The PROXY header's length at the start of `request` (it goes in
+    /// clear before a `backend_tls` handshake, the rest through it).
+    header_len: usize,
     expect: Vec<u8>,
 }
 
@@ -94,6 +103,7 @@ impl Conversation {
                 request.clear();
             }
         }
+        let header_len = request.len();
         match check.kind {
             CheckKind::Http => request.extend_from_slice(
                 format!(
@@ -107,6 +117,7 @@ impl Conversation {
         Conversation {
             kind: check.kind,
             request,
+            header_len,
             expect: check.expect.clone(),
         }
     }
@@ -118,6 +129,12 @@ impl Conversation {
     /// The bytes to write once connected (TCP) or the datagram (UDP).
     pub fn request(&self) -> &[u8] {
         &self.request
+    }
+
+    /// How many bytes at the start of [`request`](Self::request) are the
+    /// PROXY header (0 without one).
+    pub fn header_len(&self) -> usize {
+        self.header_len
     }
 
     /// How many reply bytes are worth reading at most.
@@ -356,6 +373,7 @@ mod tests {
                 panic!("{kind:?}: no PROXY header in {:?}", c.request());
             };
             assert_eq!(header.command, Command::Local);
+            assert_eq!(c.header_len(), consumed, "{kind:?}");
             let rest = &c.request()[consumed..];
             match kind {
                 CheckKind::Http => assert!(rest.starts_with(b"GET /health HTTP/1.0\r\n")),
@@ -369,6 +387,7 @@ mod tests {
             Some(ProxyVersion::V1),
         );
         assert_eq!(c.request(), b"ping");
+        assert_eq!(c.header_len(), 0);
     }
 
     #[test]
