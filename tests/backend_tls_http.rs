@@ -10,6 +10,8 @@
 #[path = "common/certs.rs"]
 mod certs;
 mod common;
+#[path = "common/https_client.rs"]
+mod https_client;
 #[path = "common/origin.rs"]
 mod origin;
 
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use certs::*;
 use common::*;
+use https_client::*;
 use origin::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
@@ -155,9 +158,13 @@ fn serve(
     s.set_read_timeout(Some(idle)).unwrap();
     let mut r = BufReader::new(rustls::StreamOwned::new(conn, s));
     while let Some(req) = read_request(&mut r) {
-        let body = format!("{name}:{}", req.target);
+        let answer = match req.target.strip_prefix("/big/") {
+            // `/big/N`: N bytes of the test payload (seed 7).
+            Some(n) => ok(&payload(n.parse().unwrap(), 7)),
+            None => ok(format!("{name}:{}", req.target).as_bytes()),
+        };
         seen.lock().unwrap().push(req);
-        if r.get_mut().write_all(&ok(body.as_bytes())).is_err() {
+        if r.get_mut().write_all(&answer).is_err() {
             return;
         }
     }
@@ -420,4 +427,57 @@ fn http_probes_of_a_tls_backend_go_over_tls_and_verify_the_server() {
         assert_eq!(g.status, 200, "{g:?}");
         assert!(body(&g).starts_with("good:"), "{g:?}");
     }
+}
+
+#[test]
+fn tls_on_both_sides_streams_big_bodies_and_the_admin_api_says_https() {
+    let tmp = TempDir::new("btls-https");
+    make_certs(&tmp.0);
+    let a = TlsOrigin::start(&tmp.0, "a", "a", false);
+    let (port, aport) = (free_port(), free_port());
+    let d = tmp.0.display();
+    let n = Nvelox::start(&format!(
+        r#"server: {{ workers: 1, shutdown_timeout: 1s }}
+admin: {{ enabled: true, bind: "127.0.0.1:{aport}" }}
+listeners:
+  - name: site
+    bind: "127.0.0.1:{port}"
+    protocol: https
+    backend: app
+    tls: {{ cert: {d}/a.pem, key: {d}/a.key }}
+backends:
+  - name: app
+    backend_tls: {{ enabled: true, ca_cert: {d}/ca.pem, server_name: a.test }}
+    servers: ["{}"]
+"#,
+        a.addr
+    ));
+    let mut c = Tls::connect(port, client_config(&tmp.0, false, &["http/1.1"]), "a.test").unwrap();
+    // 3 MB each way: more than a socket buffer, so records wait in rustls.
+    let up = payload(3 << 20, 9);
+    c.send(
+        format!(
+            "POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n",
+            up.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&up);
+    let g = c.response();
+    assert_eq!((g.status, g.body.as_slice()), (200, &b"a:/up"[..]));
+    assert!(a.requests()[0].body == up, "the request body arrived whole");
+    let g = c.get(&format!("/big/{}", 3 << 20));
+    assert_eq!(g.status, 200);
+    assert!(
+        g.body == payload(3 << 20, 7),
+        "the response body arrived whole"
+    );
+    assert_eq!(a.conns().len(), 1, "{:?}", a.conns());
+    let stats = exchange(aport, b"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n\r\n");
+    let stats = String::from_utf8_lossy(&stats.body).to_string();
+    assert!(
+        stats.contains("\"name\":\"site\",\"protocol\":\"https\""),
+        "{stats}"
+    );
+    drop(n);
 }

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use reactor::io::{read, write};
-use reactor::{Ctx, IoStatus};
+use reactor::{Ctx, IoStatus, Ready};
 
 use super::{HttpId, HttpProxy, Request, BUF_CAP};
 use crate::events::Loop;
@@ -22,6 +22,9 @@ use crate::http::{
     ResponseContext, UpstreamFailure, UpstreamStep,
 };
 use crate::metrics::listener as lc;
+
+/// Rounds of [`HttpProxy::drive`] per wake-up of one connection.
+const DRIVE_BUDGET: usize = 256;
 
 /// Longest path kept for the access log.
 const LOG_PATH_MAX: usize = 200;
@@ -37,7 +40,12 @@ impl HttpProxy {
         if !self.handshake_step(ctx, id) {
             return self.arm(ctx, id);
         }
-        for _ in 0..256 {
+        // A budget per wake-up, so one busy connection lets the others in;
+        // when it runs out with bytes still moving, the connection is
+        // served again at the end of the batch (edge-triggered epoll would
+        // not say again what it already said: a stalled transfer).
+        let mut spent = true;
+        for _ in 0..DRIVE_BUDGET {
             let mut progress = false;
             for f in [
                 Self::read_client,
@@ -67,9 +75,13 @@ impl HttpProxy {
                 return self.close(ctx, id, "tunnel closed");
             }
             if !progress {
+                spent = false;
                 break;
             }
             self.conns[id.0].last_progress = ctx.now();
+        }
+        if spent {
+            ctx.requeue(self.conns[id.0].client_token, Ready::default());
         }
         self.conns[id.0].note_write_stalls(ctx.now());
         self.arm(ctx, id);
