@@ -323,6 +323,9 @@ impl HttpProxy {
             .and_then(|u| u.connecting)
             .is_some_and(|due| now >= due)
         {
+            if c.up.as_ref().is_some_and(|u| u.stream.in_handshake()) {
+                c.up_why = Some("tls handshake timeout");
+            }
             self.upstream_failed(ctx, id, crate::http::UpstreamFailure::ConnectFailed);
             return self.drive(ctx, id);
         }

@@ -55,6 +55,11 @@ impl ServerStream {
         self.tls.is_some()
     }
 
+    /// The TCP connect completed and the TLS handshake has not.
+    pub fn in_handshake(&self) -> bool {
+        self.connected && self.tls.as_ref().is_some_and(|(t, _)| t.is_handshaking())
+    }
+
     /// The identity of the `backend_tls` block (`None`: plain).
     pub fn tls_id(&self) -> Option<&ClientTlsId> {
         self.tls.as_ref().map(|(_, id)| id)
