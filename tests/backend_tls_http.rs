@@ -159,6 +159,22 @@ fn serve(
     s.set_read_timeout(Some(idle)).unwrap();
     let mut r = BufReader::new(rustls::StreamOwned::new(conn, s));
     while let Some(req) = read_request(&mut r) {
+        if req.header("upgrade").is_some() {
+            // A tunnel: 101, then every byte echoed until the end.
+            let tls = r.get_mut();
+            let head =
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+            if tls.write_all(head).is_err() {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut r, &mut buf) {
+                if n == 0 || r.get_mut().write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            return;
+        }
         let answer = match req.target.strip_prefix("/big/") {
             // `/big/N`: N bytes of the test payload (seed 7).
             Some(n) => ok(&payload(n.parse().unwrap(), 7)),
@@ -544,4 +560,28 @@ fn a_tcp_probe_of_a_tls_backend_is_up_only_after_a_verified_handshake() {
         assert!(body(&g).starts_with("good:"), "{g:?}");
     }
     assert!(bad.requests().is_empty());
+}
+
+#[test]
+fn an_upgraded_connection_is_tunnelled_through_the_tls_session() {
+    let tmp = TempDir::new("btls-tunnel");
+    make_certs(&tmp.0);
+    let a = TlsOrigin::start(&tmp.0, "a", "a", false);
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: a.test }}",
+        tmp.path("ca.pem").display()
+    );
+    let (_n, port) = start(&[a.addr], &tls, "");
+    let mut c = Client::connect(port);
+    c.send(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+    let g = c.response();
+    assert_eq!(g.status, 101, "{g:?}");
+    let data = payload(200_000, 3);
+    let mut w = c.w.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = thread::spawn(move || w.write_all(&sent).unwrap());
+    let mut back = vec![0u8; data.len()];
+    std::io::Read::read_exact(&mut c.r, &mut back).unwrap();
+    writer.join().unwrap();
+    assert!(back == data, "the tunnel echoed every byte");
 }

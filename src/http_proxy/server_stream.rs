@@ -191,13 +191,10 @@ impl HttpProxy {
                 }
             }
         }
+        // Passive health hears of this server again from the response
+        // (`Conn::report_response`): a server that accepts and then fails
+        // every request must not pass a trial by connecting.
         up.connecting = None;
-        let b = c.rt.backend(
-            c.req
-                .as_ref()
-                .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend),
-        );
-        b.report_success(up.server, ctx.now());
         true
     }
 }

@@ -333,3 +333,22 @@ fn connect(
     )?;
     Ok((ServerStream::connecting(s, session), t))
 }
+
+impl Conn {
+    /// Passive health hears of a response head from the request's server:
+    /// a status listed in `retry.on` counts against it (even when it is not
+    /// retried); any other head is a success, which ends a trial. (The
+    /// connect alone is not: a server that accepts and then fails every
+    /// request must not pass a trial.)
+    pub(super) fn report_response(&self, status: u16, now: std::time::Instant) {
+        let (Some(up), Some(r)) = (&self.up, &self.req) else {
+            return;
+        };
+        let backend = self.rt.backend(r.backend);
+        if backend.plan.http.retry.retries_status(status) {
+            backend.report_failure(up.server, now, "status listed in retry.on");
+        } else {
+            backend.report_success(up.server, now);
+        }
+    }
+}
