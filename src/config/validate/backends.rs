@@ -82,7 +82,7 @@ impl Validator<'_> {
                 &key(&p, "max_connections"),
                 b.max_connections.as_ref(),
                 1,
-                u32::MAX as u64,
+                usize::MAX as u64,
             )
             .map(|n| n as usize);
         let http = self.http_backend(f, &p, &b, retries, read);
