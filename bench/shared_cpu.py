@@ -14,6 +14,10 @@ non-voluntary = it was preempted) and, for nvelox, its event loop's
 wakeups per request, events per wakeup and wakeup duration, read from
 the `nvelox_loop_*` histograms of its metrics endpoint.
 
+The UDP section also measures the bare echo server (`bench/udp_echo.c`)
+pinned to core 1, quiet and shared: what the machine alone does to a
+round trip's tail on the proxy's core, with no proxy at all.
+
 `--nvelox-b PATH` adds a second nvelox binary (e.g. the build before a
 change) measured the same way in the same run: before/after figures.
 
@@ -38,6 +42,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (the harness's helpers: processes, wrk, udp_load)
 from bench import (BENCH, BUILD, LOAD_CPU, LOCAL_IP, PROXY_CPU, Proc,  # noqa: E402
                    cpu_seconds, port_free, port_open, stop_all, udp_rate, wait_until, wrk)
+
+BARE = "udp_echo alone on core 1"
+
+
+def own_autogroup(nice: int) -> bool:
+    """Moves this process into a new session (a new scheduler autogroup,
+    re-executing through setsid(1) when it leads a process group) and
+    gives that group `nice`. False when it cannot."""
+    if os.getsid(0) != os.getpid():
+        if os.environ.get("NVELOX_BENCH_SETSID"):
+            print("setsid did not start a new session", file=sys.stderr)
+            return False
+        env = dict(os.environ, NVELOX_BENCH_SETSID="1")
+        os.execvpe("setsid", ["setsid", "-w", sys.executable, *sys.argv], env)
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+        with open("/proc/self/autogroup") as f:
+            print(f"scheduler group: {f.read().strip()}", flush=True)
+    except OSError as e:
+        print(f"cannot set the autogroup's nice ({e}); is CONFIG_SCHED_AUTOGROUP on?",
+              file=sys.stderr)
+        return False
+    return True
+
 
 def hog_argv() -> list[str]:
     """A busy loop at nice 19 whatever this process's own niceness."""
@@ -75,7 +104,7 @@ def scrape_loop(port: int | None) -> dict | None:
     except OSError:
         return None
     out: dict = {"wakeups": 0.0, "events": 0.0, "wakeup_s": 0.0, "buckets": {},
-                 "requeues": 0.0}
+                 "ebuckets": {}, "requeues": 0.0}
     for line in text.splitlines():
         if line.startswith("#") or not line.startswith("nvelox_loop_"):
             continue
@@ -84,6 +113,9 @@ def scrape_loop(port: int | None) -> dict | None:
         if name.startswith("nvelox_loop_wakeup_seconds_bucket"):
             le = name.split('le="', 1)[1].split('"', 1)[0]
             out["buckets"][le] = out["buckets"].get(le, 0.0) + v
+        elif name.startswith("nvelox_loop_events_per_wakeup_bucket"):
+            le = name.split('le="', 1)[1].split('"', 1)[0]
+            out["ebuckets"][le] = out["ebuckets"].get(le, 0.0) + v
         elif name.startswith("nvelox_loop_wakeup_seconds_count"):
             out["wakeups"] += v
         elif name.startswith("nvelox_loop_wakeup_seconds_sum"):
@@ -107,6 +139,8 @@ def loop_delta(a: dict | None, b: dict | None, n: int) -> dict:
          "requeues_per_req": (b["requeues"] - a["requeues"]) / n}
     # p99 of the wakeup duration: the first bucket whose cumulative delta
     # reaches 99 % (an upper bound, the buckets are powers of two)
+    d["wakeup_hist"] = {k: b["buckets"][k] - a["buckets"].get(k, 0.0) for k in b["buckets"]}
+    d["events_hist"] = {k: b["ebuckets"][k] - a["ebuckets"].get(k, 0.0) for k in b["ebuckets"]}
     les = sorted((float(k), k) for k in b["buckets"] if k != "+Inf")
     for f, k in les:
         if b["buckets"][k] - a["buckets"].get(k, 0.0) >= 0.99 * wakeups:
@@ -265,20 +299,22 @@ def main() -> int:
     ap.add_argument("--label-b", default="nvelox (before)")
     ap.add_argument("--no-peers", action="store_true", help="nvelox only")
     ap.add_argument("--json", default=str(BENCH / "shared_cpu.json"))
-    ap.add_argument("--nice", type=int, default=0,
-                    help="niceness of every process of the benchmark but the hog (which stays "
-                         "at 19); e.g. -10 on a machine where others build at nice 10")
+    ap.add_argument("--group-nice", type=int, default=None,
+                    help="run in a session of its own whose autogroup gets this nice value "
+                         "(e.g. -10): with autogroups, other sessions' builds take a share "
+                         "of the cores whatever the processes' own nice values; inside, "
+                         "proxies stay at nice 0 and the hog at 19")
     cfg = ap.parse_args()
-    if cfg.nice != os.nice(0):
-        os.nice(cfg.nice - os.nice(0))
+    if cfg.group_nice is not None and not own_autogroup(cfg.group_nice):
+        return 2
     sections = [s for s in cfg.only.split(",") if s in SECTIONS]
     b = cfg.port_base
     origin, echo = b + 1, b + 2
     nv_ports = (b + 11, b + 12, b + 13)
     nvb_ports = (b + 21, b + 22, b + 23)
-    ha_http, ng_http, ng_udp = b + 31, b + 41, b + 42
+    ha_http, ng_http, ng_udp, bare_udp = b + 31, b + 41, b + 42, b + 51
     tcp = [origin, nv_ports[0], nv_ports[2], nvb_ports[0], nvb_ports[2], ha_http, ng_http]
-    udp = [echo, nv_ports[1], nvb_ports[1], ng_udp]
+    udp = [echo, nv_ports[1], nvb_ports[1], ng_udp, bare_udp]
     if not all(port_free(x) for x in tcp) or not all(port_free(x, True) for x in udp):
         print("ports in use; pick another --port-base", file=sys.stderr)
         return 2
@@ -313,12 +349,17 @@ def main() -> int:
                                                                       echo),
                                            work, PROXY_CPU, lambda: port_open(ng_http))
             targets.append(Target("nginx", ng, worker, ng_http, ng_udp, None))
+        # Not a proxy: the bare echo server on the proxy's core, i.e. what
+        # the machine alone does to a round trip's tail on that core.
+        bare = Proc("udp-echo-core1", [str(BUILD / "udp_echo"), str(bare_udp)], work, PROXY_CPU)
+        targets.append(Target(BARE, bare, bare.pid, 0, bare_udp, None))
         order = [t.name for t in targets]
         for rnd in range(cfg.rounds):
             for section in sections:
                 for mode in ("quiet", "shared"):
                     for t in targets:
-                        if section == "udp" and t.udp is None:
+                        if (section == "udp" and t.udp is None) or (section != "udp"
+                                                                      and t.name == BARE):
                             continue
                         hog = Proc("hog", hog_argv(), work, PROXY_CPU) if mode == "shared" else None
                         if hog:
@@ -336,15 +377,16 @@ def main() -> int:
                         print(f"  r{rnd + 1} {section} {mode} {t.name}: " + ", ".join(
                             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in row.items()
-                            if k not in ("proxy", "section", "mode", "round")), flush=True)
+                            if k not in ("proxy", "section", "mode", "round", "wakeup_hist",
+                                         "events_hist")), flush=True)
                         time.sleep(1.0 if section == "close" else 0.5)
     finally:
         stop_all()
     load.append(open("/proc/loadavg").read().split()[:3])
-    Path(cfg.json).write_text(json.dumps({"loadavg": load, "secs": cfg.secs, "nice": cfg.nice,
+    Path(cfg.json).write_text(json.dumps({"loadavg": load, "secs": cfg.secs, "group_nice": cfg.group_nice,
                                           "rounds": cfg.rounds, "rows": rows}, indent=1) + "\n")
     print()
-    print(f"load average {' '.join(load[0])} -> {' '.join(load[1])}; benchmark at nice {cfg.nice}")
+    print(f"load average {' '.join(load[0])} -> {' '.join(load[1])}; autogroup nice {cfg.group_nice}")
     print()
     print("\n".join(table(rows, order)))
     return 0

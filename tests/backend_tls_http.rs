@@ -2,7 +2,8 @@
 //! binary: nvelox as a TLS client to HTTP servers (verification against
 //! `ca_cert`, `server_name` for SNI, ALPN http/1.1, client certificates,
 //! `insecure`), per-request balancing and keep-alive reuse of the TLS
-//! connections, failures as 502 with the server never seeing the request.
+//! connections, failures as 502 with the server never seeing the request,
+//! and the active probes of such backends (over TLS too).
 //! Certificates are made per test with `openssl`; the servers are rustls
 //! in this process, speaking HTTP/1.1 with keep-alive.
 #![cfg(feature = "tls")]
@@ -158,6 +159,22 @@ fn serve(
     s.set_read_timeout(Some(idle)).unwrap();
     let mut r = BufReader::new(rustls::StreamOwned::new(conn, s));
     while let Some(req) = read_request(&mut r) {
+        if req.header("upgrade").is_some() {
+            // A tunnel: 101, then every byte echoed until the end.
+            let tls = r.get_mut();
+            let head =
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+            if tls.write_all(head).is_err() {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut r, &mut buf) {
+                if n == 0 || r.get_mut().write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            return;
+        }
         let answer = match req.target.strip_prefix("/big/") {
             // `/big/N`: N bytes of the test payload (seed 7).
             Some(n) => ok(&payload(n.parse().unwrap(), 7)),
@@ -480,4 +497,91 @@ backends:
         "{stats}"
     );
     drop(n);
+}
+
+#[test]
+fn a_server_that_never_completes_the_handshake_is_a_connect_timeout() {
+    // Accepts TCP, never answers the ClientHello.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = l.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().take(4) {
+            held.push(s);
+        }
+        thread::sleep(WAIT);
+    });
+    let tmp = TempDir::new("btls-silent");
+    let log = tmp.path("access.log");
+    let port = free_port();
+    let tls = "{ enabled: true, insecure: true }";
+    let yaml = yaml(port, &[silent], tls, "    connect_timeout: 300ms\n").replace(
+        "error_log: stderr }",
+        &format!("error_log: stderr, access_log: {} }}", log.display()),
+    );
+    let _n = Nvelox::start(&yaml);
+    // Not the 504 of the response timeout (60s): the connect deadline
+    // covers the handshake.
+    let g = Client::connect(port).get("/slow");
+    assert_eq!(g.status, 502, "{g:?}");
+    assert!(
+        eventually(WAIT, || std::fs::read_to_string(&log)
+            .is_ok_and(|s| s.contains("reason=\"tls handshake timeout\""))),
+        "{:?}",
+        std::fs::read_to_string(&log)
+    );
+}
+
+#[test]
+fn a_tcp_probe_of_a_tls_backend_is_up_only_after_a_verified_handshake() {
+    let tmp = TempDir::new("btls-tcp-probe");
+    make_certs(&tmp.0);
+    let good = TlsOrigin::start(&tmp.0, "a", "good", false);
+    let bad = TlsOrigin::start(&tmp.0, "b", "bad", false);
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: a.test }}",
+        tmp.path("ca.pem").display()
+    );
+    let extra =
+        "    health_check: { active: { type: tcp, interval: 100ms, timeout: 1s, fall: 2 } }\n";
+    let (n, port) = start(&[good.addr, bad.addr], &tls, extra);
+    // A plain connect would pass for both; the handshake tells them apart.
+    n.wait_for_line("tls verify failed", WAIT);
+    assert!(eventually(WAIT, || good
+        .conns()
+        .iter()
+        .filter(|c| c.ok)
+        .count()
+        >= 2));
+    let mut c = Client::connect(port);
+    for i in 0..4 {
+        let g = c.get(&format!("/t{i}"));
+        assert_eq!(g.status, 200, "{g:?}");
+        assert!(body(&g).starts_with("good:"), "{g:?}");
+    }
+    assert!(bad.requests().is_empty());
+}
+
+#[test]
+fn an_upgraded_connection_is_tunnelled_through_the_tls_session() {
+    let tmp = TempDir::new("btls-tunnel");
+    make_certs(&tmp.0);
+    let a = TlsOrigin::start(&tmp.0, "a", "a", false);
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {}, server_name: a.test }}",
+        tmp.path("ca.pem").display()
+    );
+    let (_n, port) = start(&[a.addr], &tls, "");
+    let mut c = Client::connect(port);
+    c.send(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+    let g = c.response();
+    assert_eq!(g.status, 101, "{g:?}");
+    let data = payload(200_000, 3);
+    let mut w = c.w.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = thread::spawn(move || w.write_all(&sent).unwrap());
+    let mut back = vec![0u8; data.len()];
+    std::io::Read::read_exact(&mut c.r, &mut back).unwrap();
+    writer.join().unwrap();
+    assert!(back == data, "the tunnel echoed every byte");
 }

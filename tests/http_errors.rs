@@ -175,3 +175,39 @@ fn statuses_listed_in_retry_on_count_against_the_server() {
     assert_eq!(r.status, 503);
     assert_ne!(r.body, b"busy", "nvelox's own 503: no server is up");
 }
+
+#[test]
+fn a_trial_after_a_quarantine_is_judged_by_the_response_not_the_connect() {
+    let busy = Origin::start(Arc::new(|_| {
+        Answer::Raw(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n".to_vec())
+    }));
+    let good = Origin::named("good");
+    let (n, port) = start_http(
+        &[&busy, &good],
+        "",
+        "    retry: { attempts: 2, on: \"503\" }\n    health_check:\n      passive:\n        max_fails: 1\n        fail_timeout: 300ms\n",
+    );
+    let label = format!("server {}: ", busy.addr);
+    let lines = || -> Vec<String> {
+        n.stderr_text()
+            .lines()
+            .filter(|l| l.contains(&label))
+            .map(str::to_string)
+            .collect()
+    };
+    // Traffic until busy was taken out, given its trial, and taken out again.
+    assert!(eventually(WAIT, || {
+        assert_eq!(
+            exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").body,
+            b"good"
+        );
+        lines().iter().filter(|l| l.contains("-> down")).count() >= 2
+    }));
+    // Its trial connections connected, but were answered 503: never up.
+    let seen = lines();
+    assert!(
+        seen.iter().any(|l| l.contains("trial connection failed")),
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|l| l.contains("-> up")), "{seen:?}");
+}

@@ -232,7 +232,7 @@ impl HttpProxy {
             return;
         };
         c.cin.drain(..consumed.min(c.cin.len()));
-        let backend = hp.backend_for(head.host_name(), head.path());
+        let (backend, redirect) = super::redirect::route(hp, head, c.client.is_tls());
         c.req = Some(Request {
             started: ctx.now(),
             method: printable(head.method_bytes(), 16),
@@ -255,7 +255,7 @@ impl HttpProxy {
             return self.reply(ctx, id, 429, why.describe());
         }
         let Some(backend) = backend else {
-            return self.reply(ctx, id, 404, "no route");
+            return self.no_backend(ctx, id, redirect);
         };
         c.timeouts.response = rt
             .backend(backend)
@@ -463,16 +463,8 @@ impl HttpProxy {
                 write_response_head(&head, &rc, &hp.edits, &mut c.cout);
                 if let Some(r) = c.req.as_mut() {
                     r.status = head.status;
-                    // A status listed in `retry.on` counts against the
-                    // server (passive health) even when it is not retried.
-                    let backend = rt.backend(r.backend);
-                    if let Some(up) = c.up.as_ref() {
-                        if backend.plan.http.retry.retries_status(head.status) {
-                            let why = "status listed in retry.on";
-                            backend.report_failure(up.server, ctx.now(), why);
-                        }
-                    }
                 }
+                c.report_response(head.status, ctx.now());
                 count(c, before);
                 if let Some(end) = end {
                     self.finish(ctx, id, end);
@@ -500,6 +492,7 @@ impl HttpProxy {
                 if let Some(r) = c.req.as_mut() {
                     r.status = head.status;
                 }
+                c.report_response(head.status, ctx.now());
                 c.tunnel = true;
                 let cin = std::mem::take(&mut c.cin);
                 c.uout.extend_from_slice(&cin);
@@ -566,25 +559,6 @@ impl HttpProxy {
 }
 
 impl super::Conn {
-    /// Starts (or stops) the write-stall clocks of `timeouts.write`: a
-    /// buffer waiting for its peer since `now`, unless already waiting.
-    /// A write that makes progress resets its clock.
-    fn note_write_stalls(&mut self, now: std::time::Instant) {
-        let to_client = !self.cout.is_empty() || self.client.has_queued_records();
-        let to_server =
-            !self.uout.is_empty() && self.up.as_ref().is_some_and(|u| u.connecting.is_none());
-        for (waiting, stall) in [
-            (to_client, &mut self.cout_stall),
-            (to_server, &mut self.uout_stall),
-        ] {
-            if !waiting {
-                *stall = None;
-            } else if stall.is_none() {
-                *stall = Some(now);
-            }
-        }
-    }
-
     fn session_head_cap(&self) -> usize {
         self.rt
             .plan

@@ -24,6 +24,7 @@ mod client;
 mod exchange;
 pub mod pool;
 mod proxy_header;
+mod redirect;
 mod server_stream;
 mod upstream;
 
@@ -281,8 +282,10 @@ impl HttpProxy {
             }
         } else if up.ready.writable && up.stream.has_queued_records() {
             // TLS records a full socket did not take (the request's tail).
-            if up.stream.flush_records().is_err() {
-                up.ready.writable = false;
+            match up.stream.flush_records() {
+                Ok(true) => c.uout_stall = None,
+                Ok(false) => {}
+                Err(_) => up.ready.writable = false,
             }
         }
         self.drive(ctx, id);
@@ -323,6 +326,9 @@ impl HttpProxy {
             .and_then(|u| u.connecting)
             .is_some_and(|due| now >= due)
         {
+            if c.up.as_ref().is_some_and(|u| u.stream.in_handshake()) {
+                c.up_why = Some("tls handshake timeout");
+            }
             self.upstream_failed(ctx, id, crate::http::UpstreamFailure::ConnectFailed);
             return self.drive(ctx, id);
         }
@@ -480,6 +486,28 @@ fn settings(rt: &Runtime, l: ListenerId) -> (HeadLimits, Timeouts) {
         response: backend.plan.http.response_timeout.unwrap_or(far),
     };
     (limits, timeouts)
+}
+
+impl Conn {
+    /// Starts (or stops) the write-stall clocks of `timeouts.write`: a
+    /// buffer waiting for its peer since `now`, unless already waiting.
+    /// A write that makes progress resets its clock.
+    fn note_write_stalls(&mut self, now: std::time::Instant) {
+        let to_client = !self.cout.is_empty() || self.client.has_queued_records();
+        let to_server = self.up.as_ref().is_some_and(|u| {
+            u.connecting.is_none() && (!self.uout.is_empty() || u.stream.has_queued_records())
+        });
+        for (waiting, stall) in [
+            (to_client, &mut self.cout_stall),
+            (to_server, &mut self.uout_stall),
+        ] {
+            if !waiting {
+                *stall = None;
+            } else if stall.is_none() {
+                *stall = Some(now);
+            }
+        }
+    }
 }
 
 fn note(r: &mut Readiness, ready: Ready) {

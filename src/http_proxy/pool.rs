@@ -42,15 +42,13 @@ impl Pool {
         if let Some(tag) = ctx.tag_mut(token) {
             *tag = Tag::HttpPooled;
         }
-        let id = stream.tls_id().cloned();
-        let same = |s: &ServerStream| s.tls_id() == id.as_ref();
         let list = self.idle.entry(target).or_default();
         list.push((stream, token));
-        if list.iter().filter(|(s, _)| same(s)).count() > keepalive {
-            if let Some(k) = list.iter().position(|(s, _)| same(s)) {
-                let (_closed_on_drop, t) = list.remove(k);
-                ctx.forget(t);
-            }
+        // Counted per address whatever the TLS identity, so connections
+        // of a `backend_tls` block a reload replaced leave in turn.
+        while list.len() > keepalive {
+            let (_closed_on_drop, t) = list.remove(0);
+            ctx.forget(t);
         }
     }
 

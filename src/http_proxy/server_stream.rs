@@ -55,6 +55,11 @@ impl ServerStream {
         self.tls.is_some()
     }
 
+    /// The TCP connect completed and the TLS handshake has not.
+    pub fn in_handshake(&self) -> bool {
+        self.connected && self.tls.as_ref().is_some_and(|(t, _)| t.is_handshaking())
+    }
+
     /// The identity of the `backend_tls` block (`None`: plain).
     pub fn tls_id(&self) -> Option<&ClientTlsId> {
         self.tls.as_ref().map(|(_, id)| id)
@@ -186,13 +191,10 @@ impl HttpProxy {
                 }
             }
         }
+        // Passive health hears of this server again from the response
+        // (`Conn::report_response`): a server that accepts and then fails
+        // every request must not pass a trial by connecting.
         up.connecting = None;
-        let b = c.rt.backend(
-            c.req
-                .as_ref()
-                .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend),
-        );
-        b.report_success(up.server, ctx.now());
         true
     }
 }
