@@ -1,6 +1,6 @@
 //! Health checks and resilience through the real binary, on loopback:
-//! active tcp/http/udp probes, passive mark-down, backup failover, prompt
-//! close when nothing is up, fd exhaustion, leaks, resets mid-transfer.
+//! active tcp/http/udp probes, backup failover, prompt close when nothing
+//! is up, fd exhaustion, leaks, resets mid-transfer.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -29,9 +29,12 @@ backends:\n  - name: pool\n    balance: roundrobin\n    connect_timeout: 5s\n   
     )
 }
 
+/// Active checks every 100 ms. A probe times out after 1 s, not less: a
+/// live server on a loaded machine may take a few hundred milliseconds to
+/// answer, and a flap would spoil the test.
 fn active(kind: &str, fall: u32, rise: u32, extra: &str) -> String {
     format!(
-        "    health_check:\n      active:\n        type: {kind}\n        interval: 100ms\n        timeout: 200ms\n        fall: {fall}\n        rise: {rise}\n{extra}"
+        "    health_check:\n      active:\n        type: {kind}\n        interval: 100ms\n        timeout: 1s\n        fall: {fall}\n        rise: {rise}\n{extra}"
     )
 }
 
@@ -215,7 +218,8 @@ impl HttpHealth {
                         }
                     }
                     match st.load(Ordering::Relaxed) {
-                        0 => thread::sleep(Duration::from_secs(1)),
+                        // Hangs well past the probe timeout (1 s).
+                        0 => thread::sleep(Duration::from_secs(5)),
                         code => {
                             let _ = s.write_all(
                                 format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n")
@@ -339,54 +343,6 @@ fn udp_check_send_expect_wrong_reply_silence_and_refused() {
 }
 
 #[test]
-fn passive_check_quarantines_a_dead_server_then_allows_one_trial() {
-    let a = Backend::start(Mode::NamedEcho("a"));
-    let dead = free_port();
-    let dead_addr = lb(dead);
-    let port = free_port();
-    let n = Nvelox::start(&config(
-        port,
-        2,
-        &[quoted(a.addr), quoted(dead_addr)],
-        "    health_check:\n      passive:\n        max_fails: 2\n        fail_timeout: 2s\n",
-    ));
-    // Clients never notice: the proxy retries on a.
-    for _ in 0..6 {
-        assert_eq!(served_by(port), "a");
-        if n.count_lines(&down_line(dead_addr)) > 0 {
-            break;
-        }
-    }
-    let line = n.wait_for_line(&down_line(dead_addr), WAIT);
-    let marked = Instant::now();
-    assert!(line.contains("2 failures within 2s"), "{line}");
-
-    // The server comes back, but its quarantine is not over: no traffic.
-    let _d = Backend::on(TcpListener::bind(dead_addr).unwrap(), Mode::NamedEcho("d"));
-    let before = proxy_attempts(&n, dead_addr);
-    let got: Vec<String> = (0..6).map(|_| served_by(port)).collect();
-    assert!(
-        marked.elapsed() < Duration::from_millis(1800),
-        "too slow to test the quarantine"
-    );
-    assert_eq!(got, ["a"; 6]);
-    assert_eq!(proxy_attempts(&n, dead_addr), before);
-
-    // After fail_timeout one trial connection goes there and brings it back.
-    thread::sleep(Duration::from_millis(2100).saturating_sub(marked.elapsed()));
-    let mut got = Vec::new();
-    for _ in 0..4 {
-        got.push(served_by(port));
-    }
-    assert!(got.contains(&"d".to_string()), "{got:?}");
-    n.wait_for_line("allowing one trial connection", WAIT);
-    n.wait_for_line(
-        &format!("server {dead_addr}: probing -> up: trial connection succeeded"),
-        WAIT,
-    );
-}
-
-#[test]
 fn backup_takes_over_while_no_primary_is_up_and_hands_back() {
     let p = Backend::start(Mode::NamedEcho("p"));
     let k = Backend::start(Mode::NamedEcho("k"));
@@ -439,17 +395,21 @@ fn wedged_server() -> (socket2::Socket, Vec<socket2::Socket>, SocketAddr) {
 fn all_servers_down_closes_clients_at_once_instead_of_waiting_connect_timeout() {
     let (_l, _fillers, addr) = wedged_server();
     let port = free_port();
-    // connect_timeout is 5s: without the check a client would wait for it.
-    let n = Nvelox::start(&config(port, 1, &[quoted(addr)], &active("tcp", 1, 1, "")));
+    // connect_timeout 1h: without the check a client would wait for it,
+    // far beyond its own read timeout.
+    let yaml = config(port, 1, &[quoted(addr)], &active("tcp", 1, 1, ""))
+        .replace("connect_timeout: 5s", "connect_timeout: 1h");
+    let n = Nvelox::start(&yaml);
     let line = n.wait_for_line(&down_line(addr), WAIT);
     assert!(line.contains("timed out"), "{line}");
-    let t = Instant::now();
-    assert_eq!(served_by(port), "", "closed without a byte");
-    assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "close took {:?}",
-        t.elapsed()
-    );
+    let mut s = TcpStream::connect_timeout(&lb(port), WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::new();
+    match s.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(got.is_empty(), "closed without a byte: {got:?}");
     n.wait_for_line("no server available in backend pool", WAIT);
 }
 

@@ -353,6 +353,18 @@ fn sigterm_closes_idle_keep_alive_clients_and_finishes_requests_in_flight() {
     assert_eq!(n.wait_exit(WAIT), Some(0));
 }
 
+/// Whether a TCP connection to 127.0.0.1:`port` is still established
+/// (from /proc/net/tcp: remote address `0100007F:PORT`, state `01`).
+fn established_to(port: u16) -> bool {
+    let remote = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .any(|f| f.len() > 3 && f[2] == remote && f[3] == "01")
+}
+
 #[test]
 fn a_pooled_connection_the_server_closed_is_not_used() {
     // The origin closes a keep-alive connection idle for 100 ms.
@@ -369,7 +381,12 @@ fn a_pooled_connection_the_server_closed_is_not_used() {
         c.response()
     };
     assert_eq!(post(&mut c, "/1").body, b"/1");
-    std::thread::sleep(Duration::from_millis(500));
+    // Until the origin has closed the pooled connection (its FIN reached
+    // nvelox's socket), however long its idle timer takes to run.
+    assert!(
+        eventually(3 * WAIT, || !established_to(o.addr.port())),
+        "the origin never closed the idle connection"
+    );
     // A POST is never retried once sent: a stale connection would be a 502.
     let r = post(&mut c, "/2");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"/2"[..]));

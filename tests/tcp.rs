@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -255,8 +255,11 @@ fn all_servers_down_closes_the_client_promptly_and_logs_it() {
     let (d1, d2) = (free_port(), free_port());
     let port = free_port();
     let servers = vec![format!("\"127.0.0.1:{d1}\""), format!("\"127.0.0.1:{d2}\"")];
-    let n = Nvelox::start(&config(port, "roundrobin", &servers, "", ""));
-    let t0 = Instant::now();
+    // A connect timeout far beyond the client's patience: the client is
+    // closed because the connects were refused, not because one timed out.
+    let yaml = config(port, "roundrobin", &servers, "", "")
+        .replace("connect_timeout: 2s", "connect_timeout: 1h");
+    let n = Nvelox::start(&yaml);
     let mut s = connect(port);
     let mut buf = Vec::new();
     // Closed, not left waiting (a read timeout would be an error too):
@@ -266,11 +269,6 @@ fn all_servers_down_closes_the_client_promptly_and_logs_it() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
     assert!(buf.is_empty());
-    assert!(
-        t0.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        t0.elapsed()
-    );
     let access = n.dir.path("access.log");
     assert!(eventually(WAIT, || std::fs::read_to_string(&access)
         .is_ok_and(|s| s.contains("connect failed"))));

@@ -1,229 +1,22 @@
-//! UDP load balancing through the real binary, on loopback.
+//! UDP load balancing through the real binary, on loopback: sessions,
+//! balancing, datagram sizes, addresses, port ranges, PROXY headers. The
+//! life of a session (caps, idle expiry, sockets given back, SIGTERM) is in
+//! `udp_sessions.rs`.
 
 mod common;
+#[path = "common/udp.rs"]
+mod udp_support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use nvelox::proxy_protocol::{Accept, Header, Parsed, Transport};
-
-/// How long a client waits for an answer that should come.
-const ANSWER: Duration = Duration::from_secs(5);
-/// How long a client waits to be sure an answer does NOT come.
-const SILENCE: Duration = Duration::from_millis(400);
-
-// ---------------------------------------------------------------- backends
-
-#[derive(Clone, Copy)]
-enum Reply {
-    /// The payload back, byte-exact.
-    Echo,
-    /// `name:` + payload.
-    Named(&'static str),
-    /// Three datagrams `name:1`, `name:2`, `name:3` per request.
-    Three(&'static str),
-    /// Parses a PROXY v2 header in front of the datagram and answers
-    /// `src dst payload`, or `bad` when there is no valid header.
-    ProxySource,
-}
-
-/// A UDP backend on its own thread; remembers every source address and
-/// every datagram length it saw.
-struct UdpBackend {
-    addr: SocketAddr,
-    peers: Arc<Mutex<Vec<SocketAddr>>>,
-    lens: Arc<Mutex<Vec<usize>>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<thread::JoinHandle<()>>,
-}
-
-impl UdpBackend {
-    fn start(reply: Reply) -> UdpBackend {
-        UdpBackend::on(UdpSocket::bind("127.0.0.1:0").unwrap(), reply)
-    }
-
-    fn on(sock: UdpSocket, reply: Reply) -> UdpBackend {
-        let addr = sock.local_addr().unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let peers = Arc::new(Mutex::new(Vec::new()));
-        let lens = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p2, l2, s2) = (Arc::clone(&peers), Arc::clone(&lens), Arc::clone(&stop));
-        let handle = thread::spawn(move || {
-            let mut buf = vec![0u8; 70_000];
-            while !s2.load(Ordering::Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                p2.lock().unwrap().push(from);
-                l2.lock().unwrap().push(n);
-                match reply {
-                    Reply::Echo => {
-                        let _ = sock.send_to(&buf[..n], from);
-                    }
-                    Reply::Named(name) => {
-                        let mut out = format!("{name}:").into_bytes();
-                        out.extend_from_slice(&buf[..n]);
-                        let _ = sock.send_to(&out, from);
-                    }
-                    Reply::Three(name) => {
-                        for i in 1..=3 {
-                            let _ = sock.send_to(format!("{name}:{i}").as_bytes(), from);
-                        }
-                    }
-                    Reply::ProxySource => {
-                        let out = match Header::parse(&buf[..n], Accept::V2) {
-                            Ok(Parsed::Complete { header, consumed }) => match header.addresses {
-                                Some((src, dst)) if header.transport == Transport::Dgram => {
-                                    format!(
-                                        "{src} {dst} {}",
-                                        String::from_utf8_lossy(&buf[consumed..n])
-                                    )
-                                }
-                                _ => "bad".into(),
-                            },
-                            _ => "bad".into(),
-                        };
-                        let _ = sock.send_to(out.as_bytes(), from);
-                    }
-                }
-            }
-        });
-        UdpBackend {
-            addr,
-            peers,
-            lens,
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    fn distinct_peers(&self) -> usize {
-        self.peers
-            .lock()
-            .unwrap()
-            .iter()
-            .collect::<HashSet<_>>()
-            .len()
-    }
-
-    fn received(&self) -> usize {
-        self.lens.lock().unwrap().len()
-    }
-}
-
-impl Drop for UdpBackend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-// ---------------------------------------------------------------- helpers
-
-fn config(bind: &str, servers: &[String], extra_listener: &str, workers: usize) -> String {
-    let list: Vec<String> = servers.iter().map(|s| format!("      - {s}")).collect();
-    format!(
-        "server:\n  workers: {workers}\n  shutdown_timeout: 30s\nlogging:\n  level: debug\n  access_log: {{dir}}/access.log\n\
-listeners:\n  - name: game\n    bind: \"{bind}\"\n    protocol: udp\n    default_backend: pool\n{extra_listener}\
-backends:\n  - name: pool\n    balance: roundrobin\n    servers:\n{}\n",
-        list.join("\n")
-    )
-}
-
-fn quoted(addr: SocketAddr) -> String {
-    format!("\"{addr}\"")
-}
-
-fn v4(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn client() -> UdpSocket {
-    client_on("127.0.0.1:0")
-}
-
-fn client_on(local: &str) -> UdpSocket {
-    let s = UdpSocket::bind(local).unwrap();
-    s.set_read_timeout(Some(ANSWER)).unwrap();
-    s
-}
-
-/// Sends `msg` to `to` and returns the answer and who it came from.
-fn ask_from(c: &UdpSocket, to: SocketAddr, msg: &[u8]) -> (Vec<u8>, SocketAddr) {
-    c.send_to(msg, to).unwrap();
-    recv(c).unwrap_or_else(|| panic!("no answer from {to} within {ANSWER:?}"))
-}
-
-/// Sends `msg` to `to` and returns the answer as text; it must come from `to`.
-fn ask(c: &UdpSocket, to: SocketAddr, msg: &[u8]) -> String {
-    let (data, from) = ask_from(c, to, msg);
-    assert_eq!(from, to, "reply came from the wrong address");
-    String::from_utf8(data).unwrap()
-}
-
-fn recv(c: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
-    let mut buf = vec![0u8; 70_000];
-    match c.recv_from(&mut buf) {
-        Ok((n, from)) => {
-            buf.truncate(n);
-            Some((buf, from))
-        }
-        Err(_) => None,
-    }
-}
-
-/// True when nothing arrives within `SILENCE`.
-fn silent(c: &UdpSocket) -> bool {
-    c.set_read_timeout(Some(SILENCE)).unwrap();
-    let quiet = recv(c).is_none();
-    c.set_read_timeout(Some(ANSWER)).unwrap();
-    quiet
-}
-
-fn access_log(n: &Nvelox) -> String {
-    std::fs::read_to_string(n.dir.path("access.log")).unwrap_or_default()
-}
-
-/// Lines of the access log containing `needle`, waiting until there are `count`.
-fn wait_access_lines(n: &Nvelox, needle: &str, count: usize) -> Vec<String> {
-    let ok = eventually(WAIT, || {
-        access_log(n).lines().filter(|l| l.contains(needle)).count() >= count
-    });
-    let log = access_log(n);
-    assert!(
-        ok,
-        "fewer than {count} access lines with {needle:?}:\n{log}"
-    );
-    log.lines()
-        .filter(|l| l.contains(needle))
-        .map(str::to_string)
-        .collect()
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the ")" that closes the command name: state is field 3,
-    // utime field 14, stime field 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
+use nvelox::proxy_protocol::{Header, Transport};
+use udp_support::*;
 
 // ---------------------------------------------------------------- tests
 
@@ -330,83 +123,6 @@ fn the_largest_datagram_arrives_intact_both_ways() {
 }
 
 #[test]
-fn idle_expiry_ends_the_session_and_the_next_datagram_opens_one_on_the_next_server() {
-    const IDLE: Duration = Duration::from_secs(1);
-    let (a, b) = (
-        UdpBackend::start(Reply::Named("a")),
-        UdpBackend::start(Reply::Named("b")),
-    );
-    let port = free_port();
-    let n = Nvelox::start(&config(
-        &format!("127.0.0.1:{port}"),
-        &[quoted(a.addr), quoted(b.addr)],
-        "    idle_timeout: 1s\n",
-        1,
-    ));
-    // Traffic within the idle time keeps the session (and its server) for
-    // longer than the idle time. A reply that came more than IDLE after the
-    // previous datagram was sent proves nothing (this thread or nvelox was
-    // not scheduled for that long, and the session may rightly have
-    // expired): such a round starts again with a new client.
-    let mut kept = None;
-    // Clients of earlier rounds stay open: no later one gets their port.
-    let mut disturbed = Vec::new();
-    for _round in 0..10 {
-        let c = client();
-        let first = ask(&c, v4(port), b"1");
-        let opened = Instant::now();
-        let server = first.strip_suffix(":1").unwrap().to_string();
-        let mut sent = 1u64;
-        let mut previous_send = Instant::now();
-        let mut conclusive = true;
-        // Until a datagram was sent well after the session's idle time.
-        while previous_send.duration_since(opened) < IDLE + IDLE / 2 {
-            thread::sleep(Duration::from_millis(100));
-            let send = Instant::now();
-            let got = ask(&c, v4(port), b"k");
-            sent += 1;
-            if got != format!("{server}:k") {
-                // Expiry needs IDLE without a datagram at nvelox: it got
-                // the previous one after `previous_send` and this one
-                // before now.
-                assert!(
-                    previous_send.elapsed() >= IDLE,
-                    "the session moved from {server} to {got:?} with traffic within the idle time"
-                );
-                conclusive = false;
-                break;
-            }
-            previous_send = send;
-        }
-        if conclusive {
-            kept = Some((c, server, sent));
-            break;
-        }
-        disturbed.push(c);
-    }
-    let (c, server, sent) = kept.expect("10 rounds in a row disturbed by scheduling delays");
-    let me = c.local_addr().unwrap();
-    // Silence: the session ends (polled for, well past the idle time).
-    let lines = wait_access_lines(&n, &format!("client={me}"), 1);
-    let line = &lines[0];
-    let server_addr = if server == "a" { a.addr } else { b.addr };
-    for field in [
-        "udp listener=game".to_string(),
-        "idle timeout".into(),
-        format!("server={server_addr}"),
-        format!("bytes_in={sent} "),
-        format!("bytes_out={} ", 3 * sent),
-        format!("datagrams_in={sent} "),
-        format!("datagrams_out={sent} "),
-        "duration_ms=".into(),
-    ] {
-        assert!(line.contains(&field), "{field:?} missing in {line}");
-    }
-    let next = if server == "a" { "b" } else { "a" };
-    assert_eq!(ask(&c, v4(port), b"2"), format!("{next}:2"));
-}
-
-#[test]
 fn a_wildcard_listener_replies_from_the_address_the_client_reached() {
     let b = UdpBackend::start(Reply::Named("w"));
     let port = free_port();
@@ -483,37 +199,6 @@ fn a_thousand_port_range_to_a_portless_server_lands_on_the_same_port() {
 }
 
 #[test]
-fn the_session_cap_drops_new_clients_only() {
-    let b = UdpBackend::start(Reply::Named("c"));
-    let port = free_port();
-    let n = Nvelox::start(&config(
-        &format!("127.0.0.1:{port}"),
-        &[quoted(b.addr)],
-        "    max_connections: 2\n",
-        2,
-    ));
-    let (c1, c2, c3) = (client(), client(), client());
-    assert_eq!(ask(&c1, v4(port), b"1"), "c:1");
-    assert_eq!(ask(&c2, v4(port), b"2"), "c:2");
-    for _ in 0..3 {
-        c3.send_to(b"3", v4(port)).unwrap();
-        assert!(silent(&c3), "a third session was admitted");
-    }
-    // Existing sessions keep working.
-    assert_eq!(ask(&c1, v4(port), b"1"), "c:1");
-    assert_eq!(ask(&c2, v4(port), b"2"), "c:2");
-    assert_eq!(b.received(), 4);
-    // One warning for three drops (rate limited).
-    n.wait_for_line("session limit", WAIT);
-    let warnings = n
-        .stderr_text()
-        .lines()
-        .filter(|l| l.contains("session limit"))
-        .count();
-    assert_eq!(warnings, 1, "{}", n.stderr_text());
-}
-
-#[test]
 fn ipv6_loopback_sessions_work() {
     let Ok(bsock) = UdpSocket::bind("[::1]:0") else {
         skip("ipv6_loopback_sessions_work", "needs IPv6 loopback (::1)");
@@ -531,85 +216,6 @@ fn ipv6_loopback_sessions_work() {
         .iter()
         .all(|p| p.ip() == IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])));
     assert_eq!(b.distinct_peers(), 1);
-}
-
-#[test]
-fn a_down_backend_ends_sessions_without_a_busy_loop_or_a_leaked_socket() {
-    // Nothing listens on this port: the kernel answers ICMP port unreachable.
-    let dead = v4(free_port());
-    let port = free_port();
-    let n = Nvelox::start(&config(
-        &format!("127.0.0.1:{port}"),
-        &[quoted(dead)],
-        "    idle_timeout: 1s\n",
-        2,
-    ));
-    let pid = n.pid();
-    let baseline = open_fds(pid);
-    let clients: Vec<UdpSocket> = (0..20).map(|_| client()).collect();
-    for c in &clients {
-        c.send_to(b"anyone?", v4(port)).unwrap();
-    }
-    // Each session ends on ECONNREFUSED, long before its idle timeout.
-    let lines = wait_access_lines(&n, "server unreachable", 20);
-    assert!(lines.iter().all(|l| l.contains("datagrams_out=0")));
-    assert!(!access_log(&n).contains("idle timeout"));
-    // Keep poking for about a second; the process must stay nearly idle.
-    let t0 = cpu_ticks(pid);
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(1) {
-        for c in &clients {
-            let _ = c.send_to(b"still there?", v4(port));
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    let used = cpu_ticks(pid) - t0;
-    // 20 ticks = 0.2 s of CPU at the usual 100 Hz: a spin would take ~100.
-    assert!(used < 20, "nvelox used {used} clock ticks in ~1 s");
-    assert!(
-        eventually(WAIT, || open_fds(pid) <= baseline),
-        "fds: {} open, baseline {baseline}",
-        open_fds(pid)
-    );
-}
-
-#[test]
-fn sessions_give_back_their_sockets_when_they_expire() {
-    let b = UdpBackend::start(Reply::Echo);
-    let port = free_port();
-    let n = Nvelox::start(&config(
-        &format!("127.0.0.1:{port}"),
-        &[quoted(b.addr)],
-        // Long enough that all 50 sessions are open at once even on a
-        // loaded machine, short enough to keep the test quick.
-        "    idle_timeout: 1500ms\n",
-        2,
-    ));
-    let pid = n.pid();
-    // The lowest of a few samples: a loop may hold a transient fd (e.g.
-    // while it reads /proc/self/fd to size its budget) at any one instant.
-    let baseline = (0..5)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(10));
-            open_fds(pid)
-        })
-        .min()
-        .unwrap();
-    let clients: Vec<UdpSocket> = (0..50).map(|_| client()).collect();
-    for c in &clients {
-        assert_eq!(ask(c, v4(port), b"x"), "x");
-    }
-    assert!(
-        open_fds(pid) >= baseline + 50,
-        "one upstream socket per session: {} open, baseline {baseline}",
-        open_fds(pid)
-    );
-    wait_access_lines(&n, "idle timeout", 50);
-    assert!(
-        eventually(WAIT, || open_fds(pid) <= baseline),
-        "fds: {} open, baseline {baseline}",
-        open_fds(pid)
-    );
 }
 
 #[test]
@@ -636,24 +242,6 @@ fn reuseport_spreads_one_port_over_the_loops_and_sessions_still_work() {
     }
     assert_eq!(upstream_of.len(), 16);
     assert!(upstream_of.values().all(|&k| k == 3));
-}
-
-#[test]
-fn sigterm_ends_udp_sessions_at_once_and_exits_cleanly() {
-    let b = UdpBackend::start(Reply::Echo);
-    let port = free_port();
-    let mut n = Nvelox::start(&config(
-        &format!("127.0.0.1:{port}"),
-        &[quoted(b.addr)],
-        "",
-        2,
-    ));
-    let c = client();
-    assert_eq!(ask(&c, v4(port), b"x"), "x");
-    n.signal(libc::SIGTERM);
-    // shutdown_timeout is 30 s: UDP has nothing to drain, so no waiting.
-    assert_eq!(n.wait_exit(Duration::from_secs(5)), Some(0));
-    assert!(access_log(&n).contains("reason=\"shutdown\""));
 }
 
 #[test]
