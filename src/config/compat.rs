@@ -28,7 +28,7 @@ pub enum Support {
 
 /// `(YAML path pattern, support)`. `[]` stands for any index. Keys that
 /// nvelox implements (`routes`) and keys whose feature is planned (`tls`)
-/// are searched for refused keys below them (`routes[].redirect`,
+/// are searched for refused keys below them (`routes[].rewrite`,
 /// `tls.auto_cert`); below a key that is never supported nothing more is
 /// reported.
 pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
@@ -65,10 +65,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     (
         "listeners[].routes[].rewrite",
         Support::Never("URL rewriting"),
-    ),
-    (
-        "listeners[].routes[].redirect",
-        Support::Never("redirect responses"),
     ),
     (
         "listeners[].routes[].static",
@@ -142,7 +138,7 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
 /// One refused key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    /// YAML path of the key, e.g. `listeners[0].routes[1].redirect`.
+    /// YAML path of the key, e.g. `listeners[0].routes[1].rewrite`.
     pub path: String,
     /// What is refused: the key name, or `protocol: http` for a value.
     pub what: String,
@@ -240,7 +236,7 @@ listeners:
     http3: true
     routes:
       - match: { host: a.test, path_regex: "^/x" }
-        redirect: { url: /y, code: 301 }
+        rewrite: { path: /y }
         backend: b
 backends:
   - name: b
@@ -254,7 +250,7 @@ backends:
                 "tracing",
                 "listeners[0].http3",
                 "listeners[0].routes[0].match.path_regex",
-                "listeners[0].routes[0].redirect",
+                "listeners[0].routes[0].rewrite",
                 "backends[0].sticky_session",
                 "backends[0].timeouts.idle",
             ]
@@ -264,7 +260,7 @@ backends:
             f[0].message(),
             "not supported by nvelox: tracing (OpenTelemetry tracing)"
         );
-        assert_eq!(f[3].what, "redirect");
+        assert_eq!(f[3].what, "rewrite");
         assert!(matches!(f[3].support, Support::Never(_)));
         // `protocol: http`/`https`, `routes`, `headers` ... are nvelox keys now.
         let http = "listeners:\n  - { name: a, bind: \":80\", protocol: http, backend: b, routes: [], headers: {}, max_body_size: 1MB }\n";

@@ -309,7 +309,26 @@ pub struct RoutePlan {
     pub host: Option<String>,
     /// Byte prefix of the request path (starts with `/`). `None`: any path.
     pub path_prefix: Option<String>,
-    pub backend: BackendId,
+    pub action: RouteAction,
+}
+
+/// What a matched route does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Proxy to this backend.
+    Backend(BackendId),
+    /// `redirect`: answer with a redirect, no server contacted (Go Nvelox:
+    /// a route's redirect wins over its `backend`).
+    Redirect(crate::http::redirect::Redirect),
+}
+
+/// Where a request goes ([`HttpListenerPlan::route`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routed<'a> {
+    Backend(BackendId),
+    Redirect(&'a crate::http::redirect::Redirect),
+    /// No route matches and there is no default backend: 404.
+    NoRoute,
 }
 
 impl RoutePlan {
@@ -331,13 +350,26 @@ impl RoutePlan {
 
 impl HttpListenerPlan {
     /// The backend a request goes to: the first route that matches, else
-    /// the default backend; `None`: 404.
+    /// the default backend; `None`: 404 or a redirect.
     pub fn backend_for(&self, host_name: Option<&[u8]>, path: &[u8]) -> Option<BackendId> {
-        self.routes
-            .iter()
-            .find(|r| r.matches(host_name, path))
-            .map(|r| r.backend)
-            .or(self.default_backend)
+        match self.route(host_name, path) {
+            Routed::Backend(b) => Some(b),
+            Routed::Redirect(_) | Routed::NoRoute => None,
+        }
+    }
+
+    /// What a request gets: the first route that matches (its backend or
+    /// its redirect), else the default backend, else 404.
+    pub fn route(&self, host_name: Option<&[u8]>, path: &[u8]) -> Routed<'_> {
+        match self.routes.iter().find(|r| r.matches(host_name, path)) {
+            Some(r) => match &r.action {
+                RouteAction::Backend(b) => Routed::Backend(*b),
+                RouteAction::Redirect(x) => Routed::Redirect(x),
+            },
+            None => self
+                .default_backend
+                .map_or(Routed::NoRoute, Routed::Backend),
+        }
     }
 }
 

@@ -266,8 +266,9 @@ pub struct RawRoute {
     pub backend: Option<Text>,
     // Go Nvelox only (reported by `compat`).
     pub headers: Option<GoOnly>,
+    pub redirect: Option<RawRedirect>,
+    // Go Nvelox only (reported by `compat`).
     pub rewrite: Option<GoOnly>,
-    pub redirect: Option<GoOnly>,
     pub scripts: Option<GoOnly>,
     #[serde(rename = "static")]
     pub static_files: Option<GoOnly>,
@@ -277,16 +278,23 @@ pub struct RawRoute {
 }
 
 impl RawRoute {
-    /// Whether the route has a Go-only action (redirect, static files, ...)
+    /// Whether the route has a Go-only action (static files, ...)
     /// instead of a backend: it is refused by `compat` already.
     pub fn has_go_only_action(&self) -> bool {
         self.rewrite.is_some()
-            || self.redirect.is_some()
             || self.scripts.is_some()
             || self.static_files.is_some()
             || self.try_files.is_some()
             || self.fastcgi.is_some()
     }
+}
+
+/// `routes[].redirect` (Go Nvelox's): answer with a redirect.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    pub url: Option<Text>,
+    pub code: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

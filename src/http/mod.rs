@@ -15,6 +15,7 @@
 //!   (hop-by-hop removal, `X-Forwarded-*`, configured header edits, the
 //!   backend-server header);
 //! - [`reply`]: responses nvelox itself generates (400, 408, ..., 504);
+//! - [`redirect`]: route redirects (the `Location` template, the reply);
 //! - [`session`]: the per-client-connection sequencing state machine
 //!   (head, body, response, keep-alive, pipelining, tunnel, timeouts);
 //! - [`retry`]: when a failed attempt may be tried again.
@@ -26,6 +27,7 @@ pub mod body;
 pub mod editor;
 pub mod framing;
 pub mod head;
+pub mod redirect;
 pub mod reply;
 pub mod retry;
 pub mod session;

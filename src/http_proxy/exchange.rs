@@ -232,7 +232,7 @@ impl HttpProxy {
             return;
         };
         c.cin.drain(..consumed.min(c.cin.len()));
-        let backend = hp.backend_for(head.host_name(), head.path());
+        let (backend, redirect) = super::redirect::route(hp, head, c.client.is_tls());
         c.req = Some(Request {
             started: ctx.now(),
             method: printable(head.method_bytes(), 16),
@@ -255,7 +255,7 @@ impl HttpProxy {
             return self.reply(ctx, id, 429, why.describe());
         }
         let Some(backend) = backend else {
-            return self.reply(ctx, id, 404, "no route");
+            return self.no_backend(ctx, id, redirect);
         };
         c.timeouts.response = rt
             .backend(backend)

@@ -24,6 +24,7 @@ mod client;
 mod exchange;
 pub mod pool;
 mod proxy_header;
+mod redirect;
 mod server_stream;
 mod upstream;
 

@@ -14,6 +14,8 @@ use reactor::{Ctx, Interest};
 
 use super::{Conn, HttpId, HttpProxy, Request, ServerStream, Upstream};
 use crate::events::{Loop, Tag};
+use crate::http::redirect::write_redirect;
+use crate::http::reply::write_error_response;
 use crate::http::{ExchangeEnd, UpstreamFailure, UpstreamStep};
 use crate::limits::is_resource_exhaustion;
 use crate::logging::timestamp;
@@ -211,6 +213,19 @@ impl HttpProxy {
         status: u16,
         reason: &str,
     ) {
+        self.reply_located(ctx, id, status, reason, None);
+    }
+
+    /// [`reply`](Self::reply), or with `location`: a redirect with that
+    /// `Location` (from `http::redirect`, visible ASCII only).
+    pub(super) fn reply_located(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        status: u16,
+        reason: &str,
+        location: Option<&[u8]>,
+    ) {
         self.drop_upstream(ctx, id, false);
         let now = ctx.now();
         let draining = self.draining;
@@ -221,7 +236,10 @@ impl HttpProxy {
         let keep = c.session.local_reply(&c.cin, now).filter(|_| !draining);
         let before = c.cout.len();
         let head = c.req.as_ref().is_some_and(|r| r.method == "HEAD");
-        crate::http::reply::write_error_response(status, keep.is_none(), head, &mut c.cout);
+        match location {
+            Some(l) => write_redirect(status, l, keep.is_none(), head, &mut c.cout),
+            None => write_error_response(status, keep.is_none(), head, &mut c.cout),
+        }
         c.closing = keep.is_none();
         let rest_of_body = keep.unwrap_or(0).min(c.cin.len());
         c.cin.drain(..rest_of_body);

@@ -261,8 +261,8 @@ listeners:
     routes:
       - match:
           path_prefix: /
-        redirect:
-          url: "https://${host}${path}"
+        rewrite:
+          path: "/x"
     compression:
       enabled: true
 backends:
@@ -277,7 +277,7 @@ backends:
     let expected = [
         "go.yaml:8: listeners[0].http3: not supported by nvelox: http3",
         "go.yaml:10: listeners[0].tls.cert: cannot read certificate file \"a.pem\"",
-        "go.yaml:15: listeners[0].routes[0].redirect: not supported by nvelox: redirect",
+        "go.yaml:15: listeners[0].routes[0].rewrite: not supported by nvelox: rewrite",
         "go.yaml:17: listeners[0].compression: not supported by nvelox: compression",
         "go.yaml:22: backends[0].sticky_session: not supported by nvelox: sticky_session",
         "go.yaml:24: backends[0].circuit_breaker: not supported by nvelox: circuit_breaker",

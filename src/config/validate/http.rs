@@ -9,9 +9,10 @@
 //! `timeouts.read` of backends) are Go's `timeouts` blocks: `go.rs`.
 //! Route backends are resolved by `link` (`listeners.rs`).
 
-use super::super::raw::{HeaderMap, RawBackend, RawListener, RawRetry};
+use super::super::raw::{HeaderMap, RawBackend, RawListener, RawRedirect, RawRetry};
 use super::super::size::parse_size;
 use super::*;
+use crate::http::redirect::{self, Redirect};
 
 /// An HTTP listener's settings before its route backends are resolved.
 pub(super) struct HttpDraft {
@@ -26,7 +27,9 @@ pub(super) struct RouteDraft {
     pub path: String,
     pub host: Option<String>,
     pub path_prefix: Option<String>,
-    pub backend: String,
+    /// `None`: a redirect-only route.
+    pub backend: Option<String>,
+    pub redirect: Option<Redirect>,
 }
 
 /// The words of `retry.on`.
@@ -76,19 +79,33 @@ impl Validator<'_> {
                 }
                 None => (None, None),
             };
-            // A Go-only action (redirect, static, ...) is refused by the key
-            // scan; a missing backend would only repeat it.
+            // A Go-only action (static, ...) is refused by the key scan; a
+            // missing backend would only repeat it.
             if r.backend.is_none() && r.has_go_only_action() {
                 continue;
             }
-            if let Some(backend) = self.required(f, &rp, "backend", r.backend.as_ref()) {
-                routes.push(RouteDraft {
-                    path: key(&rp, "backend"),
-                    host,
-                    path_prefix,
-                    backend: backend.to_string(),
-                });
-            }
+            // Go Nvelox: a route with a redirect needs no backend, and its
+            // redirect wins over one it names (which must still exist).
+            let redirect = r.redirect.as_ref().map(|x| self.redirect(f, &rp, x));
+            let backend = match (&redirect, &r.backend) {
+                (Some(_), b) => text(b.as_ref()).map(str::to_string),
+                (None, _) => match self.required(f, &rp, "backend", r.backend.as_ref()) {
+                    Some(b) => Some(b.to_string()),
+                    None => continue,
+                },
+            };
+            let redirect = match redirect {
+                Some(None) => continue,
+                Some(Some(x)) => Some(x),
+                None => None,
+            };
+            routes.push(RouteDraft {
+                path: key(&rp, "backend"),
+                host,
+                path_prefix,
+                backend,
+                redirect,
+            });
         }
         let mut edits = EditOptions::default();
         if let Some(h) = &l.headers {
@@ -133,6 +150,31 @@ impl Validator<'_> {
             edits,
             max_header_size,
             max_body_size,
+        }
+    }
+
+    /// A route's `redirect: {url, code}`; `None` (reported) when wrong.
+    fn redirect(&mut self, f: FileId, rp: &str, x: &RawRedirect) -> Option<Redirect> {
+        let xp = key(rp, "redirect");
+        let code = match &x.code {
+            Some(_) => {
+                let n = self.number(f, &key(&xp, "code"), x.code.as_ref(), 0, 999)?;
+                u16::try_from(n).unwrap_or(0)
+            }
+            None => redirect::DEFAULT_CODE,
+        };
+        let url = self.required(f, &xp, "url", x.url.as_ref())?;
+        match Redirect::parse(url, code) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let at = if redirect::CODES.contains(&code) {
+                    "url"
+                } else {
+                    "code"
+                };
+                self.error(f, &key(&xp, at), e);
+                None
+            }
         }
     }
 
@@ -334,3 +376,7 @@ impl Validator<'_> {
 #[cfg(test)]
 #[path = "http_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "redirect_tests.rs"]
+mod redirect_tests;

@@ -93,12 +93,12 @@ fn every_http_key_reaches_the_plan() {
             RoutePlan {
                 host: Some("api.example.com".into()),
                 path_prefix: Some("/v1/".into()),
-                backend: BackendId(1)
+                action: RouteAction::Backend(BackendId(1))
             },
             RoutePlan {
                 host: None,
                 path_prefix: Some("/static".into()),
-                backend: BackendId(0)
+                action: RouteAction::Backend(BackendId(0))
             },
         ]
     );

@@ -267,18 +267,39 @@ impl Validator<'_> {
             let mut routes = Vec::new();
             let mut routes_ok = true;
             for r in l.http.iter().flat_map(|h| &h.routes) {
-                match self.backend_index(l.origin.file, &r.path, &r.backend, by_name) {
-                    Some(b) => routes.push(RoutePlan {
-                        host: r.host.clone(),
-                        path_prefix: r.path_prefix.clone(),
-                        backend: BackendId(b),
-                    }),
-                    None => routes_ok = false,
+                let b = match &r.backend {
+                    Some(name) => self.backend_index(l.origin.file, &r.path, name, by_name),
+                    None => None,
+                };
+                if r.backend.is_some() && b.is_none() {
+                    routes_ok = false;
+                    continue;
                 }
+                let action = match (&r.redirect, b) {
+                    (Some(x), _) => RouteAction::Redirect(x.clone()),
+                    (None, Some(b)) => RouteAction::Backend(BackendId(b)),
+                    (None, None) => continue,
+                };
+                routes.push(RoutePlan {
+                    host: r.host.clone(),
+                    path_prefix: r.path_prefix.clone(),
+                    action,
+                });
             }
             // A listener without `backend` has routes (else `backend` was
             // required): connect timeouts go to its default backend only.
-            let Some(backend) = default.or(routes.first().map(|r| r.backend.0)) else {
+            let first_routed = l.http.iter().flat_map(|h| &h.routes).find_map(|r| {
+                let name = r.backend.as_ref()?;
+                by_name.get(name).copied()
+            });
+            let Some(backend) = default.or(first_routed) else {
+                if routes_ok && !routes.is_empty() {
+                    self.error(
+                        l.origin.file,
+                        &l.origin.path,
+                        "not supported by nvelox: a listener whose every route is a redirect (name a backend in one route or as the listener's `backend`; it is never contacted for a redirect)",
+                    );
+                }
                 continue;
             };
             if let (Some(c), Some(d)) = (&l.connect, default) {
@@ -322,7 +343,13 @@ impl Validator<'_> {
                 );
             }
             if l.protocol == Protocol::Udp {
-                let used = routes.iter().map(|r| r.backend.0).chain(default);
+                let used = routes
+                    .iter()
+                    .filter_map(|r| match r.action {
+                        RouteAction::Backend(b) => Some(b.0),
+                        RouteAction::Redirect(_) => None,
+                    })
+                    .chain(default);
                 for bi in used.collect::<Vec<_>>() {
                     if backends[bi].plan.tls.is_none() || tls_refused[bi] {
                         continue;
