@@ -371,6 +371,43 @@ def idle_memory(proxy: B.Proxy, port: int, n: int, work: Path, tag: str, plain: 
             "bytes_per_conn": (after - before) / n, "setup_s": took}
 
 
+EXTRA_RUNS = ("cpu_us_per_req", "p99_us", "cpu_s_per_gb")
+
+
+def best_of(rounds: int, cases: list, run_one, key: str) -> list[dict]:
+    """bench.best_of (interleaved rounds, best row by `key`), also keeping
+    every run's CPU per request (or per GB) and p99 in `runs_<name>`: on
+    this shared machine the best-rate run is not always the cheapest one,
+    so the targets compare medians of all runs."""
+    seen: dict[int, dict[str, list]] = {}
+
+    def one(case):
+        row = run_one(case)
+        i = cases.index(case)
+        for k in EXTRA_RUNS:
+            if row.get(k) is not None:
+                seen.setdefault(i, {}).setdefault(k, []).append(row[k])
+        return row
+
+    rows = B.best_of(rounds, cases, one, key)
+    for i, row in enumerate(rows):
+        for k, v in seen.get(i, {}).items():
+            row[f"runs_{k}"] = v
+    return rows
+
+
+def median(values):
+    v = sorted(x for x in values or [] if x is not None)
+    if not v:
+        return None
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def med(row: dict, k: str):
+    """Median of all runs of `k` (the best run's value without runs)."""
+    return median(row.get(f"runs_{k}")) if row.get(f"runs_{k}") else row.get(k)
+
+
 def per_request(row: dict, cpu: float | None, count_key: str) -> dict:
     if cpu is not None and row.get(count_key):
         row["cpu_s"] = cpu
@@ -403,7 +440,7 @@ def section_http(cfg, p: B.Ports, work: Path) -> dict:
                 time.sleep(1.0 if close else 0.5)
                 return row
 
-            out[label] = B.best_of(cfg.rounds, paths, one, "rps")
+            out[label] = best_of(cfg.rounds, paths, one, "rps")
     finally:
         for px in proxies.values():
             px.proc.stop()
@@ -461,7 +498,7 @@ def section_tls(cfg, work: Path) -> dict:
             return row
 
         cases = [(m, k, n) for m in modes for k in KEYS for n in names]
-        out["handshakes"] = B.best_of(cfg.rounds, cases, hs, "rate")
+        out["handshakes"] = best_of(cfg.rounds, cases, hs, "rate")
 
         # keep-alive HTTPS and bulk download (ECDSA certificate)
         def ka(case) -> dict:
@@ -474,7 +511,7 @@ def section_tls(cfg, work: Path) -> dict:
             time.sleep(0.5)
             return row
 
-        out["keepalive"] = B.best_of(cfg.rounds, [(m, n) for m in modes for n in names], ka, "rps")
+        out["keepalive"] = best_of(cfg.rounds, [(m, n) for m in modes for n in names], ka, "rps")
 
         def bulk(case) -> dict:
             mode, name = case
@@ -487,7 +524,7 @@ def section_tls(cfg, work: Path) -> dict:
             time.sleep(0.5)
             return row
 
-        out["bulk"] = B.best_of(cfg.rounds, [(m, n) for m in modes for n in names], bulk, "gbps")
+        out["bulk"] = best_of(cfg.rounds, [(m, n) for m in modes for n in names], bulk, "gbps")
     finally:
         for px in proxies.values():
             px.proc.stop()
@@ -514,9 +551,19 @@ def section_tls(cfg, work: Path) -> dict:
 # report
 
 
+def _runs(row: dict, k: str, spec: str) -> str:
+    """Median (all runs) of `k`, e.g. "19.1 (19.1 / 21.3 / 18.8)"."""
+    v = row.get(f"runs_{k}") or []
+    m = med(row, k)
+    if m is None:
+        return "-"
+    return f"{m:{spec}}" + (f" ({' / '.join(f'{x:{spec}}' for x in v)})" if len(v) > 1 else "")
+
+
 def _wrk_table(w, rows: list[dict], with_mode: bool = False) -> None:
-    w(f"| path |{' mode |' if with_mode else ''} req/s | vs HAProxy | p50 | p99 | p99 vs HAProxy "
-      f"| proxy CPU us/req | CPU vs HAProxy | user % | errors | all runs, req/s |")
+    w(f"| path |{' mode |' if with_mode else ''} req/s | vs HAProxy | p50 | p99, median (all runs) "
+      f"| p99 vs HAProxy | proxy CPU us/req, median (all runs) | CPU vs HAProxy | user % | errors "
+      f"| all runs, req/s |")
     w(f"|---|{'---|' if with_mode else ''}---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         m = f" {r.get('mode', '')} |" if with_mode else ""
@@ -530,10 +577,10 @@ def _wrk_table(w, rows: list[dict], with_mode: bool = False) -> None:
         vs = r["path"] not in ("direct", "HAProxy")
         w(f"| {r['path']} |{m} {B.num(r.get('rps'), ',.0f')} "
           f"| {B.ratio(r.get('rps'), h.get('rps')) if vs else '-'} "
-          f"| {B.num(r.get('p50_us'), '.0f', ' us')} | {B.num(r.get('p99_us'), '.0f', ' us')} "
-          f"| {B.ratio(r.get('p99_us'), h.get('p99_us')) if vs else '-'} "
-          f"| {B.num(r.get('cpu_us_per_req'), '.1f')} "
-          f"| {B.ratio(r.get('cpu_us_per_req'), h.get('cpu_us_per_req')) if vs else '-'} "
+          f"| {B.num(r.get('p50_us'), '.0f', ' us')} | {_runs(r, 'p99_us', '.0f')} "
+          f"| {B.ratio(med(r, 'p99_us'), med(h, 'p99_us')) if vs else '-'} "
+          f"| {_runs(r, 'cpu_us_per_req', '.1f')} "
+          f"| {B.ratio(med(r, 'cpu_us_per_req'), med(h, 'cpu_us_per_req')) if vs else '-'} "
           f"| {B.num(r.get('user_pct'), '.0f')} | {err or '-'} | {B.runs_text(r, ',.0f')} |")
     w("")
 
@@ -608,7 +655,7 @@ def render(res: dict, cfg, w) -> None:
         w("end of the response. Proxy CPU per handshake includes the upstream connection")
         w("(offload: a new TCP connection to the origin per client connection).")
         w("")
-        w("| path | mode | certificate | handshakes/s | vs HAProxy | p50 | p99 | proxy CPU us/handshake "
+        w("| path | mode | certificate | handshakes/s | vs HAProxy | p50 | p99 | proxy CPU us/handshake, median (all runs) "
           "| CPU vs HAProxy | user % | errors | resumed | TLS | all runs, /s |")
         w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
         for r in tls.get("handshakes", []):
@@ -621,8 +668,8 @@ def render(res: dict, cfg, w) -> None:
             w(f"| {r['path']} | {r['mode']} | {r['cert']} | {B.num(r.get('rate'), ',.0f')} "
               f"| {B.ratio(r.get('rate'), h.get('rate')) if vs else '-'} "
               f"| {B.num(r.get('p50_us'), '.0f', ' us')} | {B.num(r.get('p99_us'), '.0f', ' us')} "
-              f"| {B.num(r.get('cpu_us_per_req'), '.1f')} "
-              f"| {B.ratio(r.get('cpu_us_per_req'), h.get('cpu_us_per_req')) if vs else '-'} "
+              f"| {_runs(r, 'cpu_us_per_req', '.0f')} "
+              f"| {B.ratio(med(r, 'cpu_us_per_req'), med(h, 'cpu_us_per_req')) if vs else '-'} "
               f"| {B.num(r.get('user_pct'), '.0f')} | {r.get('errors', '-')} | {r.get('resumed', '-')} "
               f"| {r.get('tls', '')} | {B.runs_text(r, ',.0f')} |")
         w("")
@@ -637,7 +684,7 @@ def render(res: dict, cfg, w) -> None:
             w("origin (sendfile of a sparse file), encrypted by the proxy, decrypted by curl on")
             w("the load core.")
             w("")
-            w("| path | mode | Gbit/s | vs HAProxy | proxy CPU-s | CPU-s/GB | CPU-s/GB vs HAProxy "
+            w("| path | mode | Gbit/s | vs HAProxy | proxy CPU-s | CPU-s/GB, median (all runs) | CPU-s/GB vs HAProxy "
               "| user % | all runs, Gbit/s |")
             w("|---|---|---:|---:|---:|---:|---:|---:|---|")
             for r in tls["bulk"]:
@@ -648,8 +695,8 @@ def render(res: dict, cfg, w) -> None:
                 vs = r["path"] != "HAProxy"
                 w(f"| {r['path']} | {r['mode']} | {B.num(r.get('gbps'))} "
                   f"| {B.ratio(r.get('gbps'), h.get('gbps')) if vs else '-'} "
-                  f"| {B.num(r.get('cpu_s'))} | {B.num(r.get('cpu_s_per_gb'), '.3f')} "
-                  f"| {B.ratio(r.get('cpu_s_per_gb'), h.get('cpu_s_per_gb')) if vs else '-'} "
+                  f"| {B.num(r.get('cpu_s'))} | {_runs(r, 'cpu_s_per_gb', '.3f')} "
+                  f"| {B.ratio(med(r, 'cpu_s_per_gb'), med(h, 'cpu_s_per_gb')) if vs else '-'} "
                   f"| {B.num(r.get('user_pct'), '.0f')} | {B.runs_text(r, '.2f')} |")
             w("")
         if tls.get("idle"):
@@ -684,17 +731,18 @@ def targets(res: dict) -> list[tuple[str, str, str]]:
         out.append((name, f"{value:{fmt}}{unit}", "yes" if ok else "**no**"))
 
     def rel(rows: list[dict], k: str, **kw):
-        a = B.find(rows, "path", "nvelox", **kw).get(k)
-        b = B.find(rows, "path", "HAProxy", **kw).get(k)
+        """nvelox / HAProxy: best runs for rates, medians of all runs for costs."""
+        a, b = B.find(rows, "path", "nvelox", **kw), B.find(rows, "path", "HAProxy", **kw)
+        a, b = (a.get(k), b.get(k)) if k in ("rps", "rate", "gbps") else (med(a, k), med(b, k))
         return a / b if a and b else None
 
     http = res.get("http")
     if http:
         for key, label in (("keepalive", "keep-alive"), ("close", "Connection: close")):
             rows = http.get(key, [])
-            check(f"HTTP {label}: CPU/request <= 0.8x HAProxy", rel(rows, "cpu_us_per_req"), 0.8, True,
+            check(f"HTTP {label}: CPU/request <= 0.8x HAProxy (medians)", rel(rows, "cpu_us_per_req"), 0.8, True,
                   ".2f", "x")
-            check(f"HTTP {label}: p99 <= HAProxy's", rel(rows, "p99_us"), 1.0, True, ".2f", "x")
+            check(f"HTTP {label}: p99 <= HAProxy's (medians)", rel(rows, "p99_us"), 1.0, True, ".2f", "x")
         check("HTTP: <= 1 KiB per idle keep-alive client connection",
               B.find(http.get("idle", []), "proxy", "nvelox").get("bytes_per_conn"), 1024, True,
               ",.0f", " B")
@@ -705,7 +753,12 @@ def targets(res: dict) -> list[tuple[str, str, str]]:
                 rows = tls.get("handshakes", [])
                 check(f"TLS {mode} {key}: handshakes/s >= 1.3x HAProxy",
                       rel(rows, "rate", mode=mode, cert=key), 1.3, False, ".2f", "x")
-            check(f"TLS {mode} bulk: CPU-s/GB <= HAProxy's", rel(tls.get("bulk", []), "cpu_s_per_gb",
+                # the same, as capacity of the proxy core: 1 / CPU per
+                # handshake (the load core often limits the rate itself)
+                c = rel(rows, "cpu_us_per_req", mode=mode, cert=key)
+                check(f"TLS {mode} {key}: handshake capacity (1 / CPU per handshake, medians) "
+                      ">= 1.3x HAProxy", 1 / c if c else None, 1.3, False, ".2f", "x")
+            check(f"TLS {mode} bulk: CPU-s/GB <= HAProxy's (medians)", rel(tls.get("bulk", []), "cpu_s_per_gb",
                                                                  mode=mode), 1.0, True, ".2f", "x")
             idle = tls.get("idle", [])
             a = B.find(idle, "proxy", "nvelox", mode=mode).get("bytes_per_conn")

@@ -537,7 +537,10 @@ impl HttpProxy {
                 c.cout.drain(..n);
                 c.cout_stall = None;
                 c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_OUT, n as u64);
-                if c.cout.is_empty() && c.cout.capacity() > BUF_CAP {
+                // Written out: no buffer kept when it grew past the cap,
+                // nor between requests (an idle keep-alive connection then
+                // holds no buffer memory, as `finish` does for the others).
+                if c.cout.is_empty() && (c.cout.capacity() > BUF_CAP || c.req.is_none()) {
                     c.cout = Vec::new();
                 }
                 let _ = c.client.flush();
