@@ -6,8 +6,9 @@
 //! connection rates, and it keeps round-robin and weights exact across loops).
 //! `balance: maglev` needs no such state per pick: its table is shared
 //! read-only by the loops (`maglev_rt`), without the lock.
-//! Connection counts are atomics; a server's `max_connections` is enforced
-//! by reserving the slot with a compare-exchange after the pick (a check and
+//! Connection counts are atomics; a server's `max_connections` (and the
+//! backend's, before the pick) is enforced by reserving the slot with a
+//! compare-exchange after the pick (a check and
 //! a later increment let every loop pass the same check at once).
 //!
 //! Operators steer servers at run time through the admin API
@@ -125,6 +126,8 @@ pub struct BackendRt {
     picker: Picker,
     seed: u64,
     pub servers: Vec<ServerRt>,
+    /// Slots taken across all servers, for the backend's `max_connections`.
+    pub active: AtomicU32,
 }
 
 enum Picker {
@@ -151,6 +154,7 @@ impl BackendRt {
             plan: plan.clone(),
             picker,
             seed,
+            active: AtomicU32::new(0),
             servers: plan
                 .servers
                 .iter()
@@ -268,9 +272,28 @@ impl BackendRt {
     }
 
     /// Picks a server not yet in `tried` for `client` (the PROXY header's
-    /// client when there is one) and counts a connection on it.
-    /// The caller must call [`release`](Self::release) exactly once for it.
+    /// client when there is one) and counts a connection on it and on the
+    /// backend; `None` when the backend is at its `max_connections` (the
+    /// slot reserved with a compare-exchange, as a server's) or no server
+    /// is usable. The caller must call [`release`](Self::release) exactly
+    /// once for it.
     pub fn acquire_from(
+        &self,
+        client: SocketAddr,
+        tried: &Tried,
+        now: Instant,
+    ) -> Option<ServerId> {
+        if !reserve_below(&self.active, self.plan.max_connections) {
+            return None;
+        }
+        let picked = self.pick_and_reserve(client, tried, now);
+        if picked.is_none() {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+        }
+        picked
+    }
+
+    fn pick_and_reserve(
         &self,
         client: SocketAddr,
         tried: &Tried,
@@ -321,6 +344,7 @@ impl BackendRt {
 
     pub fn release(&self, id: ServerId) {
         self.servers[id.0].active.fetch_sub(1, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// A connect failure, connect timeout or reset before any byte.
@@ -400,6 +424,49 @@ mod tests {
         );
         let plan = load_str(&text, Path::new("t.yaml")).unwrap();
         BackendRt::new(&plan.backends[0], 1, 1)
+    }
+
+    #[test]
+    fn the_backend_cap_counts_across_servers_and_racing_loops() {
+        let text = "listeners:\n  - { name: l, bind: \"127.0.0.1:1\", backend: b }\nbackends:\n  - name: b\n    max_connections: 3\n    servers: [\"127.0.0.1:9\", \"127.0.0.1:10\"]\n";
+        let plan = load_str(text, Path::new("t.yaml")).unwrap();
+        assert_eq!(plan.backends[0].max_connections, Some(3));
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let b = BackendRt::new(&plan.backends[0], 1, 1);
+        let got: Vec<_> = (0..4)
+            .map(|_| b.acquire(ip, &Tried::new(), Instant::now()))
+            .collect();
+        assert!(got[..3].iter().all(Option::is_some) && got[3].is_none());
+        assert_eq!(b.active.load(Ordering::Relaxed), 3);
+        b.release(got[0].unwrap());
+        assert!(b.acquire(ip, &Tried::new(), Instant::now()).is_some());
+        // A failed pick (every server tried) gives the backend slot back.
+        let mut all = Tried::new();
+        all.insert(ServerId(0));
+        all.insert(ServerId(1));
+        b.release(got[1].unwrap());
+        assert!(b.acquire(ip, &all, Instant::now()).is_none());
+        assert_eq!(b.active.load(Ordering::Relaxed), 2);
+        // Four loops race for the last slot: exactly one gets it.
+        for round in 0..200 {
+            let b = Arc::new(BackendRt::new(&plan.backends[0], 1, 1));
+            b.active.store(2, Ordering::Relaxed);
+            let start = Arc::new(Barrier::new(4));
+            let won: usize = (0..4)
+                .map(|_| {
+                    let (b, start) = (Arc::clone(&b), Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        usize::from(b.acquire(ip, &Tried::new(), Instant::now()).is_some())
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .sum();
+            assert_eq!(won, 1, "round {round}");
+            assert_eq!(b.active.load(Ordering::Relaxed), 3);
+        }
     }
 
     #[test]

@@ -108,12 +108,6 @@ pub const GO_ONLY_KEYS: &[(&str, Support)] = &[
     ),
     // backends
     (
-        "backends[].max_connections",
-        Support::Never(
-            "a cap for the whole backend; nvelox caps each server: servers[].max_connections",
-        ),
-    ),
-    (
         "backends[].sticky_session",
         Support::Never("sticky sessions; balance: source_hash keeps a client on one server"),
     ),

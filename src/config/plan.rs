@@ -401,6 +401,10 @@ pub struct BackendPlan {
     pub connect_timeout: Duration,
     /// TCP connect retries on other servers. Default 3.
     pub retries: u32,
+    /// `max_connections` (Go Nvelox's): at most this many at once across
+    /// all servers: TCP connections, HTTP requests in flight, UDP sessions.
+    /// Beyond it: no server (TCP closes, HTTP 503, UDP drops). `None`: no cap.
+    pub max_connections: Option<usize>,
     pub servers: Vec<ServerPlan>,
     pub health: HealthPlan,
     /// Used by HTTP listeners only.

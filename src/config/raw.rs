@@ -404,8 +404,9 @@ pub struct RawBackend {
     // HTTP mode: refused on a backend that a tcp/udp listener uses.
     pub retry: Option<RawRetry>,
     pub keepalive: Option<Text>,
+    /// A cap for the whole backend (Go Nvelox's).
+    pub max_connections: Option<Text>,
     // Go Nvelox only (reported by `compat`).
-    pub max_connections: Option<GoOnly>,
     pub sticky_session: Option<GoOnly>,
     pub circuit_breaker: Option<GoOnly>,
     pub resolve_interval: Option<GoOnly>,

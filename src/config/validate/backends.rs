@@ -76,6 +76,15 @@ impl Validator<'_> {
         if b.keepalive.is_some() {
             http_only.push(("keepalive", key(&p, "keepalive")));
         }
+        let max_connections = self
+            .number(
+                f,
+                &key(&p, "max_connections"),
+                b.max_connections.as_ref(),
+                1,
+                usize::MAX as u64,
+            )
+            .map(|n| n as usize);
         let http = self.http_backend(f, &p, &b, retries, read);
         let tls = b
             .backend_tls
@@ -137,6 +146,7 @@ impl Validator<'_> {
                 send_proxy,
                 connect_timeout,
                 retries,
+                max_connections,
                 servers,
                 health,
                 http,
