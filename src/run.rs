@@ -438,13 +438,25 @@ fn reload(
         }
     };
     let new_rt = Arc::new(Runtime::reloaded(plan, rt, &keep));
+    // Phase 2: every loop switches; "configuration reloaded" is logged once
+    // they all have, so a connection made after that line gets the new plan.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut waiting = 0;
     for (i, s) in group.senders().iter().enumerate() {
-        let _ = s.send(Msg::Apply {
+        let msg = Msg::Apply {
             rt: Arc::clone(&new_rt),
             keep: Arc::clone(&keep),
             tcp: std::mem::take(&mut bound.tcp[i]),
             udp: std::mem::take(&mut bound.udp[i]),
-        });
+            done: tx.clone(),
+        };
+        waiting += usize::from(s.send(msg).is_ok());
+    }
+    for _ in 0..waiting {
+        if rx.recv_timeout(Duration::from_secs(5)).is_err() {
+            log::warn!("reload: an event loop did not confirm the new configuration");
+            break;
+        }
     }
     log::info!(
         "configuration reloaded: {} listeners kept, {} added ({} sockets), {} removed",

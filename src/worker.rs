@@ -31,12 +31,14 @@ pub enum Msg {
     },
     /// Reload, phase 2: switch new connections to `rt`, relabel kept
     /// listeners, start the added ones. Open connections and sessions keep
-    /// the configuration they started under.
+    /// the configuration they started under. `done` is told once this
+    /// loop's new connections use `rt`.
     Apply {
         rt: Arc<Runtime>,
         keep: Arc<Vec<Option<ListenerId>>>,
         tcp: Vec<TcpListenerSock>,
         udp: Vec<UdpListenerSock>,
+        done: std::sync::mpsc::Sender<()>,
     },
 }
 
@@ -141,7 +143,14 @@ impl Handler for Worker {
                 }
                 let _ = done.send(());
             }
-            Msg::Apply { rt, keep, tcp, udp } => {
+            Msg::Apply {
+                rt,
+                keep,
+                tcp,
+                udp,
+                done,
+            } => {
+                let _confirm = Confirm(done);
                 if self.draining {
                     return Action::Continue;
                 }
@@ -165,5 +174,15 @@ impl Handler for Worker {
         } else {
             Action::Continue
         }
+    }
+}
+
+/// Tells the reloading thread a message was handled when dropped, whichever
+/// way the handler returns.
+struct Confirm(std::sync::mpsc::Sender<()>);
+
+impl Drop for Confirm {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
     }
 }

@@ -450,7 +450,7 @@ fn fd_exhaustion_keeps_serving_without_spinning_and_recovers() {
             });
         }
     });
-    n.wait_for_line("started", WAIT);
+    n.wait_for_line("started", common::START_WAIT);
     assert_eq!(served_by(port), "a");
     let pid = n.pid();
 

@@ -489,9 +489,20 @@ mod tests {
     fn bind_spec_binds_every_port_in_order() {
         // fd accounting (one fd per port) is checked in tests/fd_accounting.rs,
         // a process of its own where no other test opens fds concurrently.
-        let base = free_range(50);
-        let spec = BindSpec::parse(&format!("127.0.0.1:{}-{}", base, base + 49)).unwrap();
-        let ls = bind_spec_tcp(&spec, &BindOptions::default()).unwrap();
+        // The range was free when probed; another process may take one of
+        // its ports before we bind (tests of other checkouts run beside
+        // this one), so a taken port means "probe again", a few times.
+        let (base, ls) = (0..20)
+            .find_map(|_| {
+                let base = free_range(50);
+                let spec = BindSpec::parse(&format!("127.0.0.1:{}-{}", base, base + 49)).unwrap();
+                match bind_spec_tcp(&spec, &BindOptions::default()) {
+                    Ok(ls) => Some((base, ls)),
+                    Err(e) if e.error.kind() == io::ErrorKind::AddrInUse => None,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+            .expect("a free range of 50 ports within 20 tries");
         let ports: Vec<u16> = ls.iter().map(|(p, _)| *p).collect();
         assert_eq!(ports, (base..base + 50).collect::<Vec<_>>());
         for (p, l) in &ls {
