@@ -43,6 +43,8 @@ mod head_tests;
 #[cfg(test)]
 mod local_reply_tests;
 #[cfg(test)]
+mod session_failure_tests;
+#[cfg(test)]
 mod session_tests;
 
 pub use body::{BodyDecoder, BodyError, ChunkedDecoder, Piece, Progress};

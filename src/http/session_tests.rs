@@ -3,17 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use super::head::{HeadLimits, Method};
+use super::head::HeadLimits;
 use super::retry::{RetryPolicy, UpstreamFailure};
 use super::session::*;
 
-const TIMEOUTS: Timeouts = Timeouts {
+pub(super) const TIMEOUTS: Timeouts = Timeouts {
     head: Duration::from_secs(30),
     idle: Duration::from_secs(60),
     response: Duration::from_secs(10),
 };
 
-const RETRY_ALL: RetryPolicy = RetryPolicy {
+pub(super) const RETRY_ALL: RetryPolicy = RetryPolicy {
     attempts: 3,
     on_reset: true,
     on_502: true,
@@ -21,14 +21,19 @@ const RETRY_ALL: RetryPolicy = RetryPolicy {
     on_504: true,
 };
 
-fn session() -> (Session, Instant) {
+pub(super) fn session() -> (Session, Instant) {
     let now = Instant::now();
     (Session::new(HeadLimits::default(), now), now)
 }
 
 /// Feeds a request, expects a head, starts an attempt; returns the bytes
 /// left in the client buffer.
-fn send_request(s: &mut Session, buf: &[u8], policy: RetryPolicy, now: Instant) -> Vec<u8> {
+pub(super) fn send_request(
+    s: &mut Session,
+    buf: &[u8],
+    policy: RetryPolicy,
+    now: Instant,
+) -> Vec<u8> {
     let ClientStep::Request { consumed, .. } = s.client_input(buf, now) else {
         panic!("no request");
     };
@@ -389,240 +394,4 @@ fn bad_requests_are_rejected_and_close() {
         now,
     );
     assert!(matches!(s.client_input(&buf, now), ClientStep::Reject(r) if r.status == 400));
-}
-
-#[test]
-fn connect_failures_retry_until_attempts_are_spent() {
-    let (mut s, now) = session();
-    let policy = RetryPolicy {
-        attempts: 3,
-        ..RetryPolicy::default()
-    };
-    send_request(
-        &mut s,
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
-        policy,
-        now,
-    );
-    let connect = UpstreamFailure::ConnectFailed;
-    assert_eq!(
-        s.upstream_failed(connect),
-        UpstreamStep::Retry { failure: connect }
-    );
-    s.attempt_started(policy, now);
-    assert_eq!(
-        s.upstream_failed(connect),
-        UpstreamStep::Retry { failure: connect }
-    );
-    s.attempt_started(policy, now);
-    assert_eq!(
-        s.upstream_failed(connect),
-        UpstreamStep::Reply {
-            failure: connect,
-            status: 502
-        }
-    );
-    // The request was read whole: the 502 keeps the connection.
-    assert_eq!(s.local_reply(b"", now), Some(0));
-    assert!(!s.is_closed());
-}
-
-#[test]
-fn resets_and_statuses_retry_only_idempotent_held_requests() {
-    let (mut s, now) = session();
-    send_request(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", RETRY_ALL, now);
-    assert_eq!(
-        s.upstream_eof(now),
-        UpstreamStep::Retry {
-            failure: UpstreamFailure::Reset
-        }
-    );
-    s.attempt_started(RETRY_ALL, now);
-    let step = s.upstream_input(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", now);
-    assert_eq!(
-        step,
-        UpstreamStep::Retry {
-            failure: UpstreamFailure::Status(503)
-        }
-    );
-    s.attempt_started(RETRY_ALL, now);
-    // The last attempt's 503 goes to the client as it is.
-    let step = s.upstream_input(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", now);
-    assert!(matches!(step, UpstreamStep::Response { .. }), "{step:?}");
-
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
-        RETRY_ALL,
-        now,
-    );
-    assert_eq!(
-        s.upstream_eof(now),
-        UpstreamStep::Reply {
-            failure: UpstreamFailure::Reset,
-            status: 502
-        }
-    );
-
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
-        b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
-        RETRY_ALL,
-        now,
-    );
-    let step = s.upstream_input(b"HTTP/1.1 502 Bad\r\nContent-Length: 0\r\n\r\n", now);
-    assert!(
-        matches!(step, UpstreamStep::Response { .. }),
-        "streamed body: not retried: {step:?}"
-    );
-}
-
-#[test]
-fn never_retry_after_response_bytes() {
-    let (mut s, now) = session();
-    send_request(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", RETRY_ALL, now);
-    assert!(matches!(
-        s.upstream_input(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", now),
-        UpstreamStep::Response { .. }
-    ));
-    assert_eq!(
-        s.upstream_failed(UpstreamFailure::Reset),
-        UpstreamStep::Abort
-    );
-    let (mut s, now) = session();
-    send_request(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", RETRY_ALL, now);
-    assert!(matches!(
-        s.upstream_input(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", now),
-        UpstreamStep::Response { .. }
-    ));
-    assert_eq!(s.upstream_eof(now), UpstreamStep::Abort, "truncated body");
-}
-
-#[test]
-fn early_response_closes_the_client_and_the_upstream() {
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n",
-        RetryPolicy::default(),
-        now,
-    );
-    let step = s.upstream_input(b"HTTP/1.1 413 Too Big\r\nContent-Length: 0\r\n\r\n", now);
-    let UpstreamStep::Response {
-        client_keep_alive: false,
-        end: Some(end),
-        ..
-    } = step
-    else {
-        panic!("{step:?}")
-    };
-    assert_eq!(
-        end,
-        ExchangeEnd {
-            upstream_reusable: false,
-            close_client: true
-        }
-    );
-}
-
-#[test]
-fn half_closed_client_still_gets_its_answer() {
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
-        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        RetryPolicy::default(),
-        now,
-    );
-    assert_eq!(s.client_eof(), ClientStep::Hold);
-    let step = s.upstream_input(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", now);
-    assert!(
-        matches!(
-            step,
-            UpstreamStep::Response {
-                client_keep_alive: false,
-                end: Some(ExchangeEnd {
-                    close_client: true,
-                    ..
-                }),
-                ..
-            }
-        ),
-        "{step:?}"
-    );
-    let (mut s, _) = session();
-    assert_eq!(s.client_eof(), ClientStep::Close);
-}
-
-#[test]
-fn timeouts_408_idle_and_504() {
-    let (mut s, t0) = session();
-    assert_eq!(s.deadline(&TIMEOUTS), Some(t0 + TIMEOUTS.head));
-    assert_eq!(
-        s.client_input(b"GET / HT", t0 + Duration::from_secs(1)),
-        ClientStep::NeedMore
-    );
-    assert_eq!(
-        s.check_timeout(t0 + Duration::from_secs(29), &TIMEOUTS),
-        None
-    );
-    assert_eq!(
-        s.check_timeout(t0 + TIMEOUTS.head, &TIMEOUTS),
-        Some(TimeoutStep::Reply(408))
-    );
-    assert!(s.is_closed());
-
-    // After a response: idle until the first byte, then the head timer.
-    let (mut s, t0) = session();
-    send_request(
-        &mut s,
-        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        RetryPolicy::default(),
-        t0,
-    );
-    assert_eq!(s.deadline(&TIMEOUTS), Some(t0 + TIMEOUTS.response));
-    let t1 = t0 + Duration::from_secs(1);
-    assert!(matches!(
-        s.upstream_input(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", t1),
-        UpstreamStep::Response { .. }
-    ));
-    assert_eq!(s.deadline(&TIMEOUTS), Some(t1 + TIMEOUTS.idle));
-    let t2 = t1 + Duration::from_secs(50);
-    assert_eq!(s.client_input(b"G", t2), ClientStep::NeedMore);
-    assert_eq!(s.deadline(&TIMEOUTS), Some(t2 + TIMEOUTS.head));
-    let (mut s, t0) = session();
-    send_request(
-        &mut s,
-        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        RetryPolicy::default(),
-        t0,
-    );
-    assert!(matches!(
-        s.upstream_input(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", t0),
-        UpstreamStep::Response { .. }
-    ));
-    assert_eq!(
-        s.check_timeout(t0 + TIMEOUTS.idle, &TIMEOUTS),
-        Some(TimeoutStep::CloseIdle)
-    );
-
-    let (mut s, t0) = session();
-    send_request(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", RETRY_ALL, t0);
-    assert_eq!(
-        s.check_timeout(t0 + TIMEOUTS.response, &TIMEOUTS),
-        Some(TimeoutStep::Reply(504))
-    );
-}
-
-#[test]
-fn server_bytes_without_a_request_are_unexpected() {
-    let (mut s, now) = session();
-    assert_eq!(
-        s.upstream_input(b"HTTP/1.1 200 OK\r\n\r\n", now),
-        UpstreamStep::Unexpected
-    );
-    assert_eq!(s.retry_facts(), None);
-    let _ = Method::Get;
 }
