@@ -239,6 +239,7 @@ impl HttpProxy {
             path: printable(head.target(), LOG_PATH_MAX),
             backend: backend.unwrap_or(lp.backend),
             tried: Default::default(),
+            stale_retried: false,
             server: None,
             status: 0,
             bytes_in: consumed as u64,
@@ -316,7 +317,6 @@ impl HttpProxy {
     }
 
     fn read_upstream(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
-        let now = ctx.now();
         let c = &mut self.conns[id.0];
         let uin_cap = BUF_CAP.max(c.session_head_cap());
         let Some(up) = c.up.as_mut() else {
@@ -334,6 +334,7 @@ impl HttpProxy {
         match read(&mut up.stream, tmp) {
             IoStatus::Progress(n) => {
                 c.uin.extend_from_slice(&tmp[..n]);
+                up.reused = false;
                 // A short read emptied the socket: wait for the next edge (none over TLS).
                 if n < tmp.len() && !up.ready.hangup && !up.stream.is_tls() {
                     up.ready.readable = false;
@@ -353,8 +354,7 @@ impl HttpProxy {
                 if !c.uin.is_empty() {
                     return Flow::Go(true);
                 }
-                let step = c.session.upstream_eof(now);
-                self.upstream_step(ctx, id, step);
+                self.upstream_eof(ctx, id);
                 Flow::Go(true)
             }
             IoStatus::Error(_) => {
@@ -416,7 +416,12 @@ impl HttpProxy {
     }
 
     /// Carries out one step the session took on server bytes or events.
-    fn upstream_step(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, step: UpstreamStep) {
+    pub(super) fn upstream_step(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        step: UpstreamStep,
+    ) {
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
