@@ -235,8 +235,8 @@ impl HttpProxy {
         let (backend, redirect) = super::redirect::route(hp, head, c.client.is_tls());
         c.req = Some(Request {
             started: ctx.now(),
-            method: printable(head.method_bytes(), 16),
-            path: printable(head.target(), LOG_PATH_MAX),
+            method: super::upstream::printable(head.method_bytes(), 16),
+            path: super::upstream::printable(head.target(), LOG_PATH_MAX),
             backend: backend.unwrap_or(lp.backend),
             tried: Default::default(),
             stale_retried: false,
@@ -433,8 +433,11 @@ impl HttpProxy {
         let (server, version) = c
             .req
             .as_ref()
-            .map_or(("-".to_string(), crate::http::Version::Http11), |r| {
-                (r.server.clone().unwrap_or_default(), r.client_version)
+            .map_or(("-", crate::http::Version::Http11), |r| {
+                let label = r
+                    .server
+                    .map(|s| rt.backend(r.backend).server(s).plan.label.as_str());
+                (label.unwrap_or_default(), r.client_version)
             });
         match step {
             UpstreamStep::NeedMore => {}
@@ -446,7 +449,7 @@ impl HttpProxy {
                 c.uin.drain(..consumed.min(c.uin.len()));
                 if forward {
                     let rc = ResponseContext {
-                        server: &server,
+                        server,
                         client_keep_alive: true,
                         client_version: version,
                     };
@@ -461,7 +464,7 @@ impl HttpProxy {
             } => {
                 c.uin.drain(..consumed.min(c.uin.len()));
                 let rc = ResponseContext {
-                    server: &server,
+                    server,
                     client_keep_alive: client_keep_alive && !self.draining,
                     client_version: version,
                 };
@@ -489,7 +492,7 @@ impl HttpProxy {
             UpstreamStep::Tunnel { consumed, head } => {
                 c.uin.drain(..consumed.min(c.uin.len()));
                 let rc = ResponseContext {
-                    server: &server,
+                    server,
                     client_keep_alive: false,
                     client_version: version,
                 };
@@ -579,24 +582,4 @@ fn count(c: &mut super::Conn, before: usize) {
     if let Some(r) = c.req.as_mut() {
         r.bytes_out += added;
     }
-}
-
-/// `bytes` for a log line: at most `max` bytes, quotes, backslashes and
-/// non-printable bytes escaped.
-fn printable(bytes: &[u8], max: usize) -> String {
-    let mut s = String::new();
-    for &b in bytes.iter().take(max) {
-        match b {
-            b'"' | b'\\' => {
-                s.push('\\');
-                s.push(b as char);
-            }
-            0x21..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    if bytes.len() > max {
-        s.push_str("...");
-    }
-    s
 }

@@ -85,7 +85,8 @@ pub(crate) struct Request {
     /// The request was sent again after a pooled connection failed
     /// before any response byte (once per request).
     stale_retried: bool,
-    server: Option<String>,
+    /// The server of the last attempt (its label is the log's `server=`).
+    server: Option<ServerId>,
     status: u16,
     bytes_in: u64,
     bytes_out: u64,

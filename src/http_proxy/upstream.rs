@@ -48,7 +48,7 @@ impl HttpProxy {
                 stats.add(ctx.loop_index(), sc::RETRIES, 1);
             }
             req.tried.insert(sid);
-            req.server = Some(backend.server(sid).plan.label.clone());
+            req.server = Some(sid);
             let target = backend.server(sid).target(c.port);
             c.session.attempt_started(backend.plan.http.retry, now);
             let tls = backend.plan.tls.as_ref();
@@ -372,7 +372,8 @@ impl HttpProxy {
             r.bytes_in,
             r.bytes_out,
             r.started.elapsed().as_millis(),
-            r.server.as_deref().unwrap_or("-"),
+            r.server
+                .map_or("-", |s| c.rt.backend(r.backend).server(s).plan.label.as_str()),
             reason
         ));
     }
@@ -423,4 +424,25 @@ impl Conn {
             backend.report_success(up.server, now);
         }
     }
+}
+
+/// `bytes` for a log line: at most `max` bytes, quotes, backslashes and
+/// non-printable bytes escaped.
+pub(super) fn printable(bytes: &[u8], max: usize) -> String {
+    // Sized for the common case (nothing escaped): one allocation.
+    let mut s = String::with_capacity(bytes.len().min(max) + 3);
+    for &b in bytes.iter().take(max) {
+        match b {
+            b'"' | b'\\' => {
+                s.push('\\');
+                s.push(b as char);
+            }
+            0x21..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if bytes.len() > max {
+        s.push_str("...");
+    }
+    s
 }
