@@ -393,6 +393,42 @@ fn a_pooled_connection_the_server_closed_is_not_used() {
 }
 
 #[test]
+fn a_pooled_connection_closed_under_a_post_is_retried_on_a_fresh_one() {
+    use std::io::{BufReader, Write};
+    // The origin answers the first request of each connection and closes
+    // the connection when a second one arrives, without answering: the
+    // race of a server closing an idle connection as a request comes.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let conns2 = Arc::clone(&conns);
+    std::thread::spawn(move || {
+        for s in l.incoming().take(8) {
+            let Ok(s) = s else { return };
+            conns2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                if let Some(req) = read_request(&mut r) {
+                    let _ = w.write_all(&ok(req.target.as_bytes()));
+                }
+                let _ = read_request(&mut r);
+            });
+        }
+    });
+    let (_n, port) = start_http_at(&[addr], "", "");
+    let mut c = Client::connect(port);
+    for path in ["/1", "/2", "/3"] {
+        c.send(
+            format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi").as_bytes(),
+        );
+        let r = c.response();
+        assert_eq!((r.status, r.body.as_slice()), (200, path.as_bytes()));
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[test]
 fn a_chunked_body_past_max_body_size_is_413() {
     let o = Origin::named("o");
     let (_n, port) = start_http(&[&o], "    max_body_size: 1K\n", "");

@@ -65,6 +65,14 @@ impl Tried {
         }
     }
 
+    pub fn remove(&mut self, id: ServerId) {
+        if id.0 < 64 {
+            self.low &= !(1u64 << id.0);
+        } else {
+            self.high.retain(|&h| h != id.0);
+        }
+    }
+
     pub fn contains(&self, id: ServerId) -> bool {
         if id.0 < 64 {
             self.low & (1u64 << id.0) != 0

@@ -235,10 +235,11 @@ impl HttpProxy {
         let (backend, redirect) = super::redirect::route(hp, head, c.client.is_tls());
         c.req = Some(Request {
             started: ctx.now(),
-            method: printable(head.method_bytes(), 16),
-            path: printable(head.target(), LOG_PATH_MAX),
+            method: super::upstream::printable(head.method_bytes(), 16),
+            path: super::upstream::printable(head.target(), LOG_PATH_MAX),
             backend: backend.unwrap_or(lp.backend),
             tried: Default::default(),
+            stale_retried: false,
             server: None,
             status: 0,
             bytes_in: consumed as u64,
@@ -316,7 +317,6 @@ impl HttpProxy {
     }
 
     fn read_upstream(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
-        let now = ctx.now();
         let c = &mut self.conns[id.0];
         let uin_cap = BUF_CAP.max(c.session_head_cap());
         let Some(up) = c.up.as_mut() else {
@@ -334,6 +334,7 @@ impl HttpProxy {
         match read(&mut up.stream, tmp) {
             IoStatus::Progress(n) => {
                 c.uin.extend_from_slice(&tmp[..n]);
+                up.reused = false;
                 // A short read emptied the socket: wait for the next edge (none over TLS).
                 if n < tmp.len() && !up.ready.hangup && !up.stream.is_tls() {
                     up.ready.readable = false;
@@ -353,8 +354,7 @@ impl HttpProxy {
                 if !c.uin.is_empty() {
                     return Flow::Go(true);
                 }
-                let step = c.session.upstream_eof(now);
-                self.upstream_step(ctx, id, step);
+                self.upstream_eof(ctx, id);
                 Flow::Go(true)
             }
             IoStatus::Error(_) => {
@@ -416,7 +416,12 @@ impl HttpProxy {
     }
 
     /// Carries out one step the session took on server bytes or events.
-    fn upstream_step(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId, step: UpstreamStep) {
+    pub(super) fn upstream_step(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        step: UpstreamStep,
+    ) {
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
@@ -428,8 +433,11 @@ impl HttpProxy {
         let (server, version) = c
             .req
             .as_ref()
-            .map_or(("-".to_string(), crate::http::Version::Http11), |r| {
-                (r.server.clone().unwrap_or_default(), r.client_version)
+            .map_or(("-", crate::http::Version::Http11), |r| {
+                let label = r
+                    .server
+                    .map(|s| rt.backend(r.backend).server(s).plan.label.as_str());
+                (label.unwrap_or_default(), r.client_version)
             });
         match step {
             UpstreamStep::NeedMore => {}
@@ -441,7 +449,7 @@ impl HttpProxy {
                 c.uin.drain(..consumed.min(c.uin.len()));
                 if forward {
                     let rc = ResponseContext {
-                        server: &server,
+                        server,
                         client_keep_alive: true,
                         client_version: version,
                     };
@@ -456,7 +464,7 @@ impl HttpProxy {
             } => {
                 c.uin.drain(..consumed.min(c.uin.len()));
                 let rc = ResponseContext {
-                    server: &server,
+                    server,
                     client_keep_alive: client_keep_alive && !self.draining,
                     client_version: version,
                 };
@@ -484,7 +492,7 @@ impl HttpProxy {
             UpstreamStep::Tunnel { consumed, head } => {
                 c.uin.drain(..consumed.min(c.uin.len()));
                 let rc = ResponseContext {
-                    server: &server,
+                    server,
                     client_keep_alive: false,
                     client_version: version,
                 };
@@ -574,24 +582,4 @@ fn count(c: &mut super::Conn, before: usize) {
     if let Some(r) = c.req.as_mut() {
         r.bytes_out += added;
     }
-}
-
-/// `bytes` for a log line: at most `max` bytes, quotes, backslashes and
-/// non-printable bytes escaped.
-fn printable(bytes: &[u8], max: usize) -> String {
-    let mut s = String::new();
-    for &b in bytes.iter().take(max) {
-        match b {
-            b'"' | b'\\' => {
-                s.push('\\');
-                s.push(b as char);
-            }
-            0x21..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    if bytes.len() > max {
-        s.push_str("...");
-    }
-    s
 }

@@ -71,6 +71,8 @@ pub(crate) struct Upstream {
     /// Bytes written to it (a retry resends the held request only then).
     written: u64,
     eof: bool,
+    /// Taken from the pool and no byte read from it yet.
+    reused: bool,
 }
 
 /// Bookkeeping of the request in flight, for routing, retries and the log.
@@ -80,7 +82,11 @@ pub(crate) struct Request {
     path: String,
     backend: BackendId,
     tried: Tried,
-    server: Option<String>,
+    /// The request was sent again after a pooled connection failed
+    /// before any response byte (once per request).
+    stale_retried: bool,
+    /// The server of the last attempt (its label is the log's `server=`).
+    server: Option<ServerId>,
     status: u16,
     bytes_in: u64,
     bytes_out: u64,

@@ -3,10 +3,12 @@
 //! Owns the idle connections: one enters only after a complete response
 //! with nothing extra read, at most `keepalive` per server (the oldest
 //! leaves first), and stays registered under [`Tag::HttpPooled`] so that a
-//! server closing it is seen at once ([`Pool::remove_token`]). A connection
-//! taken out is checked first ([`ServerStream::idle_usable`]): one the
-//! server closed meanwhile (FIN, or close_notify over TLS) is dropped,
-//! never used. A `backend_tls` connection keeps its TLS session and is
+//! server closing it (FIN, RST, close_notify over TLS) or sending bytes
+//! unasked is seen at once and dropped ([`Pool::remove_token`]). A
+//! connection taken out is trusted without a syscall (no event: still
+//! open); the race with a close in flight is covered by the transparent
+//! retry of a reused connection that fails before any response byte
+//! (`HttpProxy::retry_stale`). A `backend_tls` connection keeps its TLS session and is
 //! only taken for the same loaded `backend_tls` block (never for plain
 //! HTTP, nor for another block's name or trust anchors). Does not own
 //! which server a request goes to.
@@ -52,24 +54,17 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `target` made with `tls` (`None`: plain) that
-    /// is still usable, if any; its token is left for the caller to retag.
+    /// The newest idle connection to `target` made with `tls` (`None`:
+    /// plain), if any; its token is left for the caller to retag. No
+    /// syscall: a connection that had an event is already gone.
     pub fn take(
         &mut self,
-        ctx: &mut Ctx<impl Loop>,
         target: SocketAddr,
         tls: Option<&ClientTlsId>,
     ) -> Option<(ServerStream, Token)> {
         let list = self.idle.get_mut(&target)?;
-        while let Some(k) = list.iter().rposition(|(s, _)| s.tls_id() == tls) {
-            let (mut s, t) = list.remove(k);
-            if s.idle_usable() {
-                return Some((s, t));
-            }
-            // Closed, unexpected bytes, or an error: not usable.
-            ctx.forget(t);
-        }
-        None
+        let k = list.iter().rposition(|(s, _)| s.tls_id() == tls)?;
+        Some(list.remove(k))
     }
 
     /// A pooled connection had an event: the server closed it (or sent

@@ -48,19 +48,23 @@ impl HttpProxy {
                 stats.add(ctx.loop_index(), sc::RETRIES, 1);
             }
             req.tried.insert(sid);
-            req.server = Some(backend.server(sid).plan.label.clone());
+            req.server = Some(sid);
             let target = backend.server(sid).target(c.port);
             c.session.attempt_started(backend.plan.http.retry, now);
             let tls = backend.plan.tls.as_ref();
-            if let Some((stream, token)) = self.pool.take(ctx, target, tls.map(|t| t.id()).as_ref())
-            {
+            let pooled = match req.stale_retried {
+                // The retry of a stale pooled connection: a fresh one.
+                true => None,
+                false => self.pool.take(target, tls.map(|t| t.id()).as_ref()),
+            };
+            if let Some((stream, token)) = pooled {
                 if let Some(tag) = ctx.tag_mut(token) {
                     *tag = Tag::HttpUpstream(id);
                 }
                 c.up = Some(Upstream {
                     stream,
                     token,
-                    // The pool's peek just found nothing to read: a
+                    // No event since it was pooled: nothing to read; a
                     // response raises a new edge.
                     ready: Readiness {
                         readable: false,
@@ -72,6 +76,7 @@ impl HttpProxy {
                     target,
                     written: 0,
                     eof: false,
+                    reused: true,
                 });
                 return Ok(());
             }
@@ -86,6 +91,7 @@ impl HttpProxy {
                         target,
                         written: 0,
                         eof: false,
+                        reused: false,
                     });
                     return Ok(());
                 }
@@ -123,7 +129,8 @@ impl HttpProxy {
         let backend = c.rt.backend(backend_id);
         backend.release(up.server);
         c.uin.clear();
-        if reuse && !up.eof && !self.draining {
+        // A FIN seen with the last response bytes raises no new edge.
+        if reuse && !up.eof && !up.ready.hangup && !self.draining {
             let keepalive = backend.plan.http.keepalive;
             self.pool
                 .put(ctx, up.target, up.stream, up.token, keepalive);
@@ -144,11 +151,57 @@ impl HttpProxy {
         id: HttpId,
         failure: UpstreamFailure,
     ) {
+        if failure == UpstreamFailure::Reset && self.retry_stale(ctx, id) {
+            return;
+        }
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
         let step = c.session.upstream_failed(failure);
         self.after_failure(ctx, id, failure, step);
+    }
+
+    /// The server closed the connection of the request in flight: a
+    /// failure before any response byte, else the end of the response.
+    pub(super) fn upstream_eof(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
+        let now = ctx.now();
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        if c.up.as_ref().is_some_and(|u| u.reused) {
+            return self.upstream_failed(ctx, id, UpstreamFailure::Reset);
+        }
+        let step = c.session.upstream_eof(now);
+        self.upstream_step(ctx, id, step);
+    }
+
+    /// A pooled connection closed (EOF or reset) before any response
+    /// byte: the server may have closed it while the request was on its
+    /// way, so the request is sent once more on a fresh connection,
+    /// whatever its method (as nginx and HAProxy do), when it can be sent
+    /// whole again. The server is not blamed. False: not that case.
+    fn retry_stale(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> bool {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return false;
+        };
+        let (Some(up), Some(req)) = (c.up.as_ref(), c.req.as_mut()) else {
+            return false;
+        };
+        let written = up.written;
+        if !up.reused || req.stale_retried || (written > 0 && c.resend.is_empty()) {
+            return false;
+        }
+        req.stale_retried = true;
+        req.tried.remove(up.server);
+        self.drop_upstream(ctx, id, false);
+        let c = &mut self.conns[id.0];
+        if written > 0 {
+            c.uout.clone_from(&c.resend);
+        }
+        if let Err(status) = self.start_attempt(ctx, id) {
+            self.reply(ctx, id, status, "no server left");
+        }
+        true
     }
 
     /// Carries out a Retry / Reply / Abort step for `failure`.
@@ -257,6 +310,7 @@ impl HttpProxy {
                 path: "-".into(),
                 backend: c.rt.plan.listener(c.listener).backend,
                 tried: Default::default(),
+                stale_retried: false,
                 server: None,
                 status,
                 bytes_in: 0,
@@ -318,7 +372,8 @@ impl HttpProxy {
             r.bytes_in,
             r.bytes_out,
             r.started.elapsed().as_millis(),
-            r.server.as_deref().unwrap_or("-"),
+            r.server
+                .map_or("-", |s| c.rt.backend(r.backend).server(s).plan.label.as_str()),
             reason
         ));
     }
@@ -369,4 +424,25 @@ impl Conn {
             backend.report_success(up.server, now);
         }
     }
+}
+
+/// `bytes` for a log line: at most `max` bytes, quotes, backslashes and
+/// non-printable bytes escaped.
+pub(super) fn printable(bytes: &[u8], max: usize) -> String {
+    // Sized for the common case (nothing escaped): one allocation.
+    let mut s = String::with_capacity(bytes.len().min(max) + 3);
+    for &b in bytes.iter().take(max) {
+        match b {
+            b'"' | b'\\' => {
+                s.push('\\');
+                s.push(b as char);
+            }
+            0x21..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if bytes.len() > max {
+        s.push_str("...");
+    }
+    s
 }
