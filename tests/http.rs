@@ -278,24 +278,8 @@ fn upstream_connections_are_reused_after_complete_responses() {
 
 #[test]
 fn websocket_upgrade_becomes_a_byte_tunnel() {
-    use std::io::{BufRead, BufReader, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        let req = read_request(&mut r).unwrap();
-        assert_eq!(req.header("Upgrade"), Some("websocket"));
-        w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            .unwrap();
-        // Echo lines until EOF.
-        let mut line = String::new();
-        while r.read_line(&mut line).unwrap_or(0) > 0 {
-            w.write_all(line.as_bytes()).unwrap();
-            line.clear();
-        }
-    });
+    use std::io::BufRead;
+    let addr = websocket_echo_origin();
     let port = free_port();
     let yaml = format!(
         "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    protocol: http\n    backend: app\nbackends:\n  - name: app\n    servers: [\"{addr}\"]\n"

@@ -12,7 +12,7 @@ mod https_client;
 #[path = "common/origin.rs"]
 mod origin;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -256,23 +256,8 @@ fn certificates_are_chosen_by_sni_and_client_auth_require_refuses_no_cert() {
 #[test]
 fn pipelining_and_a_websocket_tunnel_work_over_tls() {
     let tmp = certs("https-ws");
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let origin = Origin::named("o");
-    let ws_addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let (s, _) = l.accept().unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        let req = read_request(&mut r).unwrap();
-        assert_eq!(req.header("Upgrade"), Some("websocket"));
-        w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            .unwrap();
-        let mut line = String::new();
-        while r.read_line(&mut line).unwrap_or(0) > 0 {
-            w.write_all(line.as_bytes()).unwrap();
-            line.clear();
-        }
-    });
+    let ws_addr = websocket_echo_origin();
     let port = free_port();
     let mut text = yaml(&tmp.0, port, &[&origin], "", "");
     text = text.replace(
@@ -322,13 +307,7 @@ fn sighup_reloads_https_certificates_and_open_connections_go_on() {
     leaf(&tmp.0, "a", "DNS:a.test,DNS:*.wild.test", false);
     let new = chain(&tmp.path("a.pem"))[0].clone();
     assert_ne!(new, old);
-    let before = n.stderr_text().matches("configuration reloaded").count();
-    n.signal(libc::SIGHUP);
-    assert!(eventually(WAIT, || n
-        .stderr_text()
-        .matches("configuration reloaded")
-        .count()
-        > before));
+    n.reload("configuration reloaded");
     assert!(eventually(WAIT, || Tls::connect(
         port,
         cfg.clone(),

@@ -32,16 +32,6 @@ fn greeting(port: u16) -> String {
     first_line(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-fn reload(n: &Nvelox, expect: &str) {
-    let before = n.stderr_text().matches(expect).count();
-    n.signal(libc::SIGHUP);
-    assert!(
-        eventually(WAIT, || n.stderr_text().matches(expect).count() > before),
-        "no {expect:?} after SIGHUP:\n{}",
-        n.stderr_text()
-    );
-}
-
 #[test]
 fn reload_switches_backends_and_listeners_without_cutting_open_connections() {
     let (a, b) = (
@@ -75,7 +65,7 @@ fn reload_switches_backends_and_listeners_without_cutting_open_connections() {
             &[backend("pool2", b.addr)],
         ),
     );
-    reload(&n, "configuration reloaded");
+    n.reload("configuration reloaded");
     assert_eq!(greeting(kept), "b", "new connections use the new backend");
     assert_eq!(greeting(added), "b", "the added listener serves");
     assert!(
@@ -104,7 +94,7 @@ fn an_invalid_file_on_reload_keeps_the_running_configuration() {
         &n,
         "listeners:\n  - name: web\n    bind: \":0\"\n    default_backend: nowhere\n",
     );
-    reload(&n, "reload refused");
+    n.reload("reload refused");
     let err = n.stderr_text();
     assert!(err.contains("nowhere"), "the reason is logged: {err}");
     assert_eq!(greeting(port), "a", "still serving the old configuration");
@@ -138,7 +128,7 @@ fn a_udp_session_survives_a_reload() {
     };
     let before = ask(b"one");
     write_config(&n, &udp("20s"));
-    reload(&n, "configuration reloaded");
+    n.reload("configuration reloaded");
     assert_eq!(
         ask(b"two"),
         before,
@@ -160,7 +150,7 @@ fn reload_changes_the_log_level() {
     };
     let n = Nvelox::start(&text("info"));
     write_config(&n, &text("debug"));
-    reload(&n, "configuration reloaded");
+    n.reload("configuration reloaded");
     // A refused server is logged at debug level only.
     let dead = free_port();
     write_config(
@@ -174,7 +164,7 @@ fn reload_changes_the_log_level() {
         )
         .replace("level: info", "level: debug"),
     );
-    reload(&n, "configuration reloaded");
+    n.reload("configuration reloaded");
     let _ = TcpStream::connect(("127.0.0.1", port)).map(|mut s| {
         let _ = s.set_read_timeout(Some(WAIT));
         let mut b = Vec::new();
@@ -231,11 +221,11 @@ fn reloads_adding_and_removing_a_udp_listener_keep_each_port_on_its_backend() {
                 &backends,
             ),
         );
-        reload(&n, "configuration reloaded");
+        n.reload("configuration reloaded");
         assert_eq!(ask(extra), "x", "round {round}: the added listener");
         assert_eq!(ask(kept), "k", "round {round}: the kept listener");
         write_config(&n, &yaml(&[udp("kept", kept, "kb")], &backends));
-        reload(&n, "configuration reloaded");
+        n.reload("configuration reloaded");
         assert_eq!(ask(kept), "k", "round {round}: after the removal");
     }
 }

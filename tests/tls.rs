@@ -423,13 +423,7 @@ fn sighup_reloads_certificates_for_new_handshakes_and_open_connections_go_on() {
     leaf(&tmp.0, "a", "DNS:a.test,DNS:*.wild.test", false);
     let new_cert = chain(&tmp.path("a.pem"))[0].clone();
     assert_ne!(new_cert, old_cert);
-    let before = n.stderr_text().matches("configuration reloaded").count();
-    n.signal(libc::SIGHUP);
-    assert!(eventually(WAIT, || n
-        .stderr_text()
-        .matches("configuration reloaded")
-        .count()
-        > before));
+    n.reload("configuration reloaded");
 
     let (_, cert, _) = tls_roundtrip(addr, cfg, "a.test", "after").unwrap();
     assert_eq!(cert, new_cert, "a new handshake uses the new certificate");

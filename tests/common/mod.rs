@@ -434,6 +434,18 @@ impl Nvelox {
     }
 
     /// How many stderr lines contain `needle` so far.
+    /// Sends SIGHUP and waits for one more `expect` line than before it
+    /// ("configuration reloaded" is logged once every loop switched).
+    pub fn reload(&self, expect: &str) {
+        let before = self.stderr_text().matches(expect).count();
+        self.signal(libc::SIGHUP);
+        assert!(
+            eventually(WAIT, || self.stderr_text().matches(expect).count() > before),
+            "no {expect:?} after SIGHUP:\n{}",
+            self.stderr_text()
+        );
+    }
+
     pub fn count_lines(&self, needle: &str) -> usize {
         self.stderr
             .lock()

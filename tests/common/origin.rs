@@ -221,6 +221,28 @@ impl Got {
 }
 
 /// Reads one response from `r` (`head`: the request was HEAD, no body).
+/// A server that answers one `Upgrade: websocket` request with 101 and
+/// then echoes lines until EOF; returns its address.
+pub fn websocket_echo_origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let req = read_request(&mut r).unwrap();
+        assert_eq!(req.header("Upgrade"), Some("websocket"));
+        w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .unwrap();
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            w.write_all(line.as_bytes()).unwrap();
+            line.clear();
+        }
+    });
+    addr
+}
+
 pub fn read_response(r: &mut impl BufRead, head: bool) -> Option<Got> {
     let mut line = String::new();
     if r.read_line(&mut line).ok()? == 0 {
