@@ -457,11 +457,16 @@ def parse_dur_us(s: str) -> float:
 
 
 def wrk(port: int, secs: float, close: bool) -> dict:
+    return wrk_url(f"http://{LOCAL_IP}:{port}/", secs, close)
+
+
+def wrk_url(url: str, secs: float, close: bool) -> dict:
+    """wrk -c50 against any URL (https too): requests, rps, p50/p99, errors."""
     argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c50", f"-d{secs}s", "--latency",
             "--timeout", "2s"]
     if close:
         argv += ["-H", "Connection: close"]
-    r = run(argv + [f"http://{LOCAL_IP}:{port}/"], secs + 30)
+    r = run(argv + [url], secs + 30)
     out = r.stdout
     res: dict = {}
     m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)

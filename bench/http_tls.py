@@ -302,38 +302,6 @@ def start_three(work: Path, tag: str, confs: tuple[str, str, str], probes: dict)
 # loads
 
 
-def wrk_url(url: str, secs: float, close: bool) -> dict:
-    """bench.wrk for any URL (https too)."""
-    argv = ["taskset", "-c", B.LOAD_CPU, "wrk", "-t1", "-c50", f"-d{secs}s", "--latency",
-            "--timeout", "2s"]
-    if close:
-        argv += ["-H", "Connection: close"]
-    r = B.run(argv + [url], secs + 30)
-    out = r.stdout
-    res: dict = {}
-    import re
-
-    m = re.search(r"(\d+) requests in", out)
-    if m:
-        res["requests"] = int(m.group(1))
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m:
-        res["rps"] = float(m.group(1))
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
-        if m:
-            res[f"p{pct}_us"] = B.parse_dur_us(m.group(1))
-    m = re.search(r"Socket errors: (.*)", out)
-    if m:
-        res["socket_errors"] = m.group(1).strip()
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        res["non2xx"] = int(m.group(1))
-    if "rps" not in res:
-        res["error"] = (out + r.stderr)[-500:]
-    return res
-
-
 def tls_handshakes(port: int, secs: float, conns: int = 32) -> dict:
     r = B.run(["taskset", "-c", B.LOAD_CPU, str(B.BUILD / "tls_load"), "handshakes", B.LOCAL_IP,
                str(port), str(conns), str(secs)], secs + 30)
@@ -433,7 +401,7 @@ def section_http(cfg, p: B.Ports, work: Path) -> dict:
 
             def one(case, close=close, label=label) -> dict:
                 name, proxy, port = case
-                res, cpu = B.measured(proxy, lambda: wrk_url(f"http://{B.LOCAL_IP}:{port}/",
+                res, cpu = B.measured(proxy, lambda: B.wrk_url(f"http://{B.LOCAL_IP}:{port}/",
                                                              cfg.wrk_secs, close))
                 row = per_request({"path": name, **res}, cpu, "requests")
                 print(f"  http mode {label} {name}: {B.fmt_row(row)}", flush=True)
@@ -504,7 +472,7 @@ def section_tls(cfg, work: Path) -> dict:
         def ka(case) -> dict:
             mode, name = case
             port = hp.tls[(name, mode, "ecdsa")]
-            res, cpu = B.measured(proxies[name], lambda: wrk_url(f"https://{B.LOCAL_IP}:{port}/",
+            res, cpu = B.measured(proxies[name], lambda: B.wrk_url(f"https://{B.LOCAL_IP}:{port}/",
                                                                  cfg.wrk_secs, False))
             row = per_request({"path": name, "mode": mode, **res}, cpu, "requests")
             print(f"  tls keep-alive {mode} {name}: {B.fmt_row(row)}", flush=True)
