@@ -5,8 +5,8 @@
 //! Owns: [`ServerStream`] (plaintext `Read`/`Write` either way, records
 //! still queued in rustls, close_notify at the end); the TLS client
 //! session, started with the connect (SNI and verification name as on tcp
-//! listeners: `server_name`, else the server's IP address, which is
-//! verified but sends no SNI; ALPN `http/1.1`); one handshake step per
+//! listeners: `server_name`, else the server's host name as written, else
+//! its IP address, verified but sent as no SNI; ALPN `http/1.1`); one handshake step per
 //! readiness event, under the connect deadline (`connect_timeout` covers
 //! the TCP connect and the handshake); a failed handshake as a failed
 //! connect (passive health, the next server, else 502, logged as `tls

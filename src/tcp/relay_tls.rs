@@ -82,7 +82,7 @@ impl TcpProxy {
             return false;
         };
         let server = &backend.plan.servers[sid.0];
-        let session = match tls.session(server.ip) {
+        let session = match tls.session(server) {
             Ok(s) => s,
             Err(e) => {
                 log::error!("backend {}: cannot start TLS: {e}", backend.plan.name);
