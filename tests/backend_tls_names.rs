@@ -24,9 +24,19 @@ use common::*;
 use origin::*;
 use tls_origin::*;
 
+const PROBED: &str = "    health_check: { active: { type: http, path: /health, interval: 100ms, timeout: 1s, fall: 1, rise: 1 } }\n";
+
 /// A `protocol` listener on `port` in front of `localhost:PORT` of each
-/// origin, with `backend_tls: TLS`, and the metrics endpoint on `aport`.
-fn yaml(protocol: &str, port: u16, aport: u16, servers: &[SocketAddr], tls: &str) -> String {
+/// origin, with `backend_tls: TLS` and `extra` backend lines, and the
+/// metrics endpoint on `aport`.
+fn yaml(
+    protocol: &str,
+    port: u16,
+    aport: u16,
+    servers: &[SocketAddr],
+    tls: &str,
+    extra: &str,
+) -> String {
     let list: Vec<String> = servers
         .iter()
         .map(|a| format!("\"localhost:{}\"", a.port()))
@@ -39,8 +49,7 @@ listeners:
   - {{ name: web, bind: "127.0.0.1:{port}", protocol: {protocol}, backend: app }}
 backends:
   - name: app
-    health_check: {{ active: {{ type: http, path: /health, interval: 100ms, timeout: 1s, fall: 1, rise: 1 }} }}
-    backend_tls: {tls}
+{extra}    backend_tls: {tls}
     servers: [{}]
 "#,
         list.join(", ")
@@ -71,7 +80,7 @@ fn a_server_written_as_a_name_is_verified_and_sent_that_name_on_http_and_tcp() {
     for protocol in ["http", "tcp"] {
         let o = TlsOrigin::start(&tmp.0, "local", "o", false);
         let (port, aport) = (free_port(), free_port());
-        let n = Nvelox::start(&yaml(protocol, port, aport, &[o.addr], &tls));
+        let n = Nvelox::start(&yaml(protocol, port, aport, &[o.addr], &tls, PROBED));
         let g = Client::connect(port).get("/x");
         assert_eq!(g.status, 200, "{protocol}: {g:?}\n{}", n.stderr_text());
         assert_eq!(g.body, b"o:/x", "{protocol}");
@@ -113,7 +122,7 @@ fn server_name_still_wins_over_the_host_name() {
         tmp.path("ca.pem").display()
     );
     let (port, aport) = (free_port(), free_port());
-    let _n = Nvelox::start(&yaml("http", port, aport, &[o.addr], &tls));
+    let _n = Nvelox::start(&yaml("http", port, aport, &[o.addr], &tls, PROBED));
     let g = Client::connect(port).get("/y");
     assert_eq!((g.status, g.body.as_slice()), (200, &b"a:/y"[..]), "{g:?}");
     let conns = o.conns();
@@ -121,4 +130,95 @@ fn server_name_still_wins_over_the_host_name() {
         .iter()
         .filter(|c| c.ok)
         .all(|c| c.sni.as_deref() == Some("a.test")));
+}
+
+/// A server that accepts and then says nothing (its connections are kept
+/// until the test process ends).
+fn silent_server() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().take(8) {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// A server that closes every connection at once.
+fn closing_server() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(8) {
+            drop(s);
+        }
+    });
+    addr
+}
+
+#[test]
+fn failed_backend_handshakes_are_counted_per_server_by_reason() {
+    let tmp = TempDir::new("btls-names-metric");
+    certs(&tmp);
+    let tls = format!(
+        "{{ enabled: true, ca_cert: {} }}",
+        tmp.path("ca.pem").display()
+    );
+    for protocol in ["tcp", "http"] {
+        // Certificate for a.test only: `localhost` is refused.
+        let wrong = TlsOrigin::start(&tmp.0, "a", "w", false);
+        let servers = [wrong.addr, closing_server(), silent_server()];
+        let (port, aport) = (free_port(), free_port());
+        let extra = "    retries: 0\n    connect_timeout: 300ms\n";
+        let n = Nvelox::start(&yaml(protocol, port, aport, &servers, &tls, extra));
+        let key = |s: &SocketAddr, reason: &str| {
+            format!(
+                "nvelox_server_tls_handshake_failures_total{{backend=\"app\",server=\"localhost:{}\",reason=\"{reason}\"}}",
+                s.port()
+            )
+        };
+        // Round robin: one connection (request) per server, each failing.
+        for i in 0..3 {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            c.set_read_timeout(Some(WAIT)).unwrap();
+            std::io::Write::write_all(
+                &mut c,
+                b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+            let mut got = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut c, &mut got);
+            let got = String::from_utf8_lossy(&got);
+            if protocol == "http" {
+                assert!(got.starts_with("HTTP/1.1 50"), "{i}: {got}");
+            } else {
+                assert_eq!(got, "", "{i}");
+            }
+        }
+        let m = scrape(aport);
+        let want = [
+            (0, "verify_failed"),
+            (1, "peer_closed"),
+            (2, "handshake_timeout"),
+        ];
+        for (k, s) in servers.iter().enumerate() {
+            for reason in [
+                "verify_failed",
+                "handshake_error",
+                "peer_closed",
+                "handshake_timeout",
+            ] {
+                let expect = u64::from(want.contains(&(k, reason)));
+                assert_eq!(
+                    metric(&m, &key(s, reason)),
+                    expect,
+                    "{protocol} server {k} {reason}\n{}",
+                    n.stderr_text()
+                );
+            }
+        }
+        drop(n);
+    }
 }
