@@ -55,7 +55,10 @@ impl HttpProxy {
             let pooled = match req.stale_retried {
                 // The retry of a stale pooled connection: a fresh one.
                 true => None,
-                false => self.pool.take(target, tls.map(|t| t.id()).as_ref()),
+                false => {
+                    let plan = &backend.server(sid).plan;
+                    self.pool.take(target, tls.map(|t| t.id(plan)).as_ref())
+                }
             };
             if let Some((stream, token)) = pooled {
                 if let Some(tag) = ctx.tag_mut(token) {
@@ -80,7 +83,7 @@ impl HttpProxy {
                 });
                 return Ok(());
             }
-            match connect(ctx, id, target, tls) {
+            match connect(ctx, id, target, tls, &backend.server(sid).plan) {
                 Ok((stream, token)) => {
                     c.up = Some(Upstream {
                         stream,
@@ -389,12 +392,13 @@ fn connect(
     id: HttpId,
     target: SocketAddr,
     tls: Option<&crate::tls::ClientTls>,
+    server: &crate::config::ServerPlan,
 ) -> std::io::Result<(ServerStream, reactor::Token)> {
     let session = match tls {
         None => None,
         Some(t) => Some((
-            t.http_session(target.ip()).map_err(std::io::Error::other)?,
-            t.id(),
+            t.http_session(server).map_err(std::io::Error::other)?,
+            t.id(server),
         )),
     };
     let mut s = TcpStream::connect(target)?;

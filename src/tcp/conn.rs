@@ -25,7 +25,7 @@ use crate::config::{BackendId, ListenerId, ProxyVersion};
 use crate::events::{Loop, Tag, Timer};
 use crate::limits::is_resource_exhaustion;
 use crate::logging::timestamp;
-use crate::metrics::{listener as lc, server as sc};
+use crate::metrics::{listener as lc, server as sc, BackendTlsFailure};
 use crate::proxy_protocol::{Header, Transport, Version};
 use crate::runtime::Runtime;
 use crate::tls::TlsSession;
@@ -327,6 +327,9 @@ impl TcpProxy {
             return;
         };
         c.timer = None;
+        if c.upstream_tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+            c.count_tls_failure(ctx.loop_index(), BackendTlsFailure::HandshakeTimeout);
+        }
         let action = c.state.on(Event::Deadline, now);
         if action == Action::Close(Reason::HeaderTimeout) {
             if let Some(n) = self.header_warn.allow(now) {
