@@ -81,6 +81,7 @@ impl HttpProxy {
                         readable: false,
                         writable: true,
                         hangup: false,
+                        fin: false,
                     },
                     connecting: None,
                     server: sid,
