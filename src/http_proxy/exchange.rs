@@ -237,7 +237,7 @@ impl HttpProxy {
             started: ctx.now(),
             method: super::upstream::printable(head.method_bytes(), 16),
             path: super::upstream::printable(head.target(), LOG_PATH_MAX),
-            backend: backend.unwrap_or(lp.backend),
+            backend: backend.or(lp.backend),
             tried: Default::default(),
             stale_retried: false,
             server: None,
@@ -434,9 +434,8 @@ impl HttpProxy {
             .req
             .as_ref()
             .map_or(("-", crate::http::Version::Http11), |r| {
-                let label = r
-                    .server
-                    .map(|s| rt.backend(r.backend).server(s).plan.label.as_str());
+                let label = (r.server.zip(r.backend))
+                    .map(|(s, b)| rt.backend(b).server(s).plan.label.as_str());
                 (label.unwrap_or_default(), r.client_version)
             });
         match step {
