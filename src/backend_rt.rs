@@ -61,6 +61,16 @@ impl AdminMode {
     }
 }
 
+/// Why [`BackendRt::acquire_from`] gave no server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The backend's own `max_connections` is reached.
+    BackendFull,
+    /// No server is usable (down, drained, disabled, at its own cap, or
+    /// every one already tried).
+    NoServer,
+}
+
 /// The outcome of the latest active health check of a server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckRecord {
@@ -269,28 +279,29 @@ impl BackendRt {
     /// client's port (`hash_key: ip_port` then hashes port 0).
     pub fn acquire(&self, client: IpAddr, tried: &Tried, now: Instant) -> Option<ServerId> {
         self.acquire_from(SocketAddr::new(client, 0), tried, now)
+            .ok()
     }
 
     /// Picks a server not yet in `tried` for `client` (the PROXY header's
     /// client when there is one) and counts a connection on it and on the
-    /// backend; `None` when the backend is at its `max_connections` (the
-    /// slot reserved with a compare-exchange, as a server's) or no server
-    /// is usable. The caller must call [`release`](Self::release) exactly
-    /// once for it.
+    /// backend; `BackendFull` when the backend is at its `max_connections`
+    /// (the slot reserved with a compare-exchange, as a server's),
+    /// `NoServer` when no server is usable. The caller must call
+    /// [`release`](Self::release) exactly once for it.
     pub fn acquire_from(
         &self,
         client: SocketAddr,
         tried: &Tried,
         now: Instant,
-    ) -> Option<ServerId> {
+    ) -> Result<ServerId, Unavailable> {
         if !reserve_below(&self.active, self.plan.max_connections) {
-            return None;
+            return Err(Unavailable::BackendFull);
         }
         let picked = self.pick_and_reserve(client, tried, now);
         if picked.is_none() {
             self.active.fetch_sub(1, Ordering::Relaxed);
         }
-        picked
+        picked.ok_or(Unavailable::NoServer)
     }
 
     fn pick_and_reserve(
@@ -445,8 +456,16 @@ mod tests {
         all.insert(ServerId(0));
         all.insert(ServerId(1));
         b.release(got[1].unwrap());
-        assert!(b.acquire(ip, &all, Instant::now()).is_none());
+        let c = SocketAddr::new(ip, 1);
+        assert_eq!(
+            b.acquire_from(c, &all, Instant::now()),
+            Err(Unavailable::NoServer)
+        );
         assert_eq!(b.active.load(Ordering::Relaxed), 2);
+        let last = b.acquire(ip, &Tried::new(), Instant::now()).unwrap();
+        let full = b.acquire_from(c, &Tried::new(), Instant::now());
+        assert_eq!(full, Err(Unavailable::BackendFull));
+        b.release(last);
         // Four loops race for the last slot: exactly one gets it.
         for round in 0..200 {
             let b = Arc::new(BackendRt::new(&plan.backends[0], 1, 1));

@@ -214,6 +214,7 @@ mod tests {
             .map(|i| ServerPlan {
                 label: format!("127.0.0.{}:80", i + 1),
                 ip: IpAddr::from([127, 0, 0, 1 + i as u8]),
+                host: None,
                 port: Some(80),
                 weight: 1,
                 backup: false,

@@ -1,7 +1,7 @@
 //! A backend's own `max_connections` (Go Nvelox's, a cap across all its
 //! servers) through the real binary: HTTP requests beyond it get 503 with
 //! no server contacted (Go's answer), TCP connections beyond it are closed;
-//! a freed slot is usable again. Go's `16-max-connections` file is the
+//! a freed slot is usable again; both are logged as `backend full`. Go's `16-max-connections` file is the
 //! HTTP configuration (its cap lowered to 1).
 
 mod common;
@@ -26,6 +26,19 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The access-log line containing `needle`, once written (at most `WAIT`).
+fn logged(n: &Nvelox, needle: &str) -> String {
+    let path = n.dir.path("access.log");
+    let mut line = None;
+    eventually(WAIT, || {
+        line = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.lines().find(|l| l.contains(needle)).map(str::to_string));
+        line.is_some()
+    });
+    line.unwrap_or_else(|| panic!("no access-log line with {needle:?}"))
 }
 
 #[test]
@@ -53,9 +66,13 @@ fn http_requests_beyond_the_backend_cap_get_503_until_a_slot_frees() {
         .unwrap()
         .replace("127.0.0.1:19000", &format!("127.0.0.1:{port}"))
         .replace("127.0.0.1:18081", &origin.addr.to_string())
-        .replace("max_connections: 8", "max_connections: 1");
-    assert!(yaml.contains("max_connections: 1"));
-    let _n = Nvelox::start(&yaml);
+        .replace("max_connections: 8", "max_connections: 1")
+        .replace(
+            "  level: \"debug\"",
+            "  level: \"debug\"\n  access_log: {dir}/access.log",
+        );
+    assert!(yaml.contains("max_connections: 1") && yaml.contains("access_log"));
+    let n = Nvelox::start(&yaml);
 
     let mut a = Client::connect(port);
     a.send(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -67,6 +84,9 @@ fn http_requests_beyond_the_backend_cap_get_503_until_a_slot_frees() {
     let got = b.get("/second");
     assert_eq!(got.status, 503, "{got:?}");
     assert_eq!(origin.requests().len(), 1);
+    // Logged as the cap, not as a missing server.
+    let line = logged(&n, "path=\"/second\"");
+    assert!(line.contains("reason=\"backend full\""), "{line}");
     open.store(true, Ordering::SeqCst);
     let got = a.response();
     assert_eq!((got.status, got.body.as_slice()), (200, &b"app"[..]));
@@ -81,10 +101,10 @@ fn tcp_connections_beyond_the_backend_cap_are_closed_until_a_slot_frees() {
     let s2 = Backend::start(Mode::Echo);
     let port = free_port();
     let yaml = format!(
-        "listeners:\n  - name: t\n    bind: \"127.0.0.1:{port}\"\n    protocol: tcp\n    backend: b\nbackends:\n  - name: b\n    balance: roundrobin\n    max_connections: 2\n    servers: [\"{}\", \"{}\"]\n",
+        "logging:\n  access_log: {{dir}}/access.log\nlisteners:\n  - name: t\n    bind: \"127.0.0.1:{port}\"\n    protocol: tcp\n    backend: b\nbackends:\n  - name: b\n    balance: roundrobin\n    max_connections: 2\n    servers: [\"{}\", \"{}\"]\n",
         s1.addr, s2.addr
     );
-    let _n = Nvelox::start(&yaml);
+    let n = Nvelox::start(&yaml);
     let echo = |c: &mut TcpStream, msg: &[u8]| -> bool {
         c.set_read_timeout(Some(WAIT)).unwrap();
         if c.write_all(msg).is_err() {
@@ -108,6 +128,11 @@ fn tcp_connections_beyond_the_backend_cap_are_closed_until_a_slot_frees() {
     assert_eq!(
         s1.accepted.load(Ordering::SeqCst) + s2.accepted.load(Ordering::SeqCst),
         2
+    );
+    let line = logged(&n, "reason=\"backend full\"");
+    assert!(
+        line.contains("server=-") || !line.contains("server=127"),
+        "{line}"
     );
     // One closes: its slot is released (asynchronously), a new one works.
     drop(held.pop());

@@ -134,6 +134,21 @@ pub fn parse_server_address(
     Ok((ip, port))
 }
 
+/// The host name of an address [`parse_server_address`] accepted, when it
+/// was written as a name (`"db.internal:5432"` -> `db.internal`, without
+/// a final dot); `None` for IP literals.
+pub fn written_host_name(input: &str) -> Option<&str> {
+    let s = input.trim();
+    if s.starts_with('[') || s.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
+    match host.parse::<IpAddr>() {
+        Ok(_) => None,
+        Err(_) => Some(host.strip_suffix('.').unwrap_or(host)),
+    }
+}
+
 fn parse_port(p: &str) -> Result<u16, AddressError> {
     if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AddressError::BadPort(p.to_string()));
@@ -240,5 +255,14 @@ pub(crate) mod tests {
             msg.contains("nowhere.test") && msg.contains("does not resolve"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn the_host_name_as_written_only_for_names() {
+        assert_eq!(written_host_name("db.test:5432"), Some("db.test"));
+        assert_eq!(written_host_name(" Db.Test. "), Some("Db.Test"));
+        for ip in ["10.0.0.1", "10.0.0.1:80", "::1", "[::1]", "[::1]:80"] {
+            assert_eq!(written_host_name(ip), None, "{ip}");
+        }
     }
 }

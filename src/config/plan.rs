@@ -418,6 +418,10 @@ pub struct ServerPlan {
     /// The address as written in the file, for logs (`"10.0.0.1"`, `"h:80"`).
     pub label: String,
     pub ip: IpAddr,
+    /// The host name the address was written with (`None` for an IP
+    /// address): with `backend_tls` and no `server_name`, the name sent
+    /// as SNI and verified.
+    pub host: Option<std::sync::Arc<str>>,
     /// `None`: use the port the client connected to.
     pub port: Option<u16>,
     /// >= 1. Default 1.

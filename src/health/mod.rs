@@ -244,10 +244,14 @@ impl HealthChecker {
         };
         let tls = match (&sock, &self.rt.plan.backend(p.target.backend).tls) {
             (Sock::Stream(_), Some(t)) => {
-                let ip = p.target.addr.ip();
+                let server = &self
+                    .rt
+                    .backend(p.target.backend)
+                    .server(p.target.server)
+                    .plan;
                 let session = match p.conv.kind() {
-                    CheckKind::Http => t.http_session(ip),
-                    _ => t.session(ip),
+                    CheckKind::Http => t.http_session(server),
+                    _ => t.session(server),
                 };
                 match session {
                     Ok(s) => Some(Box::new(s)),

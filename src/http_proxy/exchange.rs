@@ -278,8 +278,8 @@ impl HttpProxy {
             c.resend.extend_from_slice(&c.uout);
             c.resend.extend_from_slice(&c.cin[..n.min(c.cin.len())]);
         }
-        if let Err(status) = self.start_attempt(ctx, id) {
-            self.reply(ctx, id, status, "no server");
+        if let Err((status, why)) = self.start_attempt(ctx, id) {
+            self.reply(ctx, id, status, why.unwrap_or("no server"));
         }
     }
 

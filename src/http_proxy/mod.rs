@@ -332,8 +332,17 @@ impl HttpProxy {
             .and_then(|u| u.connecting)
             .is_some_and(|due| now >= due)
         {
-            if c.up.as_ref().is_some_and(|u| u.stream.in_handshake()) {
+            if let Some(u) = c.up.as_ref().filter(|u| u.stream.in_handshake()) {
                 c.up_why = Some("tls handshake timeout");
+                let b = c
+                    .req
+                    .as_ref()
+                    .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend);
+                let failure = crate::metrics::BackendTlsFailure::HandshakeTimeout;
+                c.rt.backend(b)
+                    .server(u.server)
+                    .stats
+                    .add(ctx.loop_index(), failure.counter(), 1);
             }
             self.upstream_failed(ctx, id, crate::http::UpstreamFailure::ConnectFailed);
             return self.drive(ctx, id);

@@ -5,10 +5,11 @@
 //! Owns: [`ServerStream`] (plaintext `Read`/`Write` either way, records
 //! still queued in rustls, close_notify at the end); the TLS client
 //! session, started with the connect (SNI and verification name as on tcp
-//! listeners: `server_name`, else the server's IP address, which is
-//! verified but sends no SNI; ALPN `http/1.1`); one handshake step per
+//! listeners: `server_name`, else the server's host name as written, else
+//! its IP address, verified but sent as no SNI; ALPN `http/1.1`); one handshake step per
 //! readiness event, under the connect deadline (`connect_timeout` covers
-//! the TCP connect and the handshake); a failed handshake as a failed
+//! the TCP connect and the handshake); a failed handshake (counted by
+//! reason for `nvelox_server_tls_handshake_failures_total`) as a failed
 //! connect (passive health, the next server, else 502, logged as `tls
 //! verify failed` or `tls handshake failed`); and whether an idle pooled
 //! connection is still usable (a TLS one reads what the server sent
@@ -24,6 +25,7 @@ use reactor::{Ctx, Ready};
 use super::{HttpId, HttpProxy};
 use crate::events::Loop;
 use crate::http::UpstreamFailure;
+use crate::metrics::BackendTlsFailure;
 use crate::tcp::relay::ShutdownWrite;
 use crate::tls::{ClientTlsId, Handshake, TlsSession};
 
@@ -178,6 +180,9 @@ impl HttpProxy {
                             .as_ref()
                             .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend),
                     );
+                    let failure = BackendTlsFailure::of(tls.cert_rejected(), tls.peer_gone());
+                    let stats = &backend.server(up.server).stats;
+                    stats.add(ctx.loop_index(), failure.counter(), 1);
                     if let Some(n) = self.tls_warn.allow(ctx.now()) {
                         log::warn!(
                             "backend {} server {}: {reason}: {why} ({n} similar messages suppressed)",

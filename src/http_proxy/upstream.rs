@@ -13,6 +13,7 @@ use mio::net::TcpStream;
 use reactor::{Ctx, Interest};
 
 use super::{Conn, HttpId, HttpProxy, Request, ServerStream, Upstream};
+use crate::backend_rt::Unavailable;
 use crate::events::{Loop, Tag};
 use crate::http::redirect::write_redirect;
 use crate::http::reply::write_error_response;
@@ -25,22 +26,29 @@ use crate::tcp::relay::Readiness;
 impl HttpProxy {
     /// Starts an attempt for the request in flight: a server not yet
     /// tried, a pooled connection to it or a new non-blocking connect.
-    /// `Err(status)`: no server left (503 when none was tried, else 502).
+    /// `Err((status, why))`: no server left (503 when none was tried, else
+    /// 502); `why` is `backend full` when the backend's `max_connections`
+    /// refused the attempt.
     pub(super) fn start_attempt(
         &mut self,
         ctx: &mut Ctx<impl Loop>,
         id: HttpId,
-    ) -> Result<(), u16> {
+    ) -> Result<(), (u16, Option<&'static str>)> {
         let now = ctx.now();
         loop {
             let c = &mut self.conns[id.0];
             let rt = Arc::clone(&c.rt);
             let Some(req) = c.req.as_mut() else {
-                return Err(502);
+                return Err((502, None));
             };
             let backend = rt.backend(req.backend);
-            let Some(sid) = backend.acquire_from(c.peer, &req.tried, now) else {
-                return Err(if req.tried.is_empty() { 503 } else { 502 });
+            let sid = match backend.acquire_from(c.peer, &req.tried, now) {
+                Ok(sid) => sid,
+                Err(why) => {
+                    let status = if req.tried.is_empty() { 503 } else { 502 };
+                    let full = why == Unavailable::BackendFull;
+                    return Err((status, full.then_some("backend full")));
+                }
             };
             let stats = &backend.server(sid).stats;
             stats.add(ctx.loop_index(), sc::CONNECTIONS, 1);
@@ -55,7 +63,10 @@ impl HttpProxy {
             let pooled = match req.stale_retried {
                 // The retry of a stale pooled connection: a fresh one.
                 true => None,
-                false => self.pool.take(target, tls.map(|t| t.id()).as_ref()),
+                false => {
+                    let plan = &backend.server(sid).plan;
+                    self.pool.take(target, tls.map(|t| t.id(plan)).as_ref())
+                }
             };
             if let Some((stream, token)) = pooled {
                 if let Some(tag) = ctx.tag_mut(token) {
@@ -80,7 +91,7 @@ impl HttpProxy {
                 });
                 return Ok(());
             }
-            match connect(ctx, id, target, tls) {
+            match connect(ctx, id, target, tls, &backend.server(sid).plan) {
                 Ok((stream, token)) => {
                     c.up = Some(Upstream {
                         stream,
@@ -99,14 +110,14 @@ impl HttpProxy {
                     backend.release(sid);
                     if is_resource_exhaustion(&e) {
                         log::warn!("connect to {target}: {e}");
-                        return Err(503);
+                        return Err((503, None));
                     }
                     stats.add(ctx.loop_index(), sc::CONNECTION_ERRORS, 1);
                     backend.report_failure(sid, now, "connect failed");
                     match c.session.upstream_failed(UpstreamFailure::ConnectFailed) {
                         UpstreamStep::Retry { .. } => continue,
-                        UpstreamStep::Reply { status, .. } => return Err(status),
-                        _ => return Err(502),
+                        UpstreamStep::Reply { status, .. } => return Err((status, None)),
+                        _ => return Err((502, None)),
                     }
                 }
             }
@@ -198,8 +209,8 @@ impl HttpProxy {
         if written > 0 {
             c.uout.clone_from(&c.resend);
         }
-        if let Err(status) = self.start_attempt(ctx, id) {
-            self.reply(ctx, id, status, "no server left");
+        if let Err((status, why)) = self.start_attempt(ctx, id) {
+            self.reply(ctx, id, status, why.unwrap_or("no server left"));
         }
         true
     }
@@ -242,8 +253,8 @@ impl HttpProxy {
                 if written > 0 {
                     c.uout.clone_from(&c.resend);
                 }
-                if let Err(status) = self.start_attempt(ctx, id) {
-                    self.reply(ctx, id, status, why.unwrap_or("no server left"));
+                if let Err((status, full)) = self.start_attempt(ctx, id) {
+                    self.reply(ctx, id, status, why.or(full).unwrap_or("no server left"));
                 }
             }
             UpstreamStep::Reply { status, .. } => {
@@ -389,12 +400,13 @@ fn connect(
     id: HttpId,
     target: SocketAddr,
     tls: Option<&crate::tls::ClientTls>,
+    server: &crate::config::ServerPlan,
 ) -> std::io::Result<(ServerStream, reactor::Token)> {
     let session = match tls {
         None => None,
         Some(t) => Some((
-            t.http_session(target.ip()).map_err(std::io::Error::other)?,
-            t.id(),
+            t.http_session(server).map_err(std::io::Error::other)?,
+            t.id(server),
         )),
     };
     let mut s = TcpStream::connect(target)?;

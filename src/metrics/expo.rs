@@ -394,6 +394,27 @@ fn servers(e: &mut Expo, rt: &Runtime) {
             }
         }
     }
+    let name = "nvelox_server_tls_handshake_failures_total";
+    e.family(
+        name,
+        "counter",
+        "backend_tls handshakes of traffic connections with the server that failed, by reason.",
+    );
+    for b in rt.backends.iter().filter(|b| b.plan.tls.is_some()) {
+        for s in &b.servers {
+            for (k, reason) in super::BACKEND_TLS_FAILURE_REASONS.iter().enumerate() {
+                e.sample(
+                    name,
+                    &[
+                        ("backend", &b.plan.name),
+                        ("server", &s.plan.label),
+                        ("reason", reason),
+                    ],
+                    s.stats.sum(sc::TLS_FAILURES + k),
+                );
+            }
+        }
+    }
     e.family(
         "nvelox_server_check_failures_total",
         "counter",

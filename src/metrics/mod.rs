@@ -182,7 +182,48 @@ pub mod server {
     /// Active health checks by result (written by loop 0 only).
     pub const CHECKS_OK: usize = 7;
     pub const CHECKS_FAILED: usize = 8;
-    pub const COUNT: usize = 9;
+    /// `backend_tls` handshakes of traffic connections that failed, by
+    /// reason (`BACKEND_TLS_FAILURE_REASONS`), from this index on.
+    pub const TLS_FAILURES: usize = 9;
+    pub const COUNT: usize = TLS_FAILURES + super::BACKEND_TLS_FAILURE_REASONS.len();
+}
+
+/// Why a `backend_tls` handshake with a server failed: the `reason` label
+/// values of `nvelox_server_tls_handshake_failures_total`, in counter order.
+pub const BACKEND_TLS_FAILURE_REASONS: [&str; 4] = [
+    "verify_failed",
+    "handshake_error",
+    "peer_closed",
+    "handshake_timeout",
+];
+
+/// Index of a reason in [`BACKEND_TLS_FAILURE_REASONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendTlsFailure {
+    /// The server's certificate was refused (untrusted, wrong name, expired).
+    VerifyFailed = 0,
+    /// Any other TLS error (an alert from the server, no common version).
+    HandshakeError = 1,
+    /// The server closed or reset the connection during the handshake.
+    PeerClosed = 2,
+    /// The connect timeout ended during the handshake.
+    HandshakeTimeout = 3,
+}
+
+impl BackendTlsFailure {
+    /// The reason of a failed handshake step, from what the session saw.
+    pub fn of(cert_rejected: bool, peer_gone: bool) -> BackendTlsFailure {
+        match (cert_rejected, peer_gone) {
+            (true, _) => BackendTlsFailure::VerifyFailed,
+            (false, true) => BackendTlsFailure::PeerClosed,
+            (false, false) => BackendTlsFailure::HandshakeError,
+        }
+    }
+
+    /// The counter of this reason among a server's counters.
+    pub fn counter(self) -> usize {
+        server::TLS_FAILURES + self as usize
+    }
 }
 
 pub type ListenerStats = PerLoop<{ listener::COUNT }>;

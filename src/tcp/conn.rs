@@ -20,13 +20,13 @@ use super::phase::{Action, ConnState, Event, Phase, Reason, Relayed, TimerKind};
 use super::relay::{Direction, Pump, Readiness};
 use super::{show, ConnId, TcpProxy};
 use crate::acl::access::Admitted;
+use crate::backend_rt::Unavailable;
 use crate::balancer::{ServerId, Tried};
-use crate::config::{BackendId, ListenerId, ProxyVersion};
+use crate::config::{BackendId, ListenerId};
 use crate::events::{Loop, Tag, Timer};
 use crate::limits::is_resource_exhaustion;
 use crate::logging::timestamp;
-use crate::metrics::{listener as lc, server as sc};
-use crate::proxy_protocol::{Header, Transport, Version};
+use crate::metrics::{listener as lc, server as sc, BackendTlsFailure};
 use crate::runtime::Runtime;
 use crate::tls::TlsSession;
 
@@ -74,7 +74,7 @@ pub(super) struct Conn {
 enum Attempt {
     /// A non-blocking connect is under way.
     Pending,
-    NoServer,
+    NoServer(Unavailable),
     Failed,
     OutOfFds,
 }
@@ -120,26 +120,6 @@ impl Conn {
     /// when one was accepted, else the socket peer.
     pub(super) fn client(&self) -> SocketAddr {
         self.origin.map_or(self.peer, |(src, _)| src)
-    }
-
-    /// Our PROXY header for this connection's server (empty when none is sent).
-    pub(super) fn proxy_header(&self, version: Option<ProxyVersion>) -> Vec<u8> {
-        let mut out = Vec::new();
-        if let Some(version) = version {
-            let (src, dst) = match self.origin {
-                Some(o) => o,
-                None => (self.peer, self.client.local_addr().unwrap_or(self.peer)),
-            };
-            let v = match version {
-                ProxyVersion::V1 => Version::V1,
-                ProxyVersion::V2 => Version::V2,
-            };
-            if let Err(e) = Header::proxy(v, Transport::Stream, src, dst).emit(&mut out) {
-                log::warn!("cannot write PROXY header for {}: {e}", show(&src));
-                out.clear();
-            }
-        }
-        out
     }
 
     fn cancel_timer(&mut self, ctx: &mut Ctx<impl Loop>) {
@@ -196,7 +176,8 @@ impl TcpProxy {
         loop {
             let event = match self.try_server(ctx, id) {
                 Some(Attempt::Pending) => Event::ConnectPending,
-                Some(Attempt::NoServer) => Event::NoServer,
+                Some(Attempt::NoServer(Unavailable::NoServer)) => Event::NoServer,
+                Some(Attempt::NoServer(Unavailable::BackendFull)) => Event::BackendFull,
                 Some(Attempt::Failed) => Event::AttemptFailed,
                 Some(Attempt::OutOfFds) => Event::OutOfFds,
                 None => return,
@@ -217,16 +198,23 @@ impl TcpProxy {
         let rt = Arc::clone(&c.rt);
         let backend = rt.backend(c.backend);
         let client = c.client();
-        let Some(sid) = backend.acquire_from(client, &c.tried, now) else {
-            if let Some(n) = self.down_warn.allow(now) {
-                log::warn!(
-                    "listener {}: no server available in backend {} for {} ({n} similar messages suppressed)",
-                    rt.plan.listener(c.listener).name,
-                    backend.plan.name,
-                    show(&client)
-                );
+        let sid = match backend.acquire_from(client, &c.tried, now) {
+            Ok(sid) => sid,
+            Err(why) => {
+                if let Some(n) = self.down_warn.allow(now) {
+                    log::warn!(
+                        "listener {}: {} in backend {} for {} ({n} similar messages suppressed)",
+                        rt.plan.listener(c.listener).name,
+                        match why {
+                            Unavailable::BackendFull => "max_connections reached",
+                            Unavailable::NoServer => "no server available",
+                        },
+                        backend.plan.name,
+                        show(&client)
+                    );
+                }
+                return Some(Attempt::NoServer(why));
             }
-            return Some(Attempt::NoServer);
         };
         c.state.on(Event::ServerChosen, now);
         let lp = ctx.loop_index();
@@ -327,6 +315,9 @@ impl TcpProxy {
             return;
         };
         c.timer = None;
+        if c.upstream_tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+            c.count_tls_failure(ctx.loop_index(), BackendTlsFailure::HandshakeTimeout);
+        }
         let action = c.state.on(Event::Deadline, now);
         if action == Action::Close(Reason::HeaderTimeout) {
             if let Some(n) = self.header_warn.allow(now) {

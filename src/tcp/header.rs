@@ -4,18 +4,43 @@
 //! [`PROXY_HEADER_MAX`] bytes) and judging it ([`judge`], pure): complete
 //! (the original endpoints are recorded, bytes past the header are kept
 //! for the server), incomplete, or refused with a reason that is logged.
-//! Does not own parsing (`proxy_protocol/`) or what happens next (the
-//! state machine in `phase.rs` gets `HeaderComplete` / `HeaderRejected`).
+//! Also writes our own PROXY header for a connection's server
+//! ([`Conn::proxy_header`]). Does not own parsing (`proxy_protocol/`) or
+//! what happens next (the state machine in `phase.rs` gets
+//! `HeaderComplete` / `HeaderRejected`).
 
 use std::net::SocketAddr;
 
 use reactor::{Ctx, IoStatus};
 
+use super::conn::Conn;
 use super::phase::Event;
 use super::{show, ConnId, TcpProxy};
-use crate::config::AcceptProxy;
+use crate::config::{AcceptProxy, ProxyVersion};
 use crate::events::Loop;
-use crate::proxy_protocol::{Accept, Command, Header, Parsed};
+use crate::proxy_protocol::{Accept, Command, Header, Parsed, Transport, Version};
+
+impl Conn {
+    /// Our PROXY header for this connection's server (empty when none is sent).
+    pub(super) fn proxy_header(&self, version: Option<ProxyVersion>) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(version) = version {
+            let (src, dst) = match self.origin {
+                Some(o) => o,
+                None => (self.peer, self.client.local_addr().unwrap_or(self.peer)),
+            };
+            let v = match version {
+                ProxyVersion::V1 => Version::V1,
+                ProxyVersion::V2 => Version::V2,
+            };
+            if let Err(e) = Header::proxy(v, Transport::Stream, src, dst).emit(&mut out) {
+                log::warn!("cannot write PROXY header for {}: {e}", show(&src));
+                out.clear();
+            }
+        }
+        out
+    }
+}
 
 /// The most we buffer while waiting for a complete PROXY header.
 pub const PROXY_HEADER_MAX: usize = 4096;

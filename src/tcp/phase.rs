@@ -75,6 +75,8 @@ pub enum Reason {
     ConnectFailed,
     /// The balancer had no server for the first attempt.
     NoServer,
+    /// The backend's `max_connections` was reached at the first attempt.
+    BackendFull,
     /// A connect failed for lack of file descriptors (ours, not the server's).
     OutOfFds,
     BadHeader,
@@ -103,6 +105,7 @@ impl Reason {
             Reason::IdleTimeout => "idle timeout",
             Reason::ConnectFailed => "connect failed",
             Reason::NoServer => "no server available",
+            Reason::BackendFull => "backend full",
             Reason::OutOfFds => "out of file descriptors",
             Reason::BadHeader => "bad PROXY header",
             Reason::HeaderTimeout => "PROXY header timeout",
@@ -135,6 +138,7 @@ impl Reason {
             self,
             Reason::ConnectFailed
                 | Reason::NoServer
+                | Reason::BackendFull
                 | Reason::OutOfFds
                 | Reason::BadHeader
                 | Reason::HeaderTimeout
@@ -185,6 +189,8 @@ pub enum Event<'a> {
     ServerChosen,
     /// The balancer has no (further) server.
     NoServer,
+    /// The backend is at its `max_connections`.
+    BackendFull,
     /// A non-blocking connect to the chosen server is under way.
     ConnectPending,
     /// The current attempt failed (refused, failed at once, timed out,
@@ -364,11 +370,13 @@ impl ConnState {
                 };
                 Action::Wait
             }
-            (Connecting { attempt }, Event::NoServer) => self.close(if attempt == 0 {
-                Reason::NoServer
-            } else {
-                Reason::ConnectFailed
-            }),
+            (Connecting { attempt }, e @ (Event::NoServer | Event::BackendFull)) => {
+                self.close(match (attempt, e) {
+                    (0, Event::BackendFull) => Reason::BackendFull,
+                    (0, _) => Reason::NoServer,
+                    _ => Reason::ConnectFailed,
+                })
+            }
             (Connecting { .. }, Event::ConnectPending) => {
                 Action::Arm(after(now, self.limits.connect_timeout), TimerKind::Deadline)
             }

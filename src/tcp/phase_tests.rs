@@ -135,13 +135,19 @@ fn no_server_is_told_apart_from_servers_that_failed() {
     let mut s = start(t0);
     assert_eq!(s.on(Event::NoServer, t0), Action::Close(Reason::NoServer));
     let mut s = start(t0);
-    s.on(Event::ServerChosen, t0);
-    s.on(Event::AttemptFailed, t0);
-    assert_eq!(
-        s.on(Event::NoServer, t0),
-        Action::Close(Reason::ConnectFailed),
-        "the only server failed, the balancer has no other"
-    );
+    let full = s.on(Event::BackendFull, t0);
+    assert_eq!(full, Action::Close(Reason::BackendFull));
+    assert!(Reason::BackendFull.never_reached_a_server());
+    for last in [Event::NoServer, Event::BackendFull] {
+        let mut s = start(t0);
+        s.on(Event::ServerChosen, t0);
+        s.on(Event::AttemptFailed, t0);
+        assert_eq!(
+            s.on(last, t0),
+            Action::Close(Reason::ConnectFailed),
+            "the only server failed, the balancer has no other"
+        );
+    }
 }
 
 #[test]
@@ -355,6 +361,7 @@ fn huge_timeouts_saturate_instead_of_panicking() {
 #[test]
 fn reasons_are_the_access_log_words() {
     assert_eq!(Reason::NoServer.to_string(), "no server available");
+    assert_eq!(Reason::BackendFull.as_str(), "backend full");
     assert_eq!(Reason::HeaderTimeout.as_str(), "PROXY header timeout");
     assert_eq!(Reason::OutOfFds.as_str(), "out of file descriptors");
 }

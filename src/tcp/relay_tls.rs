@@ -16,9 +16,11 @@ use std::sync::Arc;
 use mio::net::TcpStream;
 use reactor::{Ctx, DEFAULT_BUDGET};
 
+use super::conn::Conn;
 use super::relay::{Pump, ShutdownWrite};
 use super::{show, ConnId, TcpProxy};
 use crate::events::Loop;
+use crate::metrics::BackendTlsFailure;
 use crate::tls::{Handshake, TlsIo, TlsSession};
 
 /// One side of a connection as the pump sees it.
@@ -68,6 +70,17 @@ impl ShutdownWrite for Io<'_> {
     }
 }
 
+impl Conn {
+    /// Counts a failed `backend_tls` handshake against the attempt's
+    /// server (`nvelox_server_tls_handshake_failures_total`).
+    pub(super) fn count_tls_failure(&self, lp: usize, failure: BackendTlsFailure) {
+        if let Some(sid) = self.server {
+            let stats = &self.rt.backend(self.backend).server(sid).stats;
+            stats.add(lp, failure.counter(), 1);
+        }
+    }
+}
+
 impl TcpProxy {
     /// The TCP connect to a `backend_tls` server completed: sends our PROXY
     /// header in clear and starts the TLS session. False when the backend
@@ -82,7 +95,7 @@ impl TcpProxy {
             return false;
         };
         let server = &backend.plan.servers[sid.0];
-        let session = match tls.session(server.ip) {
+        let session = match tls.session(server) {
             Ok(s) => s,
             Err(e) => {
                 log::error!("backend {}: cannot start TLS: {e}", backend.plan.name);
@@ -124,6 +137,8 @@ impl TcpProxy {
                 true
             }
             Handshake::Failed(why) => {
+                let failure = BackendTlsFailure::of(tls.cert_rejected(), tls.peer_gone());
+                c.count_tls_failure(ctx.loop_index(), failure);
                 if let Some(n) = self.down_warn.allow(ctx.now()) {
                     log::warn!(
                         "backend {}: TLS handshake with a server failed for {}: {why} ({n} similar messages suppressed)",

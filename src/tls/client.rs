@@ -4,19 +4,21 @@
 //! Owns: the trust anchors (`ca_cert`, or the system bundle at
 //! [`SYSTEM_CA_BUNDLE`] when none is given: no extra dependency and the
 //! operator's OS updates it), the name sent as SNI and verified
-//! (`server_name`, else the server's IP address), the optional client
+//! (`server_name`, else the server's host name as written, else its IP
+//! address, which is verified and sent as no SNI), the optional client
 //! certificate, and `insecure: true` (no verification, only when asked,
 //! with a warning). Does not own connections (`session.rs`) or the YAML
 //! (`config/validate/tls.rs`).
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use crate::config::ServerPlan;
 
 use super::server::{certified_key_parts, provider, roots, FileRef, Problem};
 
@@ -62,40 +64,64 @@ impl fmt::Debug for ClientTls {
 }
 
 impl ClientTls {
-    /// A session to the server at `ip`: SNI and verification use
-    /// `server_name`, else the address itself.
-    pub fn session(&self, ip: IpAddr) -> Result<super::TlsSession, rustls::Error> {
-        super::TlsSession::client(Arc::clone(&self.config), self.name(ip))
+    /// A session to `server`: SNI and verification use `server_name`, else
+    /// the server's host name as written, else its IP address.
+    pub fn session(&self, server: &ServerPlan) -> Result<super::TlsSession, rustls::Error> {
+        super::TlsSession::client(Arc::clone(&self.config), self.name(server)?)
     }
 
     /// [`session`](Self::session) for HTTP: ALPN offers `http/1.1`.
-    pub fn http_session(&self, ip: IpAddr) -> Result<super::TlsSession, rustls::Error> {
-        super::TlsSession::client(Arc::clone(&self.http_config), self.name(ip))
+    pub fn http_session(&self, server: &ServerPlan) -> Result<super::TlsSession, rustls::Error> {
+        super::TlsSession::client(Arc::clone(&self.http_config), self.name(server)?)
     }
 
-    /// What pooled HTTP connections made with this block are matched on.
-    pub fn id(&self) -> ClientTlsId {
-        ClientTlsId(Arc::clone(&self.http_config))
+    /// What pooled HTTP connections made with this block for `server` are
+    /// matched on (the block, and the name when it is the server's own).
+    pub fn id(&self, server: &ServerPlan) -> ClientTlsId {
+        let host = match self.server_name {
+            Some(_) => None,
+            None => server.host.clone(),
+        };
+        ClientTlsId(Arc::clone(&self.http_config), host)
     }
 
-    /// SNI and verification name: `server_name`, else the address itself
-    /// (an IP address is verified but sent as no SNI).
-    fn name(&self, ip: IpAddr) -> ServerName<'static> {
-        self.server_name
-            .clone()
-            .unwrap_or(ServerName::IpAddress(ip.into()))
+    /// Why the host name `host` of a server cannot be its TLS name, when
+    /// it would be one (no `server_name`); checked when loading.
+    pub fn unusable_host(&self, host: &str) -> Option<String> {
+        match (&self.server_name, ServerName::try_from(host)) {
+            (None, Err(e)) => Some(format!(
+                "host name {host:?} cannot be sent as a TLS server name ({e}): set backend_tls.server_name"
+            )),
+            _ => None,
+        }
+    }
+
+    /// SNI and verification name: `server_name`, else the host name the
+    /// server was written with, else its address (an IP address is
+    /// verified but sent as no SNI).
+    fn name(&self, server: &ServerPlan) -> Result<ServerName<'static>, rustls::Error> {
+        if let Some(n) = &self.server_name {
+            return Ok(n.clone());
+        }
+        match &server.host {
+            Some(h) => ServerName::try_from(h.as_ref())
+                .map(|n| n.to_owned())
+                .map_err(|e| rustls::Error::General(format!("server name {h:?}: {e}"))),
+            None => Ok(ServerName::IpAddress(server.ip.into())),
+        }
     }
 }
 
-/// The identity of one loaded `backend_tls:` block: equal only for
-/// clones of the same load (it holds its config, so the identity cannot be
-/// reused by another block while a pooled connection carries it).
+/// The identity of one loaded `backend_tls:` block (and the server name
+/// when it is the server's host name): equal only for clones of the same
+/// load (it holds its config, so the identity cannot be reused by another
+/// block while a pooled connection carries it).
 #[derive(Clone)]
-pub struct ClientTlsId(Arc<ClientConfig>);
+pub struct ClientTlsId(Arc<ClientConfig>, Option<Arc<str>>);
 
 impl PartialEq for ClientTlsId {
     fn eq(&self, other: &ClientTlsId) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.0, &other.0) && self.1 == other.1
     }
 }
 

@@ -21,15 +21,19 @@ impl ServerTls {
 pub enum ClientTls {}
 
 impl ClientTls {
-    pub fn session(&self, _ip: std::net::IpAddr) -> Result<TlsSession, String> {
+    pub fn session(&self, _server: &crate::config::ServerPlan) -> Result<TlsSession, String> {
         match *self {}
     }
 
-    pub fn http_session(&self, _ip: std::net::IpAddr) -> Result<TlsSession, String> {
+    pub fn http_session(&self, _server: &crate::config::ServerPlan) -> Result<TlsSession, String> {
         match *self {}
     }
 
-    pub fn id(&self) -> ClientTlsId {
+    pub fn id(&self, _server: &crate::config::ServerPlan) -> ClientTlsId {
+        match *self {}
+    }
+
+    pub fn unusable_host(&self, _host: &str) -> Option<String> {
         match *self {}
     }
 }

@@ -141,7 +141,7 @@ impl UdpProxy {
             return Err(Refused::FdLimit);
         }
         let backend = rt.backend(lp.backend);
-        let Some(server) = backend.acquire_from(client, &Tried::new(), now) else {
+        let Ok(server) = backend.acquire_from(client, &Tried::new(), now) else {
             budget.give_back();
             rt.unreserve(plan, 1);
             access.release(admitted);

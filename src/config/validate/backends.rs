@@ -4,7 +4,7 @@
 //! The `health_check:` block is delegated to `health.rs`, the HTTP keys
 //! (`retry`, `keepalive`) to `http.rs`.
 
-use super::super::address::parse_server_address;
+use super::super::address::{parse_server_address, written_host_name};
 use super::super::raw::{RawBackend, RawServerEntry};
 use super::*;
 
@@ -111,6 +111,11 @@ impl Validator<'_> {
                                 ),
                             );
                             continue;
+                        }
+                        if let (Some(t), Some(h)) = (&tls, &s.host) {
+                            if let Some(why) = t.unusable_host(h) {
+                                self.error(f, &sp, why);
+                            }
                         }
                         servers.push(s);
                     }
@@ -232,6 +237,7 @@ impl Validator<'_> {
             Ok((ip, port)) => Some(ServerPlan {
                 label: addr.to_string(),
                 ip,
+                host: written_host_name(addr).map(Into::into),
                 port,
                 weight,
                 backup,
