@@ -219,7 +219,6 @@ impl HttpProxy {
                 return;
             }
         };
-        let _ = client.tcp().set_nodelay(true);
         rt.listener_stats[listener.0].add(
             ctx.loop_index(),
             crate::metrics::listener::CONNECTIONS,
