@@ -15,11 +15,14 @@
 //!   a pooled connection), the access-log line;
 //! - `server_stream.rs`: the server stream (plain, or TLS for
 //!   `backend_tls`) and the TLS handshake of a connect attempt;
-//! - `pool.rs`: idle upstream connections per server.
+//! - `pool.rs`: idle upstream connections per server;
+//! - `bufs.rs`: this loop's free list of byte buffers (held by a
+//!   connection only while a request is in flight).
 //!
 //! Does not own the HTTP wire rules (`http/`), balancing and health
 //! (`backend_rt.rs`) or the listeners (`tcp/accept.rs`).
 
+mod bufs;
 mod client;
 mod exchange;
 pub mod pool;
@@ -78,8 +81,12 @@ pub(crate) struct Upstream {
 /// Bookkeeping of the request in flight, for routing, retries and the log.
 pub(crate) struct Request {
     started: Instant,
+    /// The method and target as the log writes them (empty when the
+    /// access log is off: no allocation per request then).
     method: String,
     path: String,
+    /// A HEAD request (a generated reply has no body then).
+    head_method: bool,
     backend: BackendId,
     tried: Tried,
     /// The request was sent again after a pooled connection failed
@@ -165,6 +172,8 @@ pub struct HttpProxy {
     /// The buffer every read of this loop goes through (allocated once:
     /// a zeroed stack array per read cost a 16 KiB memset each time).
     scratch: Box<[u8]>,
+    /// Free byte buffers for the connections' requests in flight.
+    bufs: bufs::Bufs,
 }
 
 impl HttpProxy {
@@ -178,6 +187,7 @@ impl HttpProxy {
             loop_index: 0,
             tls_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            bufs: bufs::Bufs::default(),
         }
     }
 
@@ -449,6 +459,15 @@ impl HttpProxy {
             }
         }
         c.rt.unreserve(c.owner, 1);
+        for b in [
+            &mut c.cin,
+            &mut c.cout,
+            &mut c.uin,
+            &mut c.uout,
+            &mut c.resend,
+        ] {
+            self.bufs.give(b);
+        }
         if let Some(a) = c.admitted {
             c.rt.access(c.owner).release(a);
         }

@@ -299,7 +299,8 @@ impl HttpProxy {
         c.up_why = None;
         let keep = c.session.local_reply(&c.cin, now).filter(|_| !draining);
         let before = c.cout.len();
-        let head = c.req.as_ref().is_some_and(|r| r.method == "HEAD");
+        let head = c.req.as_ref().is_some_and(|r| r.head_method);
+        self.bufs.fill(&mut c.cout);
         match location {
             Some(l) => write_redirect(status, l, keep.is_none(), head, &mut c.cout),
             None => write_error_response(status, keep.is_none(), head, &mut c.cout),
@@ -307,8 +308,8 @@ impl HttpProxy {
         c.closing = keep.is_none();
         let rest_of_body = keep.unwrap_or(0).min(c.cin.len());
         c.cin.drain(..rest_of_body);
-        c.uout = Vec::new();
-        c.resend = Vec::new();
+        self.bufs.give(&mut c.uout);
+        self.bufs.give(&mut c.resend);
         if let Some(mut r) = c.req.take() {
             r.status = status;
             r.bytes_in += rest_of_body as u64;
@@ -319,6 +320,7 @@ impl HttpProxy {
                 started: now,
                 method: "-".into(),
                 path: "-".into(),
+                head_method: false,
                 backend: c.rt.plan.listener(c.listener).backend,
                 tried: Default::default(),
                 stale_retried: false,
@@ -344,11 +346,11 @@ impl HttpProxy {
         let c = &mut self.conns[id.0];
         c.up_why = None;
         // Between requests a connection holds no buffer memory.
-        c.resend = Vec::new();
-        c.uout = Vec::new();
-        c.uin = Vec::new();
+        for b in [&mut c.resend, &mut c.uout, &mut c.uin] {
+            self.bufs.give(b);
+        }
         if c.cin.is_empty() {
-            c.cin = Vec::new();
+            self.bufs.give(&mut c.cin);
         }
         if let Some(r) = c.req.take() {
             self.log(&self.conns[id.0], &r, "done");
