@@ -177,11 +177,48 @@ fn hop_by_hop(name: &[u8], named: &[&[u8]]) -> bool {
         || named.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
+/// `n` in decimal (without the formatting machinery: this runs for
+/// every head).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `ip` as text (dotted decimal for IPv4).
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn write_framing(out: &mut Vec<u8>, framing: BodyFraming) {
     match framing {
-        BodyFraming::Length(n) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
-        }
+        BodyFraming::Length(n) => content_length(out, n),
         BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         BodyFraming::None | BodyFraming::CloseDelimited | BodyFraming::Tunnel => {}
     }
@@ -203,7 +240,6 @@ pub fn write_request_head(
 
     let headers = head.headers();
     let named = connection_tokens(headers);
-    let mut forwarded_for: Vec<u8> = Vec::new();
     let mut upgrade_value: Option<&[u8]> = None;
     for (name, value) in headers.iter() {
         if name.eq_ignore_ascii_case(b"upgrade") {
@@ -212,19 +248,13 @@ pub fn write_request_head(
         if hop_by_hop(name, &named) || opts.request.drops(name) {
             continue;
         }
-        if opts.forwarded_for {
-            if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-                if !forwarded_for.is_empty() {
-                    forwarded_for.extend_from_slice(b", ");
-                }
-                forwarded_for.extend_from_slice(value);
-                continue;
-            }
-            if name.eq_ignore_ascii_case(b"x-forwarded-proto")
-                || name.eq_ignore_ascii_case(b"x-forwarded-port")
-            {
-                continue;
-            }
+        // Written once, at the end (the forwarded values merged).
+        if opts.forwarded_for
+            && (name.eq_ignore_ascii_case(b"x-forwarded-for")
+                || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+                || name.eq_ignore_ascii_case(b"x-forwarded-port"))
+        {
+            continue;
         }
         header(out, name, value);
     }
@@ -241,13 +271,29 @@ pub fn write_request_head(
         },
     }
     if opts.forwarded_for {
-        if !forwarded_for.is_empty() {
-            forwarded_for.extend_from_slice(b", ");
+        // The forwarded values (in order, joined), then the client.
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        let start = out.len();
+        for (name, value) in headers.iter() {
+            if name.eq_ignore_ascii_case(b"x-forwarded-for")
+                && !hop_by_hop(name, &named)
+                && !opts.request.drops(name)
+            {
+                if out.len() > start {
+                    out.extend_from_slice(b", ");
+                }
+                out.extend_from_slice(value);
+            }
         }
-        let _ = write!(forwarded_for, "{}", ctx.client_ip);
-        header(out, b"X-Forwarded-For", &forwarded_for);
+        if out.len() > start {
+            out.extend_from_slice(b", ");
+        }
+        push_ip(out, ctx.client_ip);
+        out.extend_from_slice(b"\r\n");
         header(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
-        let _ = write!(out, "X-Forwarded-Port: {}\r\n", ctx.port);
+        out.extend_from_slice(b"X-Forwarded-Port: ");
+        push_decimal(out, u64::from(ctx.port));
+        out.extend_from_slice(b"\r\n");
     }
     opts.request.write_added(out);
     out.extend_from_slice(b"\r\n");
@@ -262,7 +308,16 @@ pub fn write_response_head(
     opts: &EditOptions,
     out: &mut Vec<u8>,
 ) {
-    let _ = write!(out, "HTTP/1.1 {:03} ", head.status);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // Three digits (a parsed status is 100..=999).
+    if head.status < 100 {
+        out.push(b'0');
+    }
+    if head.status < 10 {
+        out.push(b'0');
+    }
+    push_decimal(out, u64::from(head.status));
+    out.push(b' ');
     out.extend_from_slice(head.reason());
     out.extend_from_slice(b"\r\n");
 
@@ -291,12 +346,12 @@ pub fn write_response_head(
             header(out, b"Transfer-Encoding", value);
         }
     } else if let BodyFraming::Length(n) = head.framing {
-        let _ = write!(out, "Content-Length: {n}\r\n");
+        content_length(out, n);
     } else if let (true, BodyFraming::None, Some(n)) =
         (has_body_headers, head.framing, head.facts.content_length)
     {
         // HEAD and 304 responses describe the body they did not send.
-        let _ = write!(out, "Content-Length: {n}\r\n");
+        content_length(out, n);
     }
     if head.framing == BodyFraming::Tunnel {
         out.extend_from_slice(b"Connection: upgrade\r\n");

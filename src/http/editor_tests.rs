@@ -307,3 +307,66 @@ fn switching_protocols_keeps_upgrade() {
         "HTTP/1.1 100 Continue\r\n\r\n"
     );
 }
+
+#[test]
+fn numbers_and_addresses_are_written_without_fmt_exactly_as_before() {
+    // Empty forwarded values add no separator; one named in `Connection`
+    // or removed by an edit is not merged.
+    let ctx = RequestContext {
+        client_ip: IpAddr::V4(Ipv4Addr::new(0, 10, 255, 100)),
+        proto: "http",
+        port: 65535,
+        upstream_keep_alive: true,
+    };
+    let raw = b"POST / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For:\r\nX-Forwarded-For: 1.2.3.4\r\n\
+        Content-Length: 1099511627776\r\n\r\n";
+    let out = upstream_with(raw, &ctx, &EditOptions::default());
+    assert!(out.contains("Content-Length: 1099511627776\r\n"), "{out}");
+    assert!(
+        out.contains("X-Forwarded-For: 1.2.3.4, 0.10.255.100\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 65535\r\n"),
+        "{out}"
+    );
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n";
+    let ctx = RequestContext { port: 0, ..ctx };
+    let out = upstream_with(raw, &ctx, &EditOptions::default());
+    assert!(
+        out.contains(
+            "X-Forwarded-For: 0.10.255.100\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 0\r\n"
+        ),
+        "{out}"
+    );
+    let mut opts = EditOptions::default();
+    opts.request.remove.push("x-forwarded-for".into());
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n";
+    assert!(upstream_with(raw, &ctx, &opts).contains("X-Forwarded-For: 0.10.255.100\r\n"));
+
+    let ctx = ResponseContext {
+        server: "s1",
+        client_keep_alive: true,
+        client_version: Version::Http11,
+    };
+    for (raw, line) in [
+        (
+            &b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"[..],
+            "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n",
+        ),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            "HTTP/1.1 100 Continue\r\n",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1234567\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1234567\r\n",
+        ),
+    ] {
+        let head = response(raw, Method::Get, false);
+        let out = downstream(&head, &ctx, &EditOptions::default());
+        assert!(out.starts_with(line), "{out}");
+    }
+    let head = response(
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        Method::Get,
+        false,
+    );
+    assert!(downstream(&head, &ctx, &EditOptions::default()).contains("Content-Length: 10\r\n"));
+}

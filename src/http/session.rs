@@ -63,7 +63,7 @@ pub enum ClientStep {
     /// comes and the request may be retried.
     Request {
         consumed: usize,
-        head: Box<RequestHead>,
+        head: RequestHead,
         whole_body: Option<usize>,
     },
     /// Forward and drop the first `forward` bytes (request body, chunked
@@ -101,7 +101,7 @@ pub enum UpstreamStep {
     /// edited head to the client (never to an HTTP/1.0 client).
     Informational {
         consumed: usize,
-        head: Box<ResponseHead>,
+        head: ResponseHead,
         forward: bool,
     },
     /// The response head: drop `consumed` bytes and write its edited head
@@ -109,7 +109,7 @@ pub enum UpstreamStep {
     /// when there is no body.
     Response {
         consumed: usize,
-        head: Box<ResponseHead>,
+        head: ResponseHead,
         client_keep_alive: bool,
         end: Option<ExchangeEnd>,
     },
@@ -120,10 +120,7 @@ pub enum UpstreamStep {
     },
     /// `101`: write the edited head, then relay both ways untouched
     /// (the bytes after `consumed` are already tunnel data).
-    Tunnel {
-        consumed: usize,
-        head: Box<ResponseHead>,
-    },
+    Tunnel { consumed: usize, head: ResponseHead },
     /// Drop this server connection and try another server (resend the head
     /// and the held body, then [`Session::attempt_started`]).
     Retry { failure: UpstreamFailure },
@@ -314,7 +311,7 @@ impl Session {
         }));
         ClientStep::Request {
             consumed,
-            head: Box::new(head),
+            head,
             whole_body,
         }
     }
@@ -390,7 +387,7 @@ impl Session {
             x.response_started |= forward;
             return UpstreamStep::Informational {
                 consumed,
-                head: Box::new(head),
+                head,
                 forward,
             };
         }
@@ -401,10 +398,7 @@ impl Session {
         x.response_started = true;
         if head.framing == BodyFraming::Tunnel {
             self.state = State::Tunnel;
-            return UpstreamStep::Tunnel {
-                consumed,
-                head: Box::new(head),
-            };
+            return UpstreamStep::Tunnel { consumed, head };
         }
         let client_keep_alive = x.client_keep_alive
             && !x.client_eof
@@ -418,7 +412,7 @@ impl Session {
         let end = done.then(|| self.finish(now));
         UpstreamStep::Response {
             consumed,
-            head: Box::new(head),
+            head,
             client_keep_alive,
             end,
         }

@@ -104,6 +104,7 @@ impl HttpProxy {
         let room = (cap - c.cin.len()).min(tmp.len());
         match read(&mut c.client, &mut tmp[..room]) {
             IoStatus::Progress(n) => {
+                self.bufs.fill(&mut c.cin);
                 c.cin.extend_from_slice(&tmp[..n]);
                 c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_IN, n as u64);
                 // A short read emptied the socket (as in the TCP relay): the
@@ -233,11 +234,19 @@ impl HttpProxy {
         };
         c.cin.drain(..consumed.min(c.cin.len()));
         let (backend, redirect) = super::redirect::route(hp, head, c.client.is_tls());
+        let logged = self.access.enabled();
         c.req = Some(Request {
             started: ctx.now(),
-            method: super::upstream::printable(head.method_bytes(), 16),
-            path: super::upstream::printable(head.target(), LOG_PATH_MAX),
-            backend: backend.unwrap_or(lp.backend),
+            method: match logged {
+                true => super::upstream::printable(head.method_bytes(), 16),
+                false => String::new(),
+            },
+            path: match logged {
+                true => super::upstream::printable(head.target(), LOG_PATH_MAX),
+                false => String::new(),
+            },
+            head_method: head.method == crate::http::Method::Head,
+            backend: backend.or(lp.backend),
             tried: Default::default(),
             stale_retried: false,
             server: None,
@@ -272,9 +281,11 @@ impl HttpProxy {
             upstream_keep_alive: keepalive,
         };
         c.uout.clear();
+        self.bufs.fill(&mut c.uout);
         write_request_head(head, &rc, &hp.edits, &mut c.uout);
         c.resend.clear();
         if let Some(n) = whole_body {
+            self.bufs.fill(&mut c.resend);
             c.resend.extend_from_slice(&c.uout);
             c.resend.extend_from_slice(&c.cin[..n.min(c.cin.len())]);
         }
@@ -333,6 +344,7 @@ impl HttpProxy {
         let tmp = &mut self.scratch[..];
         match read(&mut up.stream, tmp) {
             IoStatus::Progress(n) => {
+                self.bufs.fill(&mut c.uin);
                 c.uin.extend_from_slice(&tmp[..n]);
                 up.reused = false;
                 // A short read emptied the socket: wait for the next edge (none over TLS).
@@ -434,9 +446,8 @@ impl HttpProxy {
             .req
             .as_ref()
             .map_or(("-", crate::http::Version::Http11), |r| {
-                let label = r
-                    .server
-                    .map(|s| rt.backend(r.backend).server(s).plan.label.as_str());
+                let label = (r.server.zip(r.backend))
+                    .map(|(s, b)| rt.backend(b).server(s).plan.label.as_str());
                 (label.unwrap_or_default(), r.client_version)
             });
         match step {
@@ -448,6 +459,7 @@ impl HttpProxy {
             } => {
                 c.uin.drain(..consumed.min(c.uin.len()));
                 if forward {
+                    self.bufs.fill(&mut c.cout);
                     let rc = ResponseContext {
                         server,
                         client_keep_alive: true,
@@ -468,6 +480,7 @@ impl HttpProxy {
                     client_keep_alive: client_keep_alive && !self.draining,
                     client_version: version,
                 };
+                self.bufs.fill(&mut c.cout);
                 write_response_head(&head, &rc, &hp.edits, &mut c.cout);
                 if let Some(r) = c.req.as_mut() {
                     r.status = head.status;
@@ -481,6 +494,9 @@ impl HttpProxy {
             }
             UpstreamStep::Body { forward, end } => {
                 let n = forward.min(c.uin.len());
+                if n > 0 {
+                    self.bufs.fill(&mut c.cout);
+                }
                 c.cout.extend_from_slice(&c.uin[..n]);
                 c.uin.drain(..n);
                 count(c, before);
@@ -549,7 +565,7 @@ impl HttpProxy {
                 // nor between requests (an idle keep-alive connection then
                 // holds no buffer memory, as `finish` does for the others).
                 if c.cout.is_empty() && (c.cout.capacity() > BUF_CAP || c.req.is_none()) {
-                    c.cout = Vec::new();
+                    self.bufs.give(&mut c.cout);
                 }
                 let _ = c.client.flush();
                 Flow::Go(true)

@@ -15,11 +15,14 @@
 //!   a pooled connection), the access-log line;
 //! - `server_stream.rs`: the server stream (plain, or TLS for
 //!   `backend_tls`) and the TLS handshake of a connect attempt;
-//! - `pool.rs`: idle upstream connections per server.
+//! - `pool.rs`: idle upstream connections per server;
+//! - `bufs.rs`: this loop's free list of byte buffers (held by a
+//!   connection only while a request is in flight).
 //!
 //! Does not own the HTTP wire rules (`http/`), balancing and health
 //! (`backend_rt.rs`) or the listeners (`tcp/accept.rs`).
 
+mod bufs;
 mod client;
 mod exchange;
 pub mod pool;
@@ -66,6 +69,8 @@ pub(crate) struct Upstream {
     /// The non-blocking connect (and the TLS handshake, with
     /// `backend_tls`) has not completed yet; due by this time.
     connecting: Option<Instant>,
+    /// The request's backend, and its server this connection goes to.
+    backend: BackendId,
     server: ServerId,
     target: SocketAddr,
     /// Bytes written to it (a retry resends the held request only then).
@@ -78,9 +83,15 @@ pub(crate) struct Upstream {
 /// Bookkeeping of the request in flight, for routing, retries and the log.
 pub(crate) struct Request {
     started: Instant,
+    /// The method and target as the log writes them (empty when the
+    /// access log is off: no allocation per request then).
     method: String,
     path: String,
-    backend: BackendId,
+    /// A HEAD request (a generated reply has no body then).
+    head_method: bool,
+    /// Where the request goes (its route's backend, else the listener's);
+    /// `None` only on a listener of redirects without any backend.
+    backend: Option<BackendId>,
     tried: Tried,
     /// The request was sent again after a pooled connection failed
     /// before any response byte (once per request).
@@ -165,6 +176,8 @@ pub struct HttpProxy {
     /// The buffer every read of this loop goes through (allocated once:
     /// a zeroed stack array per read cost a 16 KiB memset each time).
     scratch: Box<[u8]>,
+    /// Free byte buffers for the connections' requests in flight.
+    bufs: bufs::Bufs,
 }
 
 impl HttpProxy {
@@ -178,6 +191,7 @@ impl HttpProxy {
             loop_index: 0,
             tls_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            bufs: bufs::Bufs::default(),
         }
     }
 
@@ -333,15 +347,12 @@ impl HttpProxy {
         {
             if let Some(u) = c.up.as_ref().filter(|u| u.stream.in_handshake()) {
                 c.up_why = Some("tls handshake timeout");
-                let b = c
-                    .req
-                    .as_ref()
-                    .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend);
                 let failure = crate::metrics::BackendTlsFailure::HandshakeTimeout;
-                c.rt.backend(b)
-                    .server(u.server)
-                    .stats
-                    .add(ctx.loop_index(), failure.counter(), 1);
+                c.rt.backend(u.backend).server(u.server).stats.add(
+                    ctx.loop_index(),
+                    failure.counter(),
+                    1,
+                );
             }
             self.upstream_failed(ctx, id, crate::http::UpstreamFailure::ConnectFailed);
             return self.drive(ctx, id);
@@ -449,6 +460,15 @@ impl HttpProxy {
             }
         }
         c.rt.unreserve(c.owner, 1);
+        for b in [
+            &mut c.cin,
+            &mut c.cout,
+            &mut c.uin,
+            &mut c.uout,
+            &mut c.resend,
+        ] {
+            self.bufs.give(b);
+        }
         if let Some(a) = c.admitted {
             c.rt.access(c.owner).release(a);
         }
@@ -493,11 +513,13 @@ fn settings(rt: &Runtime, l: ListenerId) -> (HeadLimits, Timeouts) {
         max_body: hp.max_body_size,
         ..HeadLimits::default()
     };
-    let backend = rt.backend(hp.default_backend.unwrap_or(lp.backend));
+    let backend = hp.default_backend.or(lp.backend).map(|b| rt.backend(b));
     let timeouts = Timeouts {
         head: hp.timeouts.head.unwrap_or(far),
         idle: lp.idle_timeout,
-        response: backend.plan.http.response_timeout.unwrap_or(far),
+        response: backend
+            .and_then(|b| b.plan.http.response_timeout)
+            .unwrap_or(far),
     };
     (limits, timeouts)
 }

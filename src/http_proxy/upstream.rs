@@ -41,7 +41,11 @@ impl HttpProxy {
             let Some(req) = c.req.as_mut() else {
                 return Err((502, None));
             };
-            let backend = rt.backend(req.backend);
+            // Only requests routed to a backend come here.
+            let Some(backend_id) = req.backend else {
+                return Err((502, None));
+            };
+            let backend = rt.backend(backend_id);
             let sid = match backend.acquire_from(c.peer, &req.tried, now) {
                 Ok(sid) => sid,
                 Err(why) => {
@@ -84,6 +88,7 @@ impl HttpProxy {
                         fin: false,
                     },
                     connecting: None,
+                    backend: backend_id,
                     server: sid,
                     target,
                     written: 0,
@@ -99,6 +104,7 @@ impl HttpProxy {
                         token,
                         ready: Readiness::default(),
                         connecting: Some(crate::clock::after(now, backend.plan.connect_timeout)),
+                        backend: backend_id,
                         server: sid,
                         target,
                         written: 0,
@@ -134,11 +140,7 @@ impl HttpProxy {
         let Some(up) = c.up.take() else {
             return;
         };
-        let backend_id = c
-            .req
-            .as_ref()
-            .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend);
-        let backend = c.rt.backend(backend_id);
+        let backend = c.rt.backend(up.backend);
         backend.release(up.server);
         c.uin.clear();
         // A FIN seen with the last response bytes raises no new edge.
@@ -229,8 +231,8 @@ impl HttpProxy {
             return;
         };
         let written = c.up.as_ref().map_or(0, |u| u.written);
-        if let (Some(up), Some(req)) = (&c.up, &c.req) {
-            let backend = c.rt.backend(req.backend);
+        if let Some(up) = &c.up {
+            let backend = c.rt.backend(up.backend);
             match failure {
                 UpstreamFailure::ConnectFailed | UpstreamFailure::Reset => {
                     backend
@@ -300,7 +302,8 @@ impl HttpProxy {
         c.up_why = None;
         let keep = c.session.local_reply(&c.cin, now).filter(|_| !draining);
         let before = c.cout.len();
-        let head = c.req.as_ref().is_some_and(|r| r.method == "HEAD");
+        let head = c.req.as_ref().is_some_and(|r| r.head_method);
+        self.bufs.fill(&mut c.cout);
         match location {
             Some(l) => write_redirect(status, l, keep.is_none(), head, &mut c.cout),
             None => write_error_response(status, keep.is_none(), head, &mut c.cout),
@@ -308,8 +311,8 @@ impl HttpProxy {
         c.closing = keep.is_none();
         let rest_of_body = keep.unwrap_or(0).min(c.cin.len());
         c.cin.drain(..rest_of_body);
-        c.uout = Vec::new();
-        c.resend = Vec::new();
+        self.bufs.give(&mut c.uout);
+        self.bufs.give(&mut c.resend);
         if let Some(mut r) = c.req.take() {
             r.status = status;
             r.bytes_in += rest_of_body as u64;
@@ -320,6 +323,7 @@ impl HttpProxy {
                 started: now,
                 method: "-".into(),
                 path: "-".into(),
+                head_method: false,
                 backend: c.rt.plan.listener(c.listener).backend,
                 tried: Default::default(),
                 stale_retried: false,
@@ -345,11 +349,11 @@ impl HttpProxy {
         let c = &mut self.conns[id.0];
         c.up_why = None;
         // Between requests a connection holds no buffer memory.
-        c.resend = Vec::new();
-        c.uout = Vec::new();
-        c.uin = Vec::new();
+        for b in [&mut c.resend, &mut c.uout, &mut c.uin] {
+            self.bufs.give(b);
+        }
         if c.cin.is_empty() {
-            c.cin = Vec::new();
+            self.bufs.give(&mut c.cin);
         }
         if let Some(r) = c.req.take() {
             self.log(&self.conns[id.0], &r, "done");
@@ -384,8 +388,8 @@ impl HttpProxy {
             r.bytes_in,
             r.bytes_out,
             r.started.elapsed().as_millis(),
-            r.server
-                .map_or("-", |s| c.rt.backend(r.backend).server(s).plan.label.as_str()),
+            (r.server.zip(r.backend))
+                .map_or("-", |(s, b)| c.rt.backend(b).server(s).plan.label.as_str()),
             reason
         ));
     }
@@ -427,10 +431,10 @@ impl Conn {
     /// connect alone is not: a server that accepts and then fails every
     /// request must not pass a trial.)
     pub(super) fn report_response(&self, status: u16, now: std::time::Instant) {
-        let (Some(up), Some(r)) = (&self.up, &self.req) else {
+        let Some(up) = &self.up else {
             return;
         };
-        let backend = self.rt.backend(r.backend);
+        let backend = self.rt.backend(up.backend);
         if backend.plan.http.retry.retries_status(status) {
             backend.report_failure(up.server, now, "status listed in retry.on");
         } else {

@@ -89,7 +89,7 @@ impl Conn {
         peer: SocketAddr,
         state: ConnState,
     ) -> Conn {
-        let backend = rt.plan.listener(listener).backend;
+        let backend = rt.plan.listener(listener).stream_backend();
         Conn {
             rt,
             listener,
