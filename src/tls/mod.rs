@@ -4,16 +4,21 @@
 //!
 //! Owns: reading a server name out of a ClientHello (`client_hello`);
 //! loading a listener's `tls:` block and choosing certificates by SNI
-//! (`server`); a backend's `backend_tls:` (`client`); the plaintext adapter over a rustls connection on a
-//! non-blocking socket (`session`); the facts read from certificates
+//! (`server`); a backend's `backend_tls:` (`client`); the plaintext adapter over a rustls
+//! unbuffered connection on a non-blocking socket (`session`), which drives rustls
+//! (`records`) over buffers nvelox owns and frees when empty (`buffers`); the facts read from certificates
 //! (`x509`). Built without the feature, [`ServerTls`] and [`TlsSession`]
 //! are empty enums: the shell's code stays the same and no value of them
 //! can exist (the configuration refuses `tls:` with "built without TLS").
 //! Does not own sockets, phases or routing (`tcp/`).
 
 #[cfg(feature = "tls")]
+mod buffers;
+#[cfg(feature = "tls")]
 pub mod client;
 pub mod client_hello;
+#[cfg(feature = "tls")]
+mod records;
 #[cfg(feature = "tls")]
 pub mod server;
 #[cfg(feature = "tls")]

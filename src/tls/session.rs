@@ -1,8 +1,16 @@
 //! The adapter that lets a reactor-driven shell read and write plaintext
 //! over a rustls connection on a non-blocking socket.
 //!
-//! Owns: one rustls connection (server side for `tls:` listeners and
-//! https, client side for `backend_tls`) and its end-of-stream state.
+//! Owns: one rustls *unbuffered* connection (server side for `tls:`
+//! listeners and https, client side for `backend_tls`), the session's
+//! byte buffers and its end-of-stream state. nvelox, not rustls, owns the
+//! buffers (`buffers.rs`): ciphertext read but not yet processed (a
+//! partial record), plaintext decrypted but not yet taken, records not yet
+//! sent. Each one holds storage only while bytes wait in it and gives it
+//! back to a per-loop pool when empty, so an idle connection keeps only
+//! rustls's own state (keys, the handshake deframer) — no 4 KiB receive
+//! buffer as rustls's buffered connection keeps for a connection's life.
+//!
 //! The socket stays with the caller: [`TlsSession::io`] borrows it and
 //! returns a [`TlsIo`] that implements `Read` + `Write` + `ShutdownWrite`
 //! with the socket's own semantics (`WouldBlock` only when the socket
@@ -11,24 +19,37 @@
 //!
 //! Edge-triggered rules it keeps: a read goes on until the caller's buffer
 //! is full or the socket would block (a short read therefore still means
-//! "drained"); rustls' own output (handshake, alerts, tickets) is flushed
-//! on every call and by [`TlsSession::flush`], which the shell calls on
-//! every readiness event; a write is refused with `WouldBlock` while
+//! "drained"); records rustls produces (handshake, alerts, tickets) are
+//! flushed on every call and by [`TlsSession::flush`], which the shell calls
+//! on every readiness event; a write is refused with `WouldBlock` while
 //! earlier records are still unsent, so at most one caller buffer of
-//! ciphertext waits per connection. Does not own sockets, timers or the
-//! phase machine.
+//! ciphertext waits per connection. Unprocessed ciphertext is bounded by
+//! [`MAX_INPUT`] (a 64 KiB handshake message being joined plus a record).
+//! Does not own sockets, timers or the phase machine.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
+use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
+use rustls::server::UnbufferedServerConnection;
+use rustls::{ClientConfig, CommonState, ServerConfig};
 
+use super::buffers::Buf;
+use super::records::{advance, Buffers, Progress};
 use crate::tcp::relay::ShutdownWrite;
 
 /// The most plaintext taken in one write: one TLS record's worth times
 /// four, so a relay buffer goes out in a few records.
 const MAX_PLAIN_WRITE: usize = 64 * 1024;
+
+/// Room asked for on each socket read: a whole TLS record (16 KiB of
+/// plaintext plus the largest overhead rustls accepts).
+const READ_MIN: usize = 16 * 1024 + 2048 + 5;
+
+/// The most ciphertext a session holds unprocessed: a handshake message
+/// being joined (rustls refuses those over 64 KiB) plus one record.
+pub const MAX_INPUT: usize = 0xffff + READ_MIN;
 
 const PEER_CLOSED: &str = "the peer closed during the handshake";
 
@@ -44,12 +65,23 @@ pub enum Handshake {
     Failed(String),
 }
 
+enum Conn {
+    Server(UnbufferedServerConnection),
+    Client(UnbufferedClientConnection),
+}
+
 /// One TLS connection's state, apart from its socket.
 pub struct TlsSession {
-    conn: Connection,
-    /// The peer's stream ended (close_notify, or a TCP FIN).
+    conn: Conn,
+    bufs: Buffers,
+    /// rustls failed: every later step fails the same way.
+    failed: Option<rustls::Error>,
+    /// The peer's close_notify was processed.
+    peer_closed: bool,
+    /// The peer's stream ended (close_notify, or a TCP FIN) and every
+    /// plaintext byte before the end was taken.
     eof: bool,
-    /// A TCP FIN was read (rustls has been told).
+    /// A TCP FIN was read.
     tcp_eof: bool,
     /// Our close_notify is queued; the socket's write side closes once it
     /// is flushed.
@@ -73,7 +105,9 @@ pub struct TlsIo<'a, S> {
 impl TlsSession {
     /// The server side of a new client connection.
     pub fn server(config: Arc<ServerConfig>) -> Result<TlsSession, rustls::Error> {
-        Ok(TlsSession::new(ServerConnection::new(config)?.into()))
+        Ok(TlsSession::new(Conn::Server(
+            UnbufferedServerConnection::new(config)?,
+        )))
     }
 
     /// The client side of a new connection to a server named `name`
@@ -82,12 +116,17 @@ impl TlsSession {
         config: Arc<ClientConfig>,
         name: ServerName<'static>,
     ) -> Result<TlsSession, rustls::Error> {
-        Ok(TlsSession::new(ClientConnection::new(config, name)?.into()))
+        Ok(TlsSession::new(Conn::Client(
+            UnbufferedClientConnection::new(config, name)?,
+        )))
     }
 
-    fn new(conn: Connection) -> TlsSession {
+    fn new(conn: Conn) -> TlsSession {
         TlsSession {
             conn,
+            bufs: Buffers::default(),
+            failed: None,
+            peer_closed: false,
             eof: false,
             tcp_eof: false,
             closing: false,
@@ -104,21 +143,25 @@ impl TlsSession {
         }
     }
 
+    fn common(&self) -> &CommonState {
+        match &self.conn {
+            Conn::Server(c) => c,
+            Conn::Client(c) => c,
+        }
+    }
+
     pub fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        self.common().is_handshaking()
     }
 
     /// Records are waiting to be written to the socket.
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        !self.bufs.output.is_empty() || self.common().wants_write()
     }
 
-    /// The server name the client asked for (server side).
-    pub fn server_name(&self) -> Option<&str> {
-        match &self.conn {
-            Connection::Server(s) => s.server_name(),
-            Connection::Client(_) => None,
-        }
+    /// Bytes of buffer storage the session holds now (0 when idle).
+    pub fn buffered_capacity(&self) -> usize {
+        self.bufs.input.capacity() + self.bufs.plain.capacity() + self.bufs.output.capacity()
     }
 
     /// The last failed handshake step failed because the peer closed or
@@ -135,40 +178,67 @@ impl TlsSession {
 
     /// The protocol agreed by ALPN, if any.
     pub fn alpn(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
+        self.common().alpn_protocol()
     }
 
     /// The peer presented a certificate (client certificates on the
     /// server side).
     pub fn has_peer_certificate(&self) -> bool {
-        self.conn.peer_certificates().is_some_and(|c| !c.is_empty())
+        self.common()
+            .peer_certificates()
+            .is_some_and(|c| !c.is_empty())
     }
 
     /// Bytes the peer sent before the session existed (read past a PROXY
-    /// header): fed to rustls as if just read from the socket.
-    pub fn feed(&mut self, mut early: &[u8]) -> Result<(), String> {
-        while !early.is_empty() {
-            match self.conn.read_tls(&mut early) {
-                Ok(0) => break,
-                Ok(_) => {
-                    if let Err(e) = self.conn.process_new_packets() {
-                        return Err(e.to_string());
-                    }
-                }
-                Err(e) => return Err(e.to_string()),
+    /// header): processed as if just read from the socket.
+    pub fn feed(&mut self, early: &[u8]) -> Result<(), String> {
+        if self.bufs.input.len() + early.len() > MAX_INPUT {
+            return Err("too much TLS data before the handshake".into());
+        }
+        self.bufs.input.extend(early);
+        self.process(None, None, false)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Lets rustls work on the buffered ciphertext: decrypted bytes go to
+    /// `sink` (then to the plaintext buffer), `write` is encrypted and
+    /// `close` queues close_notify once application data may flow.
+    fn process(
+        &mut self,
+        sink: Option<&mut [u8]>,
+        write: Option<&[u8]>,
+        close: bool,
+    ) -> Result<Progress, rustls::Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let res = match &mut self.conn {
+            Conn::Server(c) => advance(&mut **c, &mut self.bufs, sink, write, close),
+            Conn::Client(c) => advance(&mut **c, &mut self.bufs, sink, write, close),
+        };
+        match &res {
+            Ok(p) => self.peer_closed |= p.peer_closed,
+            Err(e) => {
+                self.cert_rejected = matches!(e, rustls::Error::InvalidCertificate(_));
+                self.failed = Some(e.clone());
+                // Nothing more will be processed.
+                self.bufs.input = Buf::default();
+                self.bufs.plain = Buf::default();
             }
         }
-        Ok(())
+        res
     }
 
     /// Writes queued records until none is left (`Ok(true)`) or the
     /// socket would block (`Ok(false)`). Shuts the write side once a
     /// queued close_notify is out.
     pub fn flush<S: Write + ShutdownWrite>(&mut self, sock: &mut S) -> io::Result<bool> {
-        while self.conn.wants_write() {
-            match self.conn.write_tls(sock) {
+        let out = &mut self.bufs.output;
+        while !out.is_empty() {
+            match sock.write(out.filled()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
+                Ok(n) => out.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -198,29 +268,27 @@ impl TlsSession {
             if let Err(e) = self.flush(sock) {
                 return Handshake::Failed(format!("write: {e}"));
             }
-            if !self.conn.is_handshaking() {
+            if !self.is_handshaking() {
                 return Handshake::Done;
             }
-            if self.conn.wants_write() {
+            if !self.bufs.output.is_empty() {
                 return Handshake::Pending;
             }
-            match self.conn.read_tls(sock) {
+            if let Err(e) = self.process(None, None, false) {
+                // Best effort: tell the peer why (the alert is queued).
+                let _ = self.flush(sock);
+                return Handshake::Failed(e.to_string());
+            }
+            if !self.bufs.output.is_empty() || !self.is_handshaking() {
+                continue;
+            }
+            if self.bufs.input.len() >= MAX_INPUT {
+                return Handshake::Failed("handshake message too large".into());
+            }
+            match self.bufs.input.read_from(sock, READ_MIN) {
                 Ok(0) => return Handshake::Failed(PEER_CLOSED.into()),
-                Ok(_) => {
-                    if let Err(e) = self.conn.process_new_packets() {
-                        self.cert_rejected = matches!(e, rustls::Error::InvalidCertificate(_));
-                        // Best effort: tell the peer why (the alert is queued).
-                        let _ = self.flush(sock);
-                        return Handshake::Failed(e.to_string());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return match self.flush(sock) {
-                        Err(e) => Handshake::Failed(format!("write: {e}")),
-                        Ok(_) if self.conn.is_handshaking() => Handshake::Pending,
-                        Ok(_) => Handshake::Done,
-                    };
-                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Handshake::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Handshake::Failed(format!("read: {e}")),
             }
@@ -236,32 +304,39 @@ impl<S: Read + Write + ShutdownWrite> Read for TlsIo<'_, S> {
         let s = &mut *self.session;
         let mut filled = 0;
         while filled < buf.len() && !s.eof {
-            match s.conn.reader().read(&mut buf[filled..]) {
-                Ok(0) => s.eof = true,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if s.tcp_eof {
-                        s.eof = true;
-                        break;
-                    }
-                    match s.conn.read_tls(self.sock) {
-                        Ok(0) => {
-                            s.tcp_eof = true;
-                            // Lets rustls see the end (close_notify or not).
-                            let _ = s.conn.process_new_packets();
-                        }
-                        Ok(_) => {
-                            if let Err(e) = s.conn.process_new_packets() {
-                                let _ = s.flush(self.sock);
-                                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
+            filled += s.bufs.plain.take_into(&mut buf[filled..]);
+            if filled == buf.len() {
+                break;
+            }
+            match s.process(Some(&mut buf[filled..]), None, false) {
+                Ok(p) if p.delivered > 0 => {
+                    filled += p.delivered;
+                    continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => s.eof = true,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = s.flush(self.sock);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+            if !s.bufs.plain.is_empty() {
+                continue;
+            }
+            if s.peer_closed || s.tcp_eof {
+                s.eof = true;
+                break;
+            }
+            if s.bufs.input.len() >= MAX_INPUT {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "too much TLS data without a complete record",
+                ));
+            }
+            match s.bufs.input.read_from(self.sock, READ_MIN) {
+                Ok(0) => s.tcp_eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
@@ -290,11 +365,17 @@ impl<S: Read + Write + ShutdownWrite> Write for TlsIo<'_, S> {
         if !s.flush(self.sock)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let data = &buf[..buf.len().min(MAX_PLAIN_WRITE)];
         let n = s
-            .conn
-            .writer()
-            .write(&buf[..buf.len().min(MAX_PLAIN_WRITE)])?;
-        if n == 0 && !buf.is_empty() {
+            .process(None, Some(data), false)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            .wrote;
+        if n == 0 {
+            // Application data may not flow yet (the handshake is not done).
+            s.flush(self.sock)?;
             return Err(io::ErrorKind::WouldBlock.into());
         }
         // What the socket does not take now goes on the next call or flush.
@@ -314,7 +395,9 @@ impl<S: Read + Write + ShutdownWrite> ShutdownWrite for TlsIo<'_, S> {
         let s = &mut *self.session;
         if !s.closing {
             s.closing = true;
-            s.conn.send_close_notify();
+            // Without application keys (a failed or unfinished handshake)
+            // there is no close_notify to send: the FIN alone ends it.
+            let _ = s.process(None, None, true);
         }
         if s.flush(self.sock)? {
             Ok(())
@@ -323,3 +406,7 @@ impl<S: Read + Write + ShutdownWrite> ShutdownWrite for TlsIo<'_, S> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

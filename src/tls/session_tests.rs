@@ -1,0 +1,399 @@
+//! The session against rustls's own buffered connections over an
+//! in-memory socket: handshakes (TLS 1.2 and 1.3, byte by byte), traffic
+//! through a socket that takes little at a time, the end of the stream,
+//! bad input, and that an idle session holds no buffer.
+use std::collections::VecDeque;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::{
+    ClientConnection, Connection, DigitallySignedStruct, ServerConnection, SignatureScheme,
+};
+
+use super::*;
+
+const CERT: &[u8] = include_bytes!("../../tests/go_compat/certs/test-server.pem");
+const KEY: &[u8] = include_bytes!("../../tests/go_compat/certs/test-server.key");
+
+/// A non-blocking socket in memory: `rx` is what the peer sent, `tx` what
+/// we sent; at most `chunk` bytes per write and `room` bytes waiting.
+struct Pipe {
+    rx: VecDeque<u8>,
+    tx: Vec<u8>,
+    chunk: usize,
+    room: usize,
+    fin: bool,
+    shut: bool,
+}
+
+impl Pipe {
+    fn new() -> Pipe {
+        Pipe {
+            rx: VecDeque::new(),
+            tx: Vec::new(),
+            chunk: usize::MAX,
+            room: usize::MAX,
+            fin: false,
+            shut: false,
+        }
+    }
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.rx.is_empty() {
+            return if self.fin {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = buf.len().min(self.rx.len());
+        for (b, x) in buf.iter_mut().zip(self.rx.drain(..n)) {
+            *b = x;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min(self.chunk)
+            .min(self.room.saturating_sub(self.tx.len()));
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.tx.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ShutdownWrite for Pipe {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shut = true;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct AnyServer;
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        super::super::server::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+static TLS12: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
+static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+
+fn versions(tls12: bool) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    if tls12 {
+        &TLS12
+    } else {
+        &TLS13
+    }
+}
+
+fn server_config(tls12: bool) -> Arc<ServerConfig> {
+    let chain = CertificateDer::pem_slice_iter(CERT)
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
+    let mut c = ServerConfig::builder_with_provider(super::super::server::provider())
+        .with_protocol_versions(versions(tls12))
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+fn client_config(tls12: bool) -> Arc<ClientConfig> {
+    let mut c = ClientConfig::builder_with_provider(super::super::server::provider())
+        .with_protocol_versions(versions(tls12))
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer))
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+fn name() -> ServerName<'static> {
+    ServerName::try_from("localhost").unwrap()
+}
+
+/// Moves records between a rustls peer and our pipe; the plaintext the
+/// peer received.
+fn shuttle(peer: &mut Connection, pipe: &mut Pipe) -> Vec<u8> {
+    let mut out = Vec::new();
+    while peer.wants_write() {
+        peer.write_tls(&mut out).unwrap();
+    }
+    pipe.rx.extend(out);
+    let mut came = &pipe.tx[..];
+    let mut plain = Vec::new();
+    while !came.is_empty() {
+        peer.read_tls(&mut came).unwrap();
+        peer.process_new_packets().unwrap();
+        let _ = peer.reader().read_to_end(&mut plain);
+    }
+    pipe.tx.clear();
+    plain
+}
+
+/// A handshake between a rustls client and our server session.
+fn connect(tls12: bool, step: usize) -> (TlsSession, Connection, Pipe) {
+    let mut s = TlsSession::server(server_config(tls12)).unwrap();
+    let mut c: Connection = ClientConnection::new(client_config(tls12), name())
+        .unwrap()
+        .into();
+    let mut pipe = Pipe::new();
+    let mut hold = Vec::new();
+    for _ in 0..100_000 {
+        // Records towards the server, `step` bytes per handshake step.
+        while c.wants_write() {
+            c.write_tls(&mut hold).unwrap();
+        }
+        let n = step.min(hold.len());
+        pipe.rx.extend(hold.drain(..n));
+        let st = s.handshake(&mut pipe);
+        assert!(!matches!(st, Handshake::Failed(_)), "{st:?}");
+        let mut came = &pipe.tx[..];
+        while !came.is_empty() {
+            c.read_tls(&mut came).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        pipe.tx.clear();
+        if st == Handshake::Done && !c.is_handshaking() && hold.is_empty() {
+            assert_eq!(s.alpn(), Some(&b"http/1.1"[..]));
+            return (s, c, pipe);
+        }
+    }
+    panic!("no handshake");
+}
+
+fn read_all(s: &mut TlsSession, pipe: &mut Pipe, want: usize, buf_len: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; buf_len];
+    while got.len() < want {
+        match s.io(pipe).read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got
+}
+
+#[test]
+fn an_idle_session_holds_no_buffer_after_a_request_and_a_response() {
+    for tls12 in [false, true] {
+        let (mut s, mut c, mut pipe) = connect(tls12, usize::MAX);
+        c.writer()
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        shuttle(&mut c, &mut pipe);
+        assert_eq!(
+            read_all(&mut s, &mut pipe, 27, 4096),
+            b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+        );
+        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        assert_eq!(s.io(&mut pipe).write(reply).unwrap(), reply.len());
+        assert_eq!(shuttle(&mut c, &mut pipe), reply);
+        // The read side drained: a read would block, nothing is queued.
+        assert_eq!(
+            s.io(&mut pipe).read(&mut [0u8; 64]).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        assert!(!s.wants_write());
+        assert_eq!(s.buffered_capacity(), 0, "tls12 {tls12}");
+    }
+}
+
+#[test]
+fn a_handshake_fed_one_byte_at_a_time_completes() {
+    for tls12 in [false, true] {
+        let (s, _, _) = connect(tls12, 1);
+        assert_eq!(s.buffered_capacity(), 0);
+        let (s, _, _) = connect(tls12, 7);
+        assert!(!s.is_handshaking());
+    }
+}
+
+#[test]
+fn big_transfers_through_a_socket_that_takes_little_at_a_time() {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    for tls12 in [false, true] {
+        let (mut s, mut c, mut pipe) = connect(tls12, usize::MAX);
+        pipe.chunk = 1000;
+        pipe.room = 5000;
+        // Ours to the peer: writes refused while records wait.
+        let (mut sent, mut got) = (0, Vec::new());
+        for _ in 0..100_000 {
+            if sent == data.len() && !s.wants_write() {
+                break;
+            }
+            match s.io(&mut pipe).write(&data[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    got.extend(shuttle(&mut c, &mut pipe));
+                    let _ = s.flush(&mut pipe);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got.extend(shuttle(&mut c, &mut pipe));
+        assert!(
+            got == data,
+            "tls12 {tls12}: {} of {}",
+            got.len(),
+            data.len()
+        );
+        // The peer's to us, 3000 bytes at a time, read with a small buffer.
+        let (mut put, mut hold, mut back) = (0, Vec::new(), Vec::new());
+        for _ in 0..100_000 {
+            if back.len() == data.len() {
+                break;
+            }
+            put += c.writer().write(&data[put..]).unwrap();
+            while c.wants_write() {
+                c.write_tls(&mut hold).unwrap();
+            }
+            let n = hold.len().min(3000);
+            pipe.rx.extend(hold.drain(..n));
+            back.extend(read_all(&mut s, &mut pipe, usize::MAX, 1000));
+        }
+        assert!(
+            back == data,
+            "tls12 {tls12}: {} of {}",
+            back.len(),
+            data.len()
+        );
+        assert_eq!(s.buffered_capacity(), 0);
+    }
+}
+
+#[test]
+fn close_notify_or_a_fin_ends_the_stream_and_ours_goes_before_the_fin() {
+    let (mut s, mut c, mut pipe) = connect(false, usize::MAX);
+    c.writer().write_all(b"last words").unwrap();
+    c.send_close_notify();
+    shuttle(&mut c, &mut pipe);
+    assert_eq!(read_all(&mut s, &mut pipe, usize::MAX, 64), b"last words");
+    assert_eq!(s.io(&mut pipe).read(&mut [0u8; 8]).unwrap(), 0);
+    s.io(&mut pipe).shutdown_write().unwrap();
+    assert!(pipe.shut);
+    let mut came = &pipe.tx[..];
+    c.read_tls(&mut came).unwrap();
+    assert!(c.process_new_packets().unwrap().peer_has_closed());
+
+    let (mut s, mut c, mut pipe) = connect(true, usize::MAX);
+    c.writer().write_all(b"cut").unwrap();
+    shuttle(&mut c, &mut pipe);
+    pipe.fin = true;
+    assert_eq!(read_all(&mut s, &mut pipe, usize::MAX, 64), b"cut");
+    assert_eq!(s.io(&mut pipe).read(&mut [0u8; 8]).unwrap(), 0);
+}
+
+#[test]
+fn bad_input_fails_the_handshake_with_an_alert_and_never_panics() {
+    let mut hello = Vec::new();
+    let mut c = ClientConnection::new(client_config(false), name()).unwrap();
+    c.write_tls(&mut hello).unwrap();
+    let mut cases: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        vec![0x16, 0x03, 0x01, 0xff, 0xff],
+        vec![0x17, 0x03, 0x03, 0x00, 0x01, 0x00],
+        vec![0x16, 0x03, 0x03, 0x00, 0x00, 0x16, 0x03, 0x03, 0x00, 0x00],
+    ];
+    for cut in [6, 40, hello.len() / 2] {
+        let mut bad = hello.clone();
+        for b in &mut bad[cut..] {
+            *b ^= 0x5a;
+        }
+        cases.push(bad);
+    }
+    for (i, case) in cases.iter().enumerate() {
+        let mut s = TlsSession::server(server_config(false)).unwrap();
+        let mut pipe = Pipe::new();
+        pipe.rx.extend(case);
+        pipe.fin = true;
+        let st = s.handshake(&mut pipe);
+        assert!(matches!(st, Handshake::Failed(_)), "case {i}: {st:?}");
+        assert!(s.handshake(&mut pipe) != Handshake::Done);
+        assert!(s.io(&mut pipe).read(&mut [0u8; 8]).is_err() || s.peer_gone());
+        if i == 0 {
+            assert_eq!(pipe.tx.first(), Some(&0x15), "case {i}: an alert");
+        }
+        // Fed bytes (after a PROXY header) fail the same way.
+        let mut s = TlsSession::server(server_config(false)).unwrap();
+        let fed = s.feed(case);
+        assert!(fed.is_err() || s.handshake(&mut Pipe::new()) == Handshake::Pending);
+    }
+}
+
+#[test]
+fn the_client_side_talks_to_a_rustls_server() {
+    for tls12 in [false, true] {
+        let mut s: Connection = ServerConnection::new(server_config(tls12)).unwrap().into();
+        let mut c = TlsSession::client(client_config(tls12), name()).unwrap();
+        let mut pipe = Pipe::new();
+        let mut done = false;
+        for _ in 0..100 {
+            done = c.handshake(&mut pipe) == Handshake::Done;
+            shuttle(&mut s, &mut pipe);
+            if done && !s.is_handshaking() {
+                break;
+            }
+        }
+        assert!(done);
+        assert_eq!(c.io(&mut pipe).write(b"ping").unwrap(), 4);
+        assert_eq!(shuttle(&mut s, &mut pipe), b"ping");
+        s.writer().write_all(b"pong").unwrap();
+        shuttle(&mut s, &mut pipe);
+        assert_eq!(read_all(&mut c, &mut pipe, 4, 64), b"pong");
+        assert_eq!(c.buffered_capacity(), 0);
+    }
+}
