@@ -125,9 +125,9 @@ impl Runtime {
         &self.backends[id.0]
     }
 
-    /// The running backend listener `l` sends its clients to.
+    /// The running backend tcp or udp listener `l` sends its clients to.
     pub fn backend_of(&self, l: ListenerId) -> &BackendRt {
-        self.backend(self.plan.listener(l).backend)
+        self.backend(self.plan.listener(l).stream_backend())
     }
 
     /// Reserves up to `want` connection slots for listener `li` under both

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use nvelox::config::address::Resolver;
-use nvelox::config::{self, CheckKind, Plan, MAX_IDLE_TIMEOUT, MAX_TIMEOUT};
+use nvelox::config::{self, CheckKind, Plan, RouteAction, MAX_IDLE_TIMEOUT, MAX_TIMEOUT};
 
 /// Never touches DNS: a name of even length resolves to 127.0.0.1, an odd
 /// one fails, so both branches are reachable and every run is repeatable.
@@ -99,7 +99,13 @@ fn check_plan(plan: &Plan) {
     assert!(s.max_connections >= 1);
     assert!(s.shutdown_timeout <= MAX_TIMEOUT);
     for l in &plan.listeners {
-        assert!(l.backend.0 < plan.backends.len(), "dangling backend index");
+        match l.backend {
+            Some(b) => assert!(b.0 < plan.backends.len(), "dangling backend index"),
+            // Only an http/https listener of redirects has no backend.
+            None => assert!(l.http.as_ref().is_some_and(|h| !h.routes.is_empty()
+                && h.default_backend.is_none()
+                && h.routes.iter().all(|r| matches!(r.action, RouteAction::Redirect(_))))),
+        }
         assert!(!l.idle_timeout.is_zero() && l.idle_timeout <= MAX_IDLE_TIMEOUT);
         assert!(l.bind.first_port >= 1 && l.bind.first_port <= l.bind.last_port);
         assert!(l.max_connections != Some(0));

@@ -175,7 +175,11 @@ fn stats(env: &Env<'_>) -> String {
         j.str("protocol", protocol);
         j.str("bind", &l.bind.to_string());
         j.num("sockets", l.bind.port_count() * copies);
-        j.str("backend", &rt.plan.backend(l.backend).name);
+        match l.backend {
+            Some(b) => j.str("backend", &rt.plan.backend(b).name),
+            // An http/https listener of redirects only.
+            None => j.null("backend"),
+        }
         j.num(
             "current_connections",
             rt.listener_active[i].load(Ordering::Relaxed),

@@ -173,12 +173,14 @@ pub struct ListenerPlan {
     pub name: String,
     pub bind: BindSpec,
     pub protocol: Protocol,
-    /// tcp/udp: where every connection goes. http: the default backend
-    /// (unmatched requests), or, for a listener with routes and no default,
-    /// the first route's backend, kept only so that per-listener defaults
-    /// (health-check probe port) have a backend; request routing reads
-    /// [`HttpListenerPlan::default_backend`] and `routes` instead.
-    pub backend: BackendId,
+    /// tcp/udp: where every connection goes (always `Some`). http: the
+    /// default backend (unmatched requests), or, for a listener with routes
+    /// and no default, the first route's backend, kept only so that
+    /// per-listener defaults (health-check probe port) have a backend;
+    /// request routing reads [`HttpListenerPlan::default_backend`] and
+    /// `routes` instead. `None` only for an http/https listener whose every
+    /// route is a redirect and that names no backend at all.
+    pub backend: Option<BackendId>,
     /// tcp; http: for the byte tunnel after an `Upgrade`.
     pub zero_copy: bool,
     pub accept_proxy: AcceptProxy,
@@ -204,6 +206,15 @@ pub struct ListenerPlan {
     /// Another listener of such a group: it has no socket of its own; it
     /// shares the one of this listener (the group's first).
     pub socket_of: Option<ListenerId>,
+}
+
+impl ListenerPlan {
+    /// The backend of a tcp or udp listener: `--check` gives each one
+    /// (only an http/https listener of redirects may have none, and its
+    /// requests never reach this), so the fallback is never taken.
+    pub fn stream_backend(&self) -> BackendId {
+        self.backend.unwrap_or(BackendId(0))
+    }
 }
 
 /// One `sni_routes` entry.

@@ -42,7 +42,7 @@ pub fn targets(plan: &Plan) -> (Vec<ProbeTarget>, Vec<Unprobeable>) {
         let listener_port = plan
             .listeners
             .iter()
-            .find(|l| l.backend == bi)
+            .find(|l| l.backend == Some(bi))
             .map(|l| l.bind.first_port);
         for (si, s) in b.servers.iter().enumerate() {
             match s.port.or(active.port).or(listener_port) {

@@ -246,7 +246,7 @@ impl HttpProxy {
                 false => String::new(),
             },
             head_method: head.method == crate::http::Method::Head,
-            backend: backend.unwrap_or(lp.backend),
+            backend: backend.or(lp.backend),
             tried: Default::default(),
             stale_retried: false,
             server: None,
@@ -446,9 +446,8 @@ impl HttpProxy {
             .req
             .as_ref()
             .map_or(("-", crate::http::Version::Http11), |r| {
-                let label = r
-                    .server
-                    .map(|s| rt.backend(r.backend).server(s).plan.label.as_str());
+                let label = (r.server.zip(r.backend))
+                    .map(|(s, b)| rt.backend(b).server(s).plan.label.as_str());
                 (label.unwrap_or_default(), r.client_version)
             });
         match step {

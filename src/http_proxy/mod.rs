@@ -69,6 +69,8 @@ pub(crate) struct Upstream {
     /// The non-blocking connect (and the TLS handshake, with
     /// `backend_tls`) has not completed yet; due by this time.
     connecting: Option<Instant>,
+    /// The request's backend, and its server this connection goes to.
+    backend: BackendId,
     server: ServerId,
     target: SocketAddr,
     /// Bytes written to it (a retry resends the held request only then).
@@ -87,7 +89,9 @@ pub(crate) struct Request {
     path: String,
     /// A HEAD request (a generated reply has no body then).
     head_method: bool,
-    backend: BackendId,
+    /// Where the request goes (its route's backend, else the listener's);
+    /// `None` only on a listener of redirects without any backend.
+    backend: Option<BackendId>,
     tried: Tried,
     /// The request was sent again after a pooled connection failed
     /// before any response byte (once per request).
@@ -343,15 +347,12 @@ impl HttpProxy {
         {
             if let Some(u) = c.up.as_ref().filter(|u| u.stream.in_handshake()) {
                 c.up_why = Some("tls handshake timeout");
-                let b = c
-                    .req
-                    .as_ref()
-                    .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend);
                 let failure = crate::metrics::BackendTlsFailure::HandshakeTimeout;
-                c.rt.backend(b)
-                    .server(u.server)
-                    .stats
-                    .add(ctx.loop_index(), failure.counter(), 1);
+                c.rt.backend(u.backend).server(u.server).stats.add(
+                    ctx.loop_index(),
+                    failure.counter(),
+                    1,
+                );
             }
             self.upstream_failed(ctx, id, crate::http::UpstreamFailure::ConnectFailed);
             return self.drive(ctx, id);
@@ -512,11 +513,13 @@ fn settings(rt: &Runtime, l: ListenerId) -> (HeadLimits, Timeouts) {
         max_body: hp.max_body_size,
         ..HeadLimits::default()
     };
-    let backend = rt.backend(hp.default_backend.unwrap_or(lp.backend));
+    let backend = hp.default_backend.or(lp.backend).map(|b| rt.backend(b));
     let timeouts = Timeouts {
         head: hp.timeouts.head.unwrap_or(far),
         idle: lp.idle_timeout,
-        response: backend.plan.http.response_timeout.unwrap_or(far),
+        response: backend
+            .and_then(|b| b.plan.http.response_timeout)
+            .unwrap_or(far),
     };
     (limits, timeouts)
 }

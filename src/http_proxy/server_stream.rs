@@ -175,11 +175,7 @@ impl HttpProxy {
                     } else {
                         "tls handshake failed"
                     };
-                    let backend = c.rt.backend(
-                        c.req
-                            .as_ref()
-                            .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend),
-                    );
+                    let backend = c.rt.backend(up.backend);
                     let failure = BackendTlsFailure::of(tls.cert_rejected(), tls.peer_gone());
                     let stats = &backend.server(up.server).stats;
                     stats.add(ctx.loop_index(), failure.counter(), 1);

@@ -41,7 +41,11 @@ impl HttpProxy {
             let Some(req) = c.req.as_mut() else {
                 return Err((502, None));
             };
-            let backend = rt.backend(req.backend);
+            // Only requests routed to a backend come here.
+            let Some(backend_id) = req.backend else {
+                return Err((502, None));
+            };
+            let backend = rt.backend(backend_id);
             let sid = match backend.acquire_from(c.peer, &req.tried, now) {
                 Ok(sid) => sid,
                 Err(why) => {
@@ -81,8 +85,10 @@ impl HttpProxy {
                         readable: false,
                         writable: true,
                         hangup: false,
+                        fin: false,
                     },
                     connecting: None,
+                    backend: backend_id,
                     server: sid,
                     target,
                     written: 0,
@@ -98,6 +104,7 @@ impl HttpProxy {
                         token,
                         ready: Readiness::default(),
                         connecting: Some(crate::clock::after(now, backend.plan.connect_timeout)),
+                        backend: backend_id,
                         server: sid,
                         target,
                         written: 0,
@@ -133,11 +140,7 @@ impl HttpProxy {
         let Some(up) = c.up.take() else {
             return;
         };
-        let backend_id = c
-            .req
-            .as_ref()
-            .map_or(c.rt.plan.listener(c.listener).backend, |r| r.backend);
-        let backend = c.rt.backend(backend_id);
+        let backend = c.rt.backend(up.backend);
         backend.release(up.server);
         c.uin.clear();
         // A FIN seen with the last response bytes raises no new edge.
@@ -228,8 +231,8 @@ impl HttpProxy {
             return;
         };
         let written = c.up.as_ref().map_or(0, |u| u.written);
-        if let (Some(up), Some(req)) = (&c.up, &c.req) {
-            let backend = c.rt.backend(req.backend);
+        if let Some(up) = &c.up {
+            let backend = c.rt.backend(up.backend);
             match failure {
                 UpstreamFailure::ConnectFailed | UpstreamFailure::Reset => {
                     backend
@@ -385,8 +388,8 @@ impl HttpProxy {
             r.bytes_in,
             r.bytes_out,
             r.started.elapsed().as_millis(),
-            r.server
-                .map_or("-", |s| c.rt.backend(r.backend).server(s).plan.label.as_str()),
+            (r.server.zip(r.backend))
+                .map_or("-", |(s, b)| c.rt.backend(b).server(s).plan.label.as_str()),
             reason
         ));
     }
@@ -428,10 +431,10 @@ impl Conn {
     /// connect alone is not: a server that accepts and then fails every
     /// request must not pass a trial.)
     pub(super) fn report_response(&self, status: u16, now: std::time::Instant) {
-        let (Some(up), Some(r)) = (&self.up, &self.req) else {
+        let Some(up) = &self.up else {
             return;
         };
-        let backend = self.rt.backend(r.backend);
+        let backend = self.rt.backend(up.backend);
         if backend.plan.http.retry.retries_status(status) {
             backend.report_failure(up.server, now, "status listed in retry.on");
         } else {

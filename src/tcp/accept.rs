@@ -359,7 +359,7 @@ impl TcpProxy {
             1,
         );
         let lp = self.rt.plan.listener(plan);
-        let backend = &self.rt.backend(lp.backend).plan;
+        let backend = &self.rt.backend(lp.stream_backend()).plan;
         let limits = Limits {
             retries: backend.retries,
             connect_timeout: backend.connect_timeout,

@@ -140,7 +140,7 @@ impl UdpProxy {
             access.release(admitted);
             return Err(Refused::FdLimit);
         }
-        let backend = rt.backend(lp.backend);
+        let backend = rt.backend(lp.stream_backend());
         let Ok(server) = backend.acquire_from(client, &Tried::new(), now) else {
             budget.give_back();
             rt.unreserve(plan, 1);

@@ -446,7 +446,7 @@ impl UdpProxy {
         }
         let rt = Arc::clone(&f.io.rt);
         let lp = rt.plan.listener(f.io.plan);
-        let backend = rt.backend(lp.backend);
+        let backend = rt.backend(lp.stream_backend());
         if failed {
             backend
                 .server(f.io.server)

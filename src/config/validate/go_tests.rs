@@ -24,11 +24,11 @@ fn listener(extra: &str) -> String {
 #[test]
 fn backend_is_the_name_default_backend_a_deprecated_alias() {
     let plan = load(&listener("    backend: pool\n")).unwrap();
-    assert_eq!(plan.listeners[0].backend, BackendId(0));
+    assert_eq!(plan.listeners[0].backend, Some(BackendId(0)));
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
 
     let plan = load(&listener("    default_backend: pool\n")).unwrap();
-    assert_eq!(plan.listeners[0].backend, BackendId(0));
+    assert_eq!(plan.listeners[0].backend, Some(BackendId(0)));
     assert_eq!(
         plan.warnings,
         vec![

@@ -155,7 +155,7 @@ fn routes_first_match_wins_host_case_and_port_ignored() {
     let h = l.http.as_ref().unwrap();
     // Routes and no `backend` (Go allows it): unmatched requests get 404.
     assert_eq!(h.default_backend, None);
-    assert_eq!(l.backend, BackendId(1), "the first route's backend");
+    assert_eq!(l.backend, Some(BackendId(1)), "the first route's backend");
     let api = Some(BackendId(1));
     let app = Some(BackendId(0));
     assert_eq!(h.backend_for(Some(b"API.Test"), b"/v1/x"), api);
@@ -172,7 +172,7 @@ fn routes_first_match_wins_host_case_and_port_ignored() {
     .unwrap();
     let h = plan.listeners[0].http.as_ref().unwrap();
     assert_eq!(h.backend_for(Some(b"x"), b"/"), Some(BackendId(0)));
-    assert_eq!(plan.listeners[0].backend, BackendId(0));
+    assert_eq!(plan.listeners[0].backend, Some(BackendId(0)));
 }
 
 #[test]

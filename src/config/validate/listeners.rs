@@ -292,23 +292,27 @@ impl Validator<'_> {
                 let name = r.backend.as_ref()?;
                 by_name.get(name).copied()
             });
-            let Some(backend) = default.or(first_routed) else {
-                if routes_ok && !routes.is_empty() {
-                    self.error(
-                        l.origin.file,
-                        &l.origin.path,
-                        "not supported by nvelox: a listener whose every route is a redirect (name a backend in one route or as the listener's `backend`; it is never contacted for a redirect)",
-                    );
-                }
+            let backend = default.or(first_routed);
+            // Go: an http/https listener of redirects only needs no backend
+            // (a request no route matches gets 404). Others have one, or
+            // were refused for lacking it.
+            let redirects_only = l.protocol == Protocol::Http
+                && !routes.is_empty()
+                && routes
+                    .iter()
+                    .all(|r| matches!(r.action, RouteAction::Redirect(_)));
+            if backend.is_none() && !(routes_ok && redirects_only) {
                 continue;
-            };
+            }
             if let (Some(c), Some(d)) = (&l.connect, default) {
                 self.listener_connect(&l, c, &mut backends[d]);
             }
             if !routes_ok {
                 continue;
             }
-            if l.protocol != Protocol::Http && !http_only_refused[backend] {
+            if let Some(backend) =
+                backend.filter(|&b| l.protocol != Protocol::Http && !http_only_refused[b])
+            {
                 http_only_refused[backend] = true;
                 let b = &backends[backend];
                 let file = b.origin.file;
@@ -330,8 +334,11 @@ impl Validator<'_> {
                     );
                 }
             }
-            let b = &backends[backend].plan;
-            if l.protocol == Protocol::Udp && b.send_proxy == Some(ProxyVersion::V1) {
+            let udp_backend = backend.filter(|_| l.protocol == Protocol::Udp);
+            if let Some(b) = udp_backend
+                .map(|b| &backends[b].plan)
+                .filter(|b| b.send_proxy == Some(ProxyVersion::V1))
+            {
                 let path = key(&l.origin.path, l.backend_key);
                 let name = &b.name;
                 self.error(
@@ -394,7 +401,7 @@ impl Validator<'_> {
                     name,
                     bind,
                     protocol: l.protocol,
-                    backend: BackendId(backend),
+                    backend: backend.map(BackendId),
                     zero_copy: l.zero_copy,
                     accept_proxy: l.accept_proxy,
                     idle_timeout: l.idle_timeout,

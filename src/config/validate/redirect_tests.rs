@@ -67,13 +67,34 @@ fn bad_redirects_are_refused_with_their_line() {
 }
 
 #[test]
-fn a_listener_of_redirects_only_needs_a_backend_somewhere() {
-    let d = doc("      - match: { path_prefix: / }\n        redirect: { url: \"https://${host}${path}\" }\n")
+fn a_listener_of_redirects_only_needs_no_backend() {
+    let redirect = "      - match: { path_prefix: / }\n        redirect: { url: \"https://${host}${path}\" }\n";
+    let d = doc(redirect).replace("    backend: app\n    routes", "    routes");
+    let plan = load_named("r.yaml", &d).unwrap();
+    let l = &plan.listeners[0];
+    assert_eq!(l.backend, None);
+    let h = l.http.as_ref().unwrap();
+    assert_eq!(h.default_backend, None);
+    assert!(matches!(h.route(None, b"/x"), Routed::Redirect(_)));
+    // No `backends:` at all: still fine.
+    let alone = d.replace(BACKENDS, "");
+    assert_eq!(
+        load_named("r.yaml", &alone).unwrap().listeners[0].backend,
+        None
+    );
+    // A route without redirect, or a tcp listener, still needs a backend.
+    let d = doc("      - match: { path_prefix: /a }\n        redirect: { url: /b }\n      - match: { path_prefix: /c }\n        backend: nowhere\n")
         .replace("    backend: app\n    routes", "    routes");
     let errs = errors_named("r.yaml", &d);
-    assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(
-        errs[0].starts_with("r.yaml:2: listeners[0]: not supported by nvelox: a listener whose every route is a redirect"),
+        errs.iter().any(|e| e.contains("unknown backend")),
+        "{errs:?}"
+    );
+    let tcp = "listeners:\n  - name: t\n    bind: \"127.0.0.1:8080\"\n    protocol: tcp\n";
+    let errs = errors_named("r.yaml", &format!("{tcp}{BACKENDS}"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("missing required key `backend`")),
         "{errs:?}"
     );
 }

@@ -65,7 +65,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(l.name, "web");
     assert_eq!(l.bind, BindSpec::parse("127.0.0.1:8080").unwrap());
     assert_eq!(l.protocol, Protocol::Tcp);
-    assert_eq!(l.backend, BackendId(0));
+    assert_eq!(l.backend, Some(BackendId(0)));
     assert_eq!(l.idle_timeout, Duration::from_secs(300));
     assert_eq!(l.accept_proxy, AcceptProxy::Off);
     assert!(!l.zero_copy && !l.reuseport);
@@ -156,7 +156,7 @@ backends:
     assert_eq!(game.idle_timeout, Duration::from_secs(45));
     assert_eq!(game.max_connections, Some(10000));
     assert!(game.reuseport);
-    assert_eq!(plan.listeners[1].backend, BackendId(0));
+    assert_eq!(plan.listeners[1].backend, Some(BackendId(0)));
     let b = &plan.backends[0];
     assert_eq!(b.balance, BalanceKind::SourceHash);
     assert_eq!(b.connect_timeout, Duration::from_millis(500));

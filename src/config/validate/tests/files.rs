@@ -40,7 +40,7 @@ fn includes_add_listeners_and_backends_in_sorted_order() {
     let names: Vec<&str> = plan.backends.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["pool", "first", "extra_pool"]);
     assert_eq!(plan.listeners[1].name, "extra");
-    assert_eq!(plan.listeners[1].backend, BackendId(0));
+    assert_eq!(plan.listeners[1].backend, Some(BackendId(0)));
 
     // The string form, and an empty but existing directory.
     std::fs::create_dir_all(tmp.0.join("empty.d")).unwrap();
