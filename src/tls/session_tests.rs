@@ -363,6 +363,7 @@ fn bad_input_fails_the_handshake_with_an_alert_and_never_panics() {
         let st = s.handshake(&mut pipe);
         assert!(matches!(st, Handshake::Failed(_)), "case {i}: {st:?}");
         assert!(s.handshake(&mut pipe) != Handshake::Done);
+        assert!(!s.wants_write(), "case {i}: nothing left to send");
         assert!(s.io(&mut pipe).read(&mut [0u8; 8]).is_err() || s.peer_gone());
         if i == 0 {
             assert_eq!(pipe.tx.first(), Some(&0x15), "case {i}: an alert");
