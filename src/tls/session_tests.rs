@@ -363,6 +363,7 @@ fn bad_input_fails_the_handshake_with_an_alert_and_never_panics() {
         let st = s.handshake(&mut pipe);
         assert!(matches!(st, Handshake::Failed(_)), "case {i}: {st:?}");
         assert!(s.handshake(&mut pipe) != Handshake::Done);
+        assert!(!s.wants_write(), "case {i}: nothing left to send");
         assert!(s.io(&mut pipe).read(&mut [0u8; 8]).is_err() || s.peer_gone());
         if i == 0 {
             assert_eq!(pipe.tx.first(), Some(&0x15), "case {i}: an alert");
@@ -445,6 +446,50 @@ fn corrupted_or_cut_records_after_the_handshake_fail_reads_and_never_panic() {
             assert!(s.io(&mut pipe).read(&mut [0u8; 8]).is_err());
             assert!(s.io(&mut pipe).write(b"x").is_err());
             assert_eq!(s.buffered_capacity() - s.bufs.output.capacity(), 0);
+        }
+    }
+}
+
+#[test]
+fn a_certificate_message_over_several_records_and_key_updates_work() {
+    for tls12 in [false, true] {
+        // A 40 KB chain: the server's Certificate message spans three
+        // records, joined in the client session's input buffer.
+        let one: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(CERT)
+            .map(|c| c.unwrap())
+            .collect();
+        let chain: Vec<_> = (0..80).flat_map(|_| one.clone()).collect();
+        let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
+        let sc = ServerConfig::builder_with_provider(super::super::server::provider())
+            .with_protocol_versions(versions(tls12))
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let mut s: Connection = ServerConnection::new(Arc::new(sc)).unwrap().into();
+        let mut c = TlsSession::client(client_config(tls12), name()).unwrap();
+        let mut pipe = Pipe::new();
+        let mut done = false;
+        for _ in 0..100 {
+            let st = c.handshake(&mut pipe);
+            assert!(!matches!(st, Handshake::Failed(_)), "{st:?}");
+            done = st == Handshake::Done;
+            shuttle(&mut s, &mut pipe);
+            if done && !s.is_handshaking() {
+                break;
+            }
+        }
+        assert!(done, "tls12 {tls12}");
+        assert_eq!(c.buffered_capacity(), 0);
+        if !tls12 {
+            // The peer updates its keys and asks us to: we answer, and
+            // data flows both ways on the new keys.
+            s.refresh_traffic_keys().unwrap();
+            s.writer().write_all(b"after update").unwrap();
+            shuttle(&mut s, &mut pipe);
+            assert_eq!(read_all(&mut c, &mut pipe, 12, 64), b"after update");
+            assert_eq!(c.io(&mut pipe).write(b"ack").unwrap(), 3);
+            assert_eq!(shuttle(&mut s, &mut pipe), b"ack");
         }
     }
 }
