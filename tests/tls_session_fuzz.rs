@@ -8,6 +8,7 @@ use std::path::Path;
 
 mod check {
     include!("../fuzz/fuzz_targets/tls_session_check.rs");
+    include!("../fuzz/fuzz_targets/tls_session_craft.rs");
 }
 use check::check_tls_session;
 

@@ -11,14 +11,15 @@
 //! RUSTC_BOOTSTRAP=1 cargo fuzz run -s none tls_session fuzz/corpus/tls_session fuzz/seeds/tls_session -- -max_len=4096
 //! ```
 //!
-//! The oracle lives in `tls_session_check.rs`, which
-//! `tests/tls_session_fuzz.rs` also includes, so `cargo test` runs it over
-//! the seeds on stable.
+//! The oracle lives in `tls_session_check.rs` and `tls_session_craft.rs`,
+//! which `tests/tls_session_fuzz.rs` also includes, so `cargo test` runs it
+//! over the seeds on stable.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 include!("tls_session_check.rs");
+include!("tls_session_craft.rs");
 
 fuzz_target!(|data: &[u8]| {
     check_tls_session(data);
