@@ -159,22 +159,52 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The header names listed in a head's `Connection` headers.
-fn connection_tokens(headers: &HeadBytes) -> Vec<&[u8]> {
-    headers
-        .values("connection")
-        .flat_map(list_elements)
-        .filter(|t| !t.is_empty())
-        .collect()
+/// The header names listed in a head's `Connection` headers: the first
+/// few on the stack (no allocation for a usual head), any more in a Vec.
+struct Named<'a> {
+    first: [&'a [u8]; 4],
+    n: usize,
+    more: Vec<&'a [u8]>,
+}
+
+impl<'a> Named<'a> {
+    fn of(headers: &'a HeadBytes) -> Self {
+        let mut named = Named {
+            first: [&[]; 4],
+            n: 0,
+            more: Vec::new(),
+        };
+        let tokens = headers
+            .values("connection")
+            .flat_map(list_elements)
+            .filter(|t| !t.is_empty());
+        for t in tokens {
+            match named.first.get_mut(named.n) {
+                Some(slot) => {
+                    *slot = t;
+                    named.n += 1;
+                }
+                None => named.more.push(t),
+            }
+        }
+        named
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        self.first[..self.n]
+            .iter()
+            .chain(&self.more)
+            .any(|t| t.eq_ignore_ascii_case(name))
+    }
 }
 
 /// Whether a header of this name is hop-by-hop in a head whose
 /// `Connection` headers list `named`.
-fn hop_by_hop(name: &[u8], named: &[&[u8]]) -> bool {
+fn hop_by_hop(name: &[u8], named: &Named<'_>) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-        || named.iter().any(|t| t.eq_ignore_ascii_case(name))
+        || named.contains(name)
 }
 
 /// `n` in decimal (without the formatting machinery: this runs for
@@ -239,7 +269,7 @@ pub fn write_request_head(
     out.extend_from_slice(b"\r\n");
 
     let headers = head.headers();
-    let named = connection_tokens(headers);
+    let named = Named::of(headers);
     let mut upgrade_value: Option<&[u8]> = None;
     for (name, value) in headers.iter() {
         if name.eq_ignore_ascii_case(b"upgrade") {
@@ -322,7 +352,7 @@ pub fn write_response_head(
     out.extend_from_slice(b"\r\n");
 
     let headers = head.headers();
-    let named = connection_tokens(headers);
+    let named = Named::of(headers);
     let mut upgrade_value: Option<&[u8]> = None;
     for (name, value) in headers.iter() {
         if name.eq_ignore_ascii_case(b"upgrade") {

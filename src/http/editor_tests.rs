@@ -370,3 +370,26 @@ fn numbers_and_addresses_are_written_without_fmt_exactly_as_before() {
     );
     assert!(downstream(&head, &ctx, &EditOptions::default()).contains("Content-Length: 10\r\n"));
 }
+
+#[test]
+fn every_header_named_in_connection_is_dropped_however_many() {
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a, b\r\nConnection: c, , d, e\r\nA: 1\r\nB: 2\r\n\
+        C: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\n\r\n";
+    let out = upstream(raw, &EditOptions::default());
+    for gone in ["A:", "B:", "C:", "D:", "E:", "Connection"] {
+        assert!(!out.contains(gone), "{gone} in {out}");
+    }
+    assert!(out.contains("F: 6\r\n"), "{out}");
+    let head = response(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-a, x-b, x-c, x-d, x-e\r\nX-E: 1\r\nX-F: 2\r\nContent-Length: 0\r\n\r\n",
+        Method::Get,
+        false,
+    );
+    let ctx = ResponseContext {
+        server: "s1",
+        client_keep_alive: true,
+        client_version: Version::Http11,
+    };
+    let out = downstream(&head, &ctx, &EditOptions::default());
+    assert!(!out.contains("X-E") && out.contains("X-F: 2\r\n"), "{out}");
+}

@@ -159,7 +159,7 @@ impl Method {
 
 /// Byte range into a head's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-struct Span {
+pub(super) struct Span {
     start: u32,
     end: u32,
 }
@@ -185,21 +185,37 @@ impl Span {
     }
 }
 
-/// One copy of a head's bytes and the ranges of its header lines.
+/// A header line: the ranges of its name and value.
+pub(super) type Lines = (Span, Span);
+
+/// One copy of a head's bytes and the ranges of its header lines (their
+/// vectors are reused: [`super::spare`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeadBytes {
-    raw: Box<[u8]>,
-    headers: Vec<(Span, Span)>,
+    raw: Vec<u8>,
+    headers: Vec<Lines>,
+}
+
+impl Drop for HeadBytes {
+    fn drop(&mut self) {
+        super::spare::give(
+            std::mem::take(&mut self.raw),
+            std::mem::take(&mut self.headers),
+        );
+    }
 }
 
 impl HeadBytes {
     fn capture(raw: &[u8], headers: &[httparse::Header<'_>]) -> Self {
-        let spans = headers
-            .iter()
-            .map(|h| (Span::of(raw, h.name.as_bytes()), Span::of(raw, h.value)))
-            .collect();
+        let (mut bytes, mut spans) = super::spare::take();
+        bytes.extend_from_slice(raw);
+        spans.extend(
+            headers
+                .iter()
+                .map(|h| (Span::of(raw, h.name.as_bytes()), Span::of(raw, h.value))),
+        );
         HeadBytes {
-            raw: raw.into(),
+            raw: bytes,
             headers: spans,
         }
     }

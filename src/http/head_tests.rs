@@ -488,3 +488,49 @@ fn bad_responses_are_502() {
         502
     );
 }
+
+#[test]
+fn a_dropped_head_lends_its_storage_to_the_next_one_within_bounds() {
+    // On a new thread: its list starts empty.
+    std::thread::spawn(storage_is_reused_on_one_thread)
+        .join()
+        .unwrap();
+}
+
+fn storage_is_reused_on_one_thread() {
+    use super::spare;
+    let first = req(b"GET /a HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n").unwrap();
+    let ptr = first.target().as_ptr();
+    drop(first);
+    assert_eq!(spare::kept(), (1, 1));
+    let second = req(b"GET /a HTTP/1.1\r\nHost: b\r\nAccept: */*\r\n\r\n").unwrap();
+    assert_eq!(second.target().as_ptr(), ptr, "the same bytes storage");
+    assert_eq!(second.host(), Some(&b"b"[..]), "holding the new head only");
+    assert_eq!(second.headers().len(), 2);
+    assert_eq!(spare::kept(), (0, 0));
+    drop(second);
+    // Bounded in count...
+    let heads: Vec<_> = (0..10)
+        .map(|_| req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap())
+        .collect();
+    drop(heads);
+    assert_eq!(spare::kept(), (4, 4));
+    // ... and in size: a big head's storage is freed.
+    let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: ".to_vec();
+    raw.extend(std::iter::repeat_n(b'x', 8000));
+    raw.extend_from_slice(b"\r\n\r\n");
+    let taken: Vec<_> = (0..4)
+        .map(|_| req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap())
+        .collect();
+    assert_eq!(spare::kept(), (0, 0));
+    let big = HeadLimits {
+        max_head_bytes: 16 * 1024,
+        ..limits()
+    };
+    match parse_request(&raw, &big) {
+        Ok(Parsed::Complete { head, .. }) => drop(head),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(spare::kept().0, 0, "an 8 KiB head copy is not kept");
+    drop(taken);
+}

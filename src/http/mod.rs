@@ -18,7 +18,9 @@
 //! - [`redirect`]: route redirects (the `Location` template, the reply);
 //! - [`session`]: the per-client-connection sequencing state machine
 //!   (head, body, response, keep-alive, pipelining, tunnel, timeouts);
-//! - [`retry`]: when a failed attempt may be tried again.
+//! - [`retry`]: when a failed attempt may be tried again;
+//! - `spare`: the vectors of dropped heads, reused by the next heads
+//!   parsed on the same thread.
 //!
 //! It does not own sockets, buffers, timers, routing, balancing or the
 //! upstream pool: the shell (the event-loop side) feeds bytes it read, writes
@@ -31,6 +33,7 @@ pub mod redirect;
 pub mod reply;
 pub mod retry;
 pub mod session;
+mod spare;
 
 #[cfg(test)]
 mod body_tests;

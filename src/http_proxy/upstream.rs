@@ -85,6 +85,7 @@ impl HttpProxy {
                         readable: false,
                         writable: true,
                         hangup: false,
+                        fin: false,
                     },
                     connecting: None,
                     backend: backend_id,

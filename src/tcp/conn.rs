@@ -577,6 +577,7 @@ fn note(r: &mut Readiness, ready: Ready) {
     r.readable |= ready.readable || ready.read_closed || ready.error;
     r.writable |= ready.writable || ready.write_closed || ready.error;
     r.hangup |= ready.read_closed || ready.error;
+    r.fin |= ready.read_closed && !ready.error;
 }
 
 /// Makes the coming close send RST instead of FIN (pass a reset on).

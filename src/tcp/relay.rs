@@ -23,6 +23,10 @@ pub struct Readiness {
     /// The peer's FIN or an error was reported: read until 0 / an error,
     /// never conclude "drained" from a short read.
     pub hangup: bool,
+    /// The peer's FIN was reported without an error (`EPOLLRDHUP`, no
+    /// `EPOLLERR`). For a source whose [`ShortRead`] says so, a short read
+    /// then means the stream ended: no read for the 0.
+    pub fin: bool,
 }
 
 #[derive(Default)]
@@ -117,7 +121,7 @@ impl Direction {
     /// `pipes` only while bytes are in flight. If no pipe can be had (out of
     /// fds), this direction falls back to copying for good.
     #[allow(clippy::too_many_arguments)]
-    pub fn pump_zero_copy<S: Read + AsRawFd, D: Write + ShutdownWrite + AsRawFd>(
+    pub fn pump_zero_copy<S: Read + ShortRead + AsRawFd, D: Write + ShutdownWrite + AsRawFd>(
         &mut self,
         src: &mut S,
         src_ready: &mut Readiness,
@@ -246,7 +250,7 @@ impl Direction {
     /// Moves bytes until both sides would block, the stream ended, or
     /// `budget` reads were done. On EOF with nothing pending, shuts down
     /// the sink's write side (FIN passed on as FIN).
-    pub fn pump<S: Read, D: Write + ShutdownWrite>(
+    pub fn pump<S: Read + ShortRead, D: Write + ShutdownWrite>(
         &mut self,
         src: &mut S,
         src_ready: &mut Readiness,
@@ -269,7 +273,14 @@ impl Direction {
                     None => return Pump::Idle,
                 };
                 let want = self.end - self.start;
-                let status = write(dst, &buf[self.start..self.end]);
+                let bytes = &buf[self.start..self.end];
+                // The source ended and these are its last bytes: the FIN
+                // that follows at once can share their segment.
+                let status = if self.eof {
+                    write(&mut LastBytes(dst), bytes)
+                } else {
+                    write(dst, bytes)
+                };
                 if let IoStatus::Progress(n) = status {
                     // A short write filled the send buffer: wait for the edge.
                     if n < want {
@@ -299,11 +310,20 @@ impl Direction {
                 IoStatus::Progress(n) => {
                     self.end += n;
                     self.splicing |= n == buf.len();
-                    // A short read emptied the socket's receive queue: new
-                    // data will raise a new edge, so skip the read that
-                    // would only say EAGAIN (one syscall less per message).
-                    if n < room && !src_ready.hangup {
-                        src_ready.readable = false;
+                    if n < room {
+                        if src_ready.fin && src.short_read_after_fin_is_eof() {
+                            // Everything before the FIN was read: the next
+                            // read would return 0. Skip it, and pass the
+                            // FIN on right behind these bytes.
+                            self.eof = true;
+                            src_ready.readable = false;
+                        } else if !src_ready.hangup {
+                            // A short read emptied the socket's receive
+                            // queue: new data will raise a new edge, so skip
+                            // the read that would only say EAGAIN (one
+                            // syscall less per message).
+                            src_ready.readable = false;
+                        }
                     }
                 }
                 IoStatus::WouldBlock => {
@@ -324,11 +344,59 @@ impl Direction {
 /// `shutdown(SHUT_WR)`, abstracted so the relay can be tested without sockets.
 pub trait ShutdownWrite {
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Writes the last bytes before the FIN (a `shutdown_write` or the
+    /// close that follows). By default a plain `write`.
+    fn write_last(&mut self, buf: &[u8]) -> io::Result<usize>
+    where
+        Self: Write,
+    {
+        self.write(buf)
+    }
 }
 
 impl ShutdownWrite for mio::net::TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+
+    /// `MSG_MORE`: the kernel keeps the last partial segment until the FIN
+    /// comes (the next call), which then goes out in the same segment: one
+    /// packet less for the peer to take (and to wake up for), instead of
+    /// data, then a bare FIN. Full segments are sent at once as usual.
+    fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
+        socket2::SockRef::from(&*self).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+    }
+}
+
+/// What a short read says about a source.
+pub trait ShortRead {
+    /// After the peer's FIN was reported, a read that returned less than
+    /// asked took everything before it, so the next read returns 0. True
+    /// for a plain TCP socket: Linux takes a FIN only in sequence, after
+    /// all the data before it is queued, and a read empties the queue up
+    /// to the buffer's size. Not for a source that decodes (TLS).
+    fn short_read_after_fin_is_eof(&self) -> bool {
+        false
+    }
+}
+
+impl ShortRead for mio::net::TcpStream {
+    fn short_read_after_fin_is_eof(&self) -> bool {
+        true
+    }
+}
+
+/// A sink seen through [`ShutdownWrite::write_last`].
+struct LastBytes<'a, D>(&'a mut D);
+
+impl<D: Write + ShutdownWrite> Write for LastBytes<'_, D> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_last(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -360,6 +428,25 @@ mod tests {
             Ok(n)
         }
     }
+    impl ShortRead for Src {}
+
+    /// A `Src` that counts its reads and may say it is a plain socket.
+    struct Counted {
+        src: Src,
+        reads: usize,
+        plain: bool,
+    }
+    impl Read for Counted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            self.src.read(buf)
+        }
+    }
+    impl ShortRead for Counted {
+        fn short_read_after_fin_is_eof(&self) -> bool {
+            self.plain
+        }
+    }
 
     /// A sink that accepts `room` bytes, then WouldBlock.
     #[derive(Default)]
@@ -367,6 +454,8 @@ mod tests {
         data: Vec<u8>,
         room: usize,
         shut: bool,
+        /// What went through `write_last`.
+        last: Vec<u8>,
     }
     impl Write for Sink {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -387,18 +476,117 @@ mod tests {
             self.shut = true;
             Ok(())
         }
+        fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = self.write(buf)?;
+            self.last.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+    }
+
+    /// As after an event that reported the peer's FIN and no error.
+    const RW_FIN: Readiness = Readiness {
+        readable: true,
+        writable: true,
+        hangup: true,
+        fin: true,
+    };
+
+    fn counted(chunks: &[&[u8]], plain: bool) -> Counted {
+        Counted {
+            src: Src {
+                chunks: chunks.iter().map(|c| c.to_vec()).collect(),
+                eof: true,
+            },
+            reads: 0,
+            plain,
+        }
+    }
+
+    #[test]
+    fn a_short_read_after_a_fin_ends_the_stream_without_reading_the_0() {
+        let mut pool = BufPool::new(4);
+        let mut d = Direction::default();
+        let mut src = counted(&[b"response"], true);
+        let mut sink = Sink {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let (mut sr, mut dr) = (RW_FIN, RW);
+        let stop = d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert!(matches!(stop, Pump::Idle), "{stop:?}");
+        assert_eq!(
+            src.reads, 1,
+            "no read for the 0 after a short read past a FIN"
+        );
+        assert_eq!(sink.data, b"response");
+        assert_eq!(sink.last, b"response", "the last bytes go out with the FIN");
+        assert!(sink.shut && d.eof && d.is_done());
+        assert!(!d.holds_buffer());
+    }
+
+    #[test]
+    fn without_a_clean_fin_or_on_a_decoding_source_the_pump_reads_to_the_0() {
+        // An error came with the hang-up (a reset): read until it shows.
+        let mut pool = BufPool::new(4);
+        let mut d = Direction::default();
+        let mut src = counted(&[b"a"], true);
+        let mut sink = Sink {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let (mut sr, mut dr) = (RW_HUP, RW);
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert_eq!(src.reads, 2);
+        assert_eq!(sink.data, b"a");
+        assert!(sink.last.is_empty(), "the write came before the 0 was read");
+        assert!(sink.shut);
+        // A clean FIN, but a source whose short reads prove nothing (TLS).
+        let mut d = Direction::default();
+        let mut src = counted(&[b"a", b"b"], false);
+        let mut sink = Sink {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let (mut sr, mut dr) = (RW_FIN, RW);
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert_eq!(src.reads, 3);
+        assert_eq!(sink.data, b"ab");
+        assert!(sink.shut);
+    }
+
+    #[test]
+    fn a_full_sink_keeps_the_last_bytes_and_the_fin_for_the_next_edge() {
+        let mut pool = BufPool::new(4);
+        let mut d = Direction::default();
+        let mut src = counted(&[b"0123456789"], true);
+        let mut sink = Sink {
+            room: 4,
+            ..Default::default()
+        };
+        let (mut sr, mut dr) = (RW_FIN, RW);
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert!(!sink.shut && !dr.writable && d.has_pending());
+        sink.room = usize::MAX;
+        dr.writable = true;
+        d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
+        assert_eq!(src.reads, 1);
+        assert_eq!(sink.data, b"0123456789");
+        assert_eq!(sink.last, b"0123456789");
+        assert!(sink.shut);
     }
 
     const RW: Readiness = Readiness {
         readable: true,
         writable: true,
         hangup: false,
+        fin: false,
     };
     /// As after an event that reported the peer's FIN: read to the end.
     const RW_HUP: Readiness = Readiness {
         readable: true,
         writable: true,
         hangup: true,
+        fin: false,
     };
 
     #[test]
@@ -512,6 +700,7 @@ mod tests {
             self.shutdown(std::net::Shutdown::Write)
         }
     }
+    impl ShortRead for std::os::unix::net::UnixStream {}
 
     #[test]
     fn zero_copy_copies_small_messages_and_splices_bulk() {

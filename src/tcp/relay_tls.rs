@@ -17,7 +17,7 @@ use mio::net::TcpStream;
 use reactor::{Ctx, DEFAULT_BUDGET};
 
 use super::conn::Conn;
-use super::relay::{Direction, Pump, Readiness, ShutdownWrite};
+use super::relay::{Direction, Pump, Readiness, ShortRead, ShutdownWrite};
 use super::{show, ConnId, TcpProxy};
 use crate::events::Loop;
 use crate::metrics::BackendTlsFailure;
@@ -67,6 +67,20 @@ impl ShutdownWrite for Io<'_> {
             Io::Plain(s) => s.shutdown_write(),
             Io::Tls(t) => t.shutdown_write(),
         }
+    }
+
+    fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Io::Plain(s) => s.write_last(buf),
+            Io::Tls(t) => t.write(buf),
+        }
+    }
+}
+
+/// Only a plain socket: TLS plaintext comes out record by record.
+impl ShortRead for Io<'_> {
+    fn short_read_after_fin_is_eof(&self) -> bool {
+        matches!(self, Io::Plain(_))
     }
 }
 

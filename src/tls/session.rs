@@ -156,7 +156,9 @@ impl TlsSession {
 
     /// Records are waiting to be written to the socket.
     pub fn wants_write(&self) -> bool {
-        !self.bufs.output.is_empty() || self.common().wants_write()
+        // rustls's own queue is drained by every `process` (a failed
+        // session's is never sent: nothing would take it out).
+        !self.bufs.output.is_empty() || (self.failed.is_none() && self.common().wants_write())
     }
 
     /// The peer's stream ended (close_notify or a FIN) and every plaintext

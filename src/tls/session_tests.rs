@@ -363,6 +363,7 @@ fn bad_input_fails_the_handshake_with_an_alert_and_never_panics() {
         let st = s.handshake(&mut pipe);
         assert!(matches!(st, Handshake::Failed(_)), "case {i}: {st:?}");
         assert!(s.handshake(&mut pipe) != Handshake::Done);
+        assert!(!s.wants_write(), "case {i}: nothing left to send");
         assert!(s.io(&mut pipe).read(&mut [0u8; 8]).is_err() || s.peer_gone());
         if i == 0 {
             assert_eq!(pipe.tx.first(), Some(&0x15), "case {i}: an alert");
@@ -395,5 +396,100 @@ fn the_client_side_talks_to_a_rustls_server() {
         shuttle(&mut s, &mut pipe);
         assert_eq!(read_all(&mut c, &mut pipe, 4, 64), b"pong");
         assert_eq!(c.buffered_capacity(), 0);
+    }
+}
+
+#[test]
+fn corrupted_or_cut_records_after_the_handshake_fail_reads_and_never_panic() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..200 {
+        // A fresh session each round, fed the peer's records with one bit
+        // flipped, or cut short with the peer gone.
+        let (mut s, mut c, mut pipe) = connect(round % 2 == 0, usize::MAX);
+        let mut stream = Vec::new();
+        c.writer().write_all(&[7u8; 3000]).unwrap();
+        c.writer().write_all(b"tail").unwrap();
+        while c.wants_write() {
+            c.write_tls(&mut stream).unwrap();
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let at = (seed as usize) % stream.len();
+        if round % 3 == 2 {
+            stream.truncate(at);
+            pipe.fin = true;
+        } else {
+            stream[at] ^= 1 << ((seed >> 60) % 8);
+        }
+        pipe.rx.extend(&stream);
+        let (mut got, mut failed) = (Vec::new(), false);
+        let mut buf = [0u8; 1500];
+        for _ in 0..100 {
+            match s.io(&mut pipe).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        // Only what the peer sent, in order: never a corrupted byte.
+        let mut sent = vec![7u8; 3000];
+        sent.extend_from_slice(b"tail");
+        assert!(sent.starts_with(&got), "round {round}");
+        assert!(failed || got.len() < sent.len(), "round {round}");
+        if failed {
+            // Sticky: the session does no more work and says so again.
+            assert!(s.io(&mut pipe).read(&mut [0u8; 8]).is_err());
+            assert!(s.io(&mut pipe).write(b"x").is_err());
+            assert_eq!(s.buffered_capacity() - s.bufs.output.capacity(), 0);
+        }
+    }
+}
+
+#[test]
+fn a_certificate_message_over_several_records_and_key_updates_work() {
+    for tls12 in [false, true] {
+        // A 40 KB chain: the server's Certificate message spans three
+        // records, joined in the client session's input buffer.
+        let one: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(CERT)
+            .map(|c| c.unwrap())
+            .collect();
+        let chain: Vec<_> = (0..80).flat_map(|_| one.clone()).collect();
+        let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
+        let sc = ServerConfig::builder_with_provider(super::super::server::provider())
+            .with_protocol_versions(versions(tls12))
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let mut s: Connection = ServerConnection::new(Arc::new(sc)).unwrap().into();
+        let mut c = TlsSession::client(client_config(tls12), name()).unwrap();
+        let mut pipe = Pipe::new();
+        let mut done = false;
+        for _ in 0..100 {
+            let st = c.handshake(&mut pipe);
+            assert!(!matches!(st, Handshake::Failed(_)), "{st:?}");
+            done = st == Handshake::Done;
+            shuttle(&mut s, &mut pipe);
+            if done && !s.is_handshaking() {
+                break;
+            }
+        }
+        assert!(done, "tls12 {tls12}");
+        assert_eq!(c.buffered_capacity(), 0);
+        if !tls12 {
+            // The peer updates its keys and asks us to: we answer, and
+            // data flows both ways on the new keys.
+            s.refresh_traffic_keys().unwrap();
+            s.writer().write_all(b"after update").unwrap();
+            shuttle(&mut s, &mut pipe);
+            assert_eq!(read_all(&mut c, &mut pipe, 12, 64), b"after update");
+            assert_eq!(c.io(&mut pipe).write(b"ack").unwrap(), 3);
+            assert_eq!(shuttle(&mut s, &mut pipe), b"ack");
+        }
     }
 }
