@@ -1,6 +1,7 @@
 //! `timeouts.write` of `protocol: http` listeners through the binary: a
 //! peer that takes none of the bytes waiting for it is given up on, while
-//! nvelox buffers no more than its bounded buffers meanwhile.
+//! nvelox buffers no more than its bounded buffers meanwhile; and the
+//! keep-alive idle time (`timeouts.idle`) counted from the last request.
 
 mod common;
 #[path = "common/origin.rs"]
@@ -105,4 +106,27 @@ fn a_server_that_never_reads_the_request_body_gets_504() {
     assert!(grown < PEAK_GROWTH_KIB, "peak memory grew by {grown} KiB");
     // The body was not all read: the connection cannot go on.
     assert_eq!(r.header("Connection"), Some("close"));
+}
+
+#[test]
+fn a_keep_alive_client_busy_past_its_idle_time_stays_and_is_closed_once_idle() {
+    let o = Origin::start(Arc::new(|_| Answer::Raw(ok(b"hi"))));
+    let dir = TempDir::new("http-idle");
+    let (_n, port) = start_logged(&dir, &[&o], "    timeouts: { idle: 1s }\n");
+    let mut c = Client::connect(port);
+    // 2.4 s of requests 300 ms apart: the timer set for an earlier
+    // deadline fires while the connection is busy and must not close it.
+    for i in 0..8 {
+        let got = c.get(&format!("/{i}"));
+        assert_eq!(
+            (got.status, &got.body[..]),
+            (200, &b"hi"[..]),
+            "request {i}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Idle now: closed silently (no bytes, then EOF) after about 1 s.
+    let mut rest = Vec::new();
+    c.r.read_to_end(&mut rest).expect("closed, not timed out");
+    assert!(rest.is_empty(), "{rest:?}");
 }

@@ -412,7 +412,8 @@ impl HttpProxy {
         self.pool.clear(ctx);
     }
 
-    /// (Re)arms the connection's one timer at its next deadline.
+    /// (Re)arms the connection's one timer at its next deadline (or
+    /// earlier).
     fn arm(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
@@ -431,7 +432,11 @@ impl HttpProxy {
         if let Some(at) = c.handshake_due {
             due = due.min(at);
         }
-        if c.timer.is_some_and(|(_, at)| at == due) {
+        // A timer due no later stays: moving it costs a cancel and an
+        // insert, twice per keep-alive request (response wait, then idle);
+        // when it fires early, `on_timer` finds nothing due and arms the
+        // timer again at the real deadline.
+        if c.timer.is_some_and(|(_, at)| at <= due) {
             return;
         }
         if let Some((k, _)) = c.timer.take() {

@@ -273,14 +273,7 @@ impl Direction {
                     None => return Pump::Idle,
                 };
                 let want = self.end - self.start;
-                let bytes = &buf[self.start..self.end];
-                // The source ended and these are its last bytes: the FIN
-                // that follows at once can share their segment.
-                let status = if self.eof {
-                    write(&mut LastBytes(dst), bytes)
-                } else {
-                    write(dst, bytes)
-                };
+                let status = write(dst, &buf[self.start..self.end]);
                 if let IoStatus::Progress(n) = status {
                     // A short write filled the send buffer: wait for the edge.
                     if n < want {
@@ -313,8 +306,8 @@ impl Direction {
                     if n < room {
                         if src_ready.fin && src.short_read_after_fin_is_eof() {
                             // Everything before the FIN was read: the next
-                            // read would return 0. Skip it, and pass the
-                            // FIN on right behind these bytes.
+                            // read would return 0. Skip it: the FIN is
+                            // passed on right behind these bytes.
                             self.eof = true;
                             src_ready.readable = false;
                         } else if !src_ready.hangup {
@@ -344,28 +337,11 @@ impl Direction {
 /// `shutdown(SHUT_WR)`, abstracted so the relay can be tested without sockets.
 pub trait ShutdownWrite {
     fn shutdown_write(&mut self) -> io::Result<()>;
-
-    /// Writes the last bytes before the FIN (a `shutdown_write` or the
-    /// close that follows). By default a plain `write`.
-    fn write_last(&mut self, buf: &[u8]) -> io::Result<usize>
-    where
-        Self: Write,
-    {
-        self.write(buf)
-    }
 }
 
 impl ShutdownWrite for mio::net::TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
-    }
-
-    /// `MSG_MORE`: the kernel keeps the last partial segment until the FIN
-    /// comes (the next call), which then goes out in the same segment: one
-    /// packet less for the peer to take (and to wake up for), instead of
-    /// data, then a bare FIN. Full segments are sent at once as usual.
-    fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
-        socket2::SockRef::from(&*self).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
     }
 }
 
@@ -384,19 +360,6 @@ pub trait ShortRead {
 impl ShortRead for mio::net::TcpStream {
     fn short_read_after_fin_is_eof(&self) -> bool {
         true
-    }
-}
-
-/// A sink seen through [`ShutdownWrite::write_last`].
-struct LastBytes<'a, D>(&'a mut D);
-
-impl<D: Write + ShutdownWrite> Write for LastBytes<'_, D> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_last(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
     }
 }
 
@@ -454,8 +417,6 @@ mod tests {
         data: Vec<u8>,
         room: usize,
         shut: bool,
-        /// What went through `write_last`.
-        last: Vec<u8>,
     }
     impl Write for Sink {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -475,11 +436,6 @@ mod tests {
         fn shutdown_write(&mut self) -> io::Result<()> {
             self.shut = true;
             Ok(())
-        }
-        fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = self.write(buf)?;
-            self.last.extend_from_slice(&buf[..n]);
-            Ok(n)
         }
     }
 
@@ -519,7 +475,6 @@ mod tests {
             "no read for the 0 after a short read past a FIN"
         );
         assert_eq!(sink.data, b"response");
-        assert_eq!(sink.last, b"response", "the last bytes go out with the FIN");
         assert!(sink.shut && d.eof && d.is_done());
         assert!(!d.holds_buffer());
     }
@@ -538,7 +493,6 @@ mod tests {
         d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
         assert_eq!(src.reads, 2);
         assert_eq!(sink.data, b"a");
-        assert!(sink.last.is_empty(), "the write came before the 0 was read");
         assert!(sink.shut);
         // A clean FIN, but a source whose short reads prove nothing (TLS).
         let mut d = Direction::default();
@@ -555,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_sink_keeps_the_last_bytes_and_the_fin_for_the_next_edge() {
+    fn a_full_sink_keeps_the_last_bytes_and_the_fin_for_the_next_edge_without_a_read() {
         let mut pool = BufPool::new(4);
         let mut d = Direction::default();
         let mut src = counted(&[b"0123456789"], true);
@@ -571,7 +525,6 @@ mod tests {
         d.pump(&mut src, &mut sr, &mut sink, &mut dr, &mut pool, 64);
         assert_eq!(src.reads, 1);
         assert_eq!(sink.data, b"0123456789");
-        assert_eq!(sink.last, b"0123456789");
         assert!(sink.shut);
     }
 

@@ -68,13 +68,6 @@ impl ShutdownWrite for Io<'_> {
             Io::Tls(t) => t.shutdown_write(),
         }
     }
-
-    fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Io::Plain(s) => s.write_last(buf),
-            Io::Tls(t) => t.write(buf),
-        }
-    }
 }
 
 /// Only a plain socket: TLS plaintext comes out record by record.
