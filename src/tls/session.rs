@@ -161,6 +161,15 @@ impl TlsSession {
         !self.bufs.output.is_empty() || (self.failed.is_none() && self.common().wants_write())
     }
 
+    /// The peer's stream ended (close_notify or a FIN) and every plaintext
+    /// byte was taken: a read returns `Ok(0)` without the socket. The read
+    /// that took the last bytes may have seen the end too and still
+    /// returned them short, so a caller that takes a short read for
+    /// "drained" must read once more when this is true.
+    pub fn ended(&self) -> bool {
+        self.eof
+    }
+
     /// Bytes of buffer storage the session holds now (0 when idle).
     pub fn buffered_capacity(&self) -> usize {
         self.bufs.input.capacity() + self.bufs.plain.capacity() + self.bufs.output.capacity()
