@@ -6,14 +6,19 @@
 //! gives it back as soon as the last byte is consumed. Storage is never
 //! zeroed again once taken, so a 32 KiB read costs no 32 KiB memset. The
 //! pool keeps at most [`POOL_MAX`] buffers of at most [`POOL_MAX_BYTES`]
-//! each, so what an idle loop keeps is bounded. Does not own rustls or
-//! sockets (`session`).
+//! each, so what an idle loop keeps is bounded. A connection left waiting
+//! on a partial record keeps only those bytes ([`Buf::shrink`]: at most
+//! [`SMALL`] in an allocation of their own), not the storage. Does not own
+//! rustls or sockets (`session`).
 
 use std::cell::RefCell;
 use std::io::{self, Read};
 
 /// The storage a buffer starts with (two full TLS records).
 pub const STORAGE: usize = 32 * 1024;
+/// At most this many waiting bytes are moved out of the storage into an
+/// allocation of their own while the connection waits for more.
+pub const SMALL: usize = 4096;
 /// Buffers kept per thread for reuse.
 const POOL_MAX: usize = 4;
 /// Larger storage (grown for a big handshake message or write) is freed.
@@ -29,7 +34,8 @@ fn take_storage() -> Vec<u8> {
 }
 
 fn give_storage(v: Vec<u8>) {
-    if v.is_empty() || v.len() > POOL_MAX_BYTES {
+    // Small allocations (from `shrink`) are not worth keeping.
+    if v.len() < STORAGE || v.len() > POOL_MAX_BYTES {
         return;
     }
     POOL.with(|p| {
@@ -77,6 +83,17 @@ impl Buf {
     pub fn spare(&mut self, min: usize) -> &mut [u8] {
         if self.data.is_empty() {
             self.data = take_storage();
+        } else if self.data.len() < STORAGE && self.data.len() - self.end < min {
+            // Bytes kept small by `shrink`: back into full storage.
+            let mut big = take_storage();
+            let n = self.len();
+            if big.len() < n {
+                big.resize(n, 0);
+            }
+            big[..n].copy_from_slice(self.filled());
+            self.data = big;
+            self.start = 0;
+            self.end = n;
         }
         if self.data.len() - self.end < min && self.start > 0 {
             self.data.copy_within(self.start..self.end, 0);
@@ -87,6 +104,21 @@ impl Buf {
             self.data.resize(self.end + min, 0);
         }
         &mut self.data[self.end..]
+    }
+
+    /// A few waiting bytes (at most [`SMALL`]: a record's start, when the
+    /// peer stopped mid-record) move to an allocation of their own and the
+    /// storage goes back to the pool, so a connection waiting on a partial
+    /// record holds about what it was sent, not the whole storage.
+    pub fn shrink(&mut self) {
+        let n = self.len();
+        if n == 0 || n > SMALL || self.data.len() <= SMALL {
+            return;
+        }
+        let small = self.filled().to_vec();
+        give_storage(std::mem::replace(&mut self.data, small));
+        self.start = 0;
+        self.end = n;
     }
 
     /// `n` bytes were written into [`Buf::spare`].
@@ -154,6 +186,27 @@ mod tests {
         assert_eq!(b.take_into(&mut out), 3);
         assert_eq!(&out[..3], b"llo");
         assert_eq!(b.capacity(), 0, "an empty buffer holds no storage");
+    }
+
+    #[test]
+    fn a_few_waiting_bytes_hold_a_small_allocation_until_more_arrive() {
+        let mut b = Buf::default();
+        b.extend(&[5u8; 100]);
+        assert!(b.capacity() >= STORAGE);
+        b.shrink();
+        assert_eq!(b.capacity(), 100);
+        assert_eq!(b.filled(), &[5u8; 100]);
+        let room = b.spare(1000);
+        assert!(room.len() >= 1000);
+        room[0] = 6;
+        b.commit(1);
+        assert!(b.capacity() >= STORAGE);
+        assert_eq!(b.len(), 101);
+        assert_eq!(b.filled()[100], 6);
+        // Many waiting bytes keep their storage.
+        b.extend(&[1u8; SMALL]);
+        b.shrink();
+        assert!(b.capacity() >= STORAGE);
     }
 
     #[test]

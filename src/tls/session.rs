@@ -299,7 +299,10 @@ impl TlsSession {
             match self.bufs.input.read_from(sock, READ_MIN) {
                 Ok(0) => return Handshake::Failed(PEER_CLOSED.into()),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Handshake::Pending,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.bufs.input.shrink();
+                    return Handshake::Pending;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Handshake::Failed(format!("read: {e}")),
             }
@@ -346,7 +349,11 @@ impl<S: Read + Write + ShutdownWrite> Read for TlsIo<'_, S> {
             match s.bufs.input.read_from(self.sock, READ_MIN) {
                 Ok(0) => s.tcp_eof = true,
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Drained: waiting for the peer, maybe mid-record.
+                    s.bufs.input.shrink();
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

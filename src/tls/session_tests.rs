@@ -493,3 +493,24 @@ fn a_certificate_message_over_several_records_and_key_updates_work() {
         }
     }
 }
+
+#[test]
+fn a_peer_that_stops_mid_record_costs_about_what_it_sent() {
+    let (mut s, mut c, mut pipe) = connect(false, usize::MAX);
+    c.writer().write_all(&[3u8; 10_000]).unwrap();
+    let mut stream = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut stream).unwrap();
+    }
+    // 300 bytes of a 10 KB record, then silence.
+    pipe.rx.extend(&stream[..300]);
+    assert_eq!(
+        s.io(&mut pipe).read(&mut [0u8; 512]).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    assert_eq!(s.buffered_capacity(), 300);
+    // The rest arrives: the record is whole again.
+    pipe.rx.extend(&stream[300..]);
+    assert_eq!(read_all(&mut s, &mut pipe, 10_000, 4096), vec![3u8; 10_000]);
+    assert_eq!(s.buffered_capacity(), 0);
+}
