@@ -327,6 +327,15 @@ impl Session {
         }
     }
 
+    /// The attempt went to a pooled connection the server had already
+    /// closed: the shell sends the request again on a fresh one, which
+    /// does not count against `attempts`.
+    pub fn attempt_on_stale_connection(&mut self) {
+        if let State::Exchange(x) = &mut self.state {
+            x.attempts = x.attempts.saturating_sub(1);
+        }
+    }
+
     /// The client closed its sending side (or the connection).
     pub fn client_eof(&mut self) -> ClientStep {
         match &mut self.state {

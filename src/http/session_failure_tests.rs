@@ -244,3 +244,31 @@ fn server_bytes_without_a_request_are_unexpected() {
     assert_eq!(s.retry_facts(), None);
     let _ = Method::Get;
 }
+
+#[test]
+fn a_resend_after_a_stale_pooled_connection_is_not_counted_as_an_attempt() {
+    let (mut s, now) = session();
+    let policy = RetryPolicy {
+        attempts: 2,
+        ..RetryPolicy::default()
+    };
+    send_request(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", policy, now);
+    // The pooled connection was closed by the server: sent again, fresh.
+    s.attempt_on_stale_connection();
+    s.attempt_started(policy, now);
+    assert_eq!(s.retry_facts().map(|f| f.attempts_made), Some(1));
+    // That connect fails: one more attempt (2 in all) is still allowed.
+    let connect = UpstreamFailure::ConnectFailed;
+    assert_eq!(
+        s.upstream_failed(connect),
+        UpstreamStep::Retry { failure: connect }
+    );
+    s.attempt_started(policy, now);
+    assert_eq!(
+        s.upstream_failed(connect),
+        UpstreamStep::Reply {
+            failure: connect,
+            status: 502
+        }
+    );
+}

@@ -193,7 +193,8 @@ impl HttpProxy {
     /// byte: the server may have closed it while the request was on its
     /// way, so the request is sent once more on a fresh connection,
     /// whatever its method (as nginx and HAProxy do), when it can be sent
-    /// whole again. The server is not blamed. False: not that case.
+    /// whole again. The server is not blamed and the resend does not count
+    /// against `retry.attempts`. False: not that case.
     fn retry_stale(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> bool {
         let Some(c) = self.conns.get_mut(id.0) else {
             return false;
@@ -207,6 +208,7 @@ impl HttpProxy {
         }
         req.stale_retried = true;
         req.tried.remove(up.server);
+        c.session.attempt_on_stale_connection();
         self.drop_upstream(ctx, id, false);
         let c = &mut self.conns[id.0];
         if written > 0 {
