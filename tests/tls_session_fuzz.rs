@@ -286,3 +286,74 @@ fn seeded_random_inputs() {
         check_tls_session(&data);
     }
 }
+
+/// What an idle connection holds while a record is incomplete: a client
+/// that sends part of a record (or of its first flight) and waits must not
+/// pin a whole 32 KiB buffer.
+#[test]
+fn a_partial_record_holds_only_its_own_bytes() {
+    use check::*;
+    use std::io::Write;
+    for tls12 in [false, true] {
+        let mut client = rustls::ClientConnection::new(
+            tls_client_config(tls12),
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let mut w = Wire::new();
+        let mut s = handshake(&mut client, &mut w, usize::MAX).unwrap();
+        client.writer().write_all(b"hello").unwrap();
+        let mut wire = Vec::new();
+        client.write_tls(&mut wire).unwrap();
+        let mut got = Vec::new();
+        w.rx.extend(&wire[..wire.len() - 1]);
+        assert_eq!(
+            server_read(&mut s, &mut w, 4096, &mut got),
+            ReadEnd::Blocked
+        );
+        assert!(got.is_empty());
+        let held = s.buffered_capacity();
+        assert!(
+            held <= 4096,
+            "tls12 {tls12}: {held} B for {} waiting",
+            wire.len() - 1
+        );
+        w.rx.extend(&wire[wire.len() - 1..]);
+        assert_eq!(
+            server_read(&mut s, &mut w, 4096, &mut got),
+            ReadEnd::Blocked
+        );
+        assert_eq!(got, b"hello");
+        assert_eq!(s.buffered_capacity(), 0);
+    }
+    // One byte of a ClientHello.
+    let mut s = nvelox::tls::TlsSession::server(tls_server_config()).unwrap();
+    let mut w = Wire::new();
+    w.rx.push_back(0x16);
+    assert_eq!(s.handshake(&mut w), nvelox::tls::Handshake::Pending);
+    assert!(s.buffered_capacity() <= 4096, "{}", s.buffered_capacity());
+}
+
+/// Bytes after the peer's close_notify are never processed: they are not
+/// kept either.
+#[test]
+fn bytes_after_close_notify_are_not_kept() {
+    use check::*;
+    for tls12 in [false, true] {
+        let mut client = rustls::ClientConnection::new(
+            tls_client_config(tls12),
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let mut w = Wire::new();
+        let mut s = handshake(&mut client, &mut w, usize::MAX).unwrap();
+        client.send_close_notify();
+        let mut wire = Vec::new();
+        client.write_tls(&mut wire).unwrap();
+        wire.extend_from_slice(&[0x17; 3000]);
+        w.rx.extend(&wire);
+        let mut got = Vec::new();
+        assert_eq!(server_read(&mut s, &mut w, 4096, &mut got), ReadEnd::Eof);
+        assert_eq!(s.buffered_capacity(), 0, "tls12 {tls12}");
+    }
+}

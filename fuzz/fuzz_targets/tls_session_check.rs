@@ -292,7 +292,7 @@ pub fn server_write(s: &mut TlsSession, w: &mut Wire, data: &[u8]) -> Result<usi
 
 /// Handshake steps until done or failed, the client's records passed on
 /// `step` bytes at a time. The server session, or `None` if it failed.
-fn handshake(
+pub fn handshake(
     client: &mut ClientConnection,
     w: &mut Wire,
     step: usize,

@@ -229,7 +229,12 @@ impl TlsSession {
             Conn::Client(c) => advance(&mut **c, &mut self.bufs, sink, write, close),
         };
         match &res {
-            Ok(p) => self.peer_closed |= p.peer_closed,
+            Ok(p) if p.peer_closed => {
+                self.peer_closed = true;
+                // rustls reads nothing after close_notify: keep nothing.
+                self.bufs.input = Buf::default();
+            }
+            Ok(_) => {}
             Err(e) => {
                 self.cert_rejected = matches!(e, rustls::Error::InvalidCertificate(_));
                 self.failed = Some(e.clone());
