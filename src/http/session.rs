@@ -156,7 +156,7 @@ enum Response {
 }
 
 #[derive(Debug)]
-struct Exchange {
+pub(super) struct Exchange {
     method: Method,
     client_version: Version,
     client_keep_alive: bool,
@@ -205,6 +205,13 @@ impl Session {
         }
     }
 
+    /// Moves to `next`; an exchange's box goes back to this thread's spares.
+    fn set_state(&mut self, next: State) {
+        if let State::Exchange(x) = std::mem::replace(&mut self.state, next) {
+            super::spare::unboxed(x);
+        }
+    }
+
     /// Requests started on this connection.
     pub fn exchanges(&self) -> u64 {
         self.exchanges
@@ -249,7 +256,7 @@ impl Session {
                 match parse_request(input, &self.limits) {
                     Ok(Parsed::Incomplete) => ClientStep::NeedMore,
                     Err(reject) => {
-                        self.state = State::Closed;
+                        self.set_state(State::Closed);
                         ClientStep::Reject(reject)
                     }
                     Ok(Parsed::Complete { head, consumed }) => {
@@ -263,11 +270,11 @@ impl Session {
                     done: p.done,
                 },
                 Err(_) if !x.response_started => {
-                    self.state = State::Closed;
+                    self.set_state(State::Closed);
                     ClientStep::Reject(Reject::bad_request("bad request body"))
                 }
                 Err(_) => {
-                    self.state = State::Closed;
+                    self.set_state(State::Closed);
                     ClientStep::Close
                 }
             },
@@ -294,7 +301,7 @@ impl Session {
             },
         };
         self.exchanges += 1;
-        self.state = State::Exchange(Box::new(Exchange {
+        self.set_state(State::Exchange(super::spare::boxed(Exchange {
             method: head.method,
             client_version: head.version,
             client_keep_alive: head.keep_alive,
@@ -308,7 +315,7 @@ impl Session {
             attempts: 0,
             policy: RetryPolicy::default(),
             client_eof: false,
-        }));
+        })));
         ClientStep::Request {
             consumed,
             head,
@@ -346,7 +353,7 @@ impl Session {
                 ClientStep::Hold
             }
             _ => {
-                self.state = State::Closed;
+                self.set_state(State::Closed);
                 ClientStep::Close
             }
         }
@@ -380,7 +387,7 @@ impl Session {
                     }
                 }
                 Err(_) => {
-                    self.state = State::Closed;
+                    self.set_state(State::Closed);
                     UpstreamStep::Abort
                 }
             },
@@ -406,7 +413,7 @@ impl Session {
         }
         x.response_started = true;
         if head.framing == BodyFraming::Tunnel {
-            self.state = State::Tunnel;
+            self.set_state(State::Tunnel);
             return UpstreamStep::Tunnel { consumed, head };
         }
         let client_keep_alive = x.client_keep_alive
@@ -439,14 +446,14 @@ impl Session {
             upstream_reusable: x.upstream_keep_alive && x.request_body.is_done(),
             close_client: !x.client_keep_alive_now,
         };
-        self.state = if end.close_client {
+        self.set_state(if end.close_client {
             State::Closed
         } else {
             State::ReadingHead {
                 idle_since: now,
                 head_since: None,
             }
-        };
+        });
         end
     }
 
@@ -471,7 +478,7 @@ impl Session {
                     }
                 }
                 Err(_) => {
-                    self.state = State::Closed;
+                    self.set_state(State::Closed);
                     UpstreamStep::Abort
                 }
             },
@@ -488,7 +495,7 @@ impl Session {
             return UpstreamStep::Retry { failure };
         }
         if x.response_started {
-            self.state = State::Closed;
+            self.set_state(State::Closed);
             UpstreamStep::Abort
         } else {
             // The exchange stays open for the shell's `local_reply`.
@@ -528,13 +535,13 @@ impl Session {
             }
             _ => None,
         };
-        self.state = match keep {
+        self.set_state(match keep {
             Some(_) => State::ReadingHead {
                 idle_since: now,
                 head_since: None,
             },
             None => State::Closed,
-        };
+        });
         keep
     }
 
@@ -570,7 +577,7 @@ impl Session {
             State::Exchange(x) if !x.response_started => return Some(TimeoutStep::Reply(504)),
             _ => TimeoutStep::CloseIdle,
         };
-        self.state = State::Closed;
+        self.set_state(State::Closed);
         Some(step)
     }
 }

@@ -395,3 +395,40 @@ fn bad_requests_are_rejected_and_close() {
     );
     assert!(matches!(s.client_input(&buf, now), ClientStep::Reject(r) if r.status == 400));
 }
+
+#[test]
+fn an_ended_exchange_lends_its_box_to_the_next_one_within_bounds() {
+    // On a new thread: its spares start empty.
+    std::thread::spawn(|| {
+        use super::spare::kept_exchanges;
+        let (mut s, now) = session();
+        let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        for round in 0..3 {
+            send_request(&mut s, get, RETRY_ALL, now);
+            assert_eq!(
+                kept_exchanges(),
+                0,
+                "round {round}: the spare box is in use"
+            );
+            let step = s.upstream_input(ok, now);
+            assert!(
+                matches!(step, UpstreamStep::Response { end: Some(_), .. }),
+                "{step:?}"
+            );
+            assert_eq!(kept_exchanges(), 1, "round {round}: given back");
+        }
+        // As many as were in flight at once, up to a bound.
+        let mut busy: Vec<Session> = (0..200).map(|_| session().0).collect();
+        for s in &mut busy {
+            send_request(s, get, RETRY_ALL, now);
+        }
+        for s in &mut busy {
+            s.upstream_failed(UpstreamFailure::ConnectFailed);
+            assert_eq!(s.local_reply(b"", now), Some(0));
+        }
+        assert_eq!(kept_exchanges(), 128);
+    })
+    .join()
+    .unwrap();
+}

@@ -83,6 +83,16 @@ impl HttpProxy {
         if spent {
             ctx.requeue(self.conns[id.0].client_token, Ready::default());
         }
+        // Buffers emptied in this wake-up go back to the free list (the
+        // next bytes take one again): a request in flight holds only the
+        // ones with bytes in them, so the list serves 50 busy clients with
+        // `bufs::KEEP` buffers. The held request (`resend`) stays.
+        let c = &mut self.conns[id.0];
+        for b in [&mut c.cin, &mut c.uout, &mut c.uin, &mut c.cout] {
+            if b.is_empty() {
+                self.bufs.give(b);
+            }
+        }
         self.conns[id.0].note_write_stalls(ctx.now());
         self.arm(ctx, id);
     }

@@ -351,7 +351,11 @@ pub trait ShortRead {
     /// asked took everything before it, so the next read returns 0. True
     /// for a plain TCP socket: Linux takes a FIN only in sequence, after
     /// all the data before it is queued, and a read empties the queue up
-    /// to the buffer's size. Not for a source that decodes (TLS).
+    /// to the buffer's size (HAProxy's `raw_sock` concludes the same).
+    /// The exception is a read that stops at a TCP urgent mark: the relay
+    /// does not carry out-of-band data, and the rule for short reads
+    /// without a FIN assumes none already. Not for a source that decodes
+    /// (TLS).
     fn short_read_after_fin_is_eof(&self) -> bool {
         false
     }
