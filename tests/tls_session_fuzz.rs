@@ -41,6 +41,9 @@ const TLS13: u8 = 1;
 const TLS12: u8 = 2;
 const CRAFT13: u8 = 3;
 const CRAFT12: u8 = 4;
+/// Our session as the client (`backend_tls`), a rustls server as the peer.
+const CLIENT13: u8 = 5;
+const CLIENT12: u8 = 6;
 
 fn u16b(n: usize) -> [u8; 2] {
     [(n >> 8) as u8, n as u8]
@@ -49,7 +52,7 @@ fn u16b(n: usize) -> [u8; 2] {
 /// `mode`, a handshake step of 64 KiB (whole), then `ops`.
 fn script(mode: u8, ops: &[&[u8]]) -> Vec<u8> {
     let mut v = vec![mode, 255];
-    if mode >= CRAFT13 {
+    if mode == CRAFT13 || mode == CRAFT12 {
         v.pop();
     }
     for o in ops {
@@ -83,6 +86,34 @@ fn a_request_and_a_response_in_both_versions() {
                 READ,
                 &server_write(5000),
                 CLIENT_READ,
+            ],
+        ));
+    }
+}
+
+#[test]
+fn the_client_side_against_a_rustls_server() {
+    for mode in [CLIENT13, CLIENT12] {
+        let key_update: &[u8] = if mode == CLIENT13 {
+            &[op::KEY_UPDATE]
+        } else {
+            &[]
+        };
+        check_tls_session(&script(
+            mode,
+            &[
+                &server_write(300),
+                CLIENT_READ,
+                &client_write(30_000),
+                key_update,
+                &client_write(10),
+                DELIVER_ALL,
+                READ,
+                &server_write(100),
+                CLIENT_READ,
+                &[op::CLOSE_NOTIFY],
+                DELIVER_ALL,
+                READ,
             ],
         ));
     }
@@ -295,11 +326,7 @@ fn a_partial_record_holds_only_its_own_bytes() {
     use check::*;
     use std::io::Write;
     for tls12 in [false, true] {
-        let mut client = rustls::ClientConnection::new(
-            tls_client_config(tls12),
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-        )
-        .unwrap();
+        let mut client = rustls_client(tls12);
         let mut w = Wire::new();
         let mut s = handshake(&mut client, &mut w, usize::MAX).unwrap();
         client.writer().write_all(b"hello").unwrap();
@@ -340,11 +367,7 @@ fn a_partial_record_holds_only_its_own_bytes() {
 fn bytes_after_close_notify_are_not_kept() {
     use check::*;
     for tls12 in [false, true] {
-        let mut client = rustls::ClientConnection::new(
-            tls_client_config(tls12),
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-        )
-        .unwrap();
+        let mut client = rustls_client(tls12);
         let mut w = Wire::new();
         let mut s = handshake(&mut client, &mut w, usize::MAX).unwrap();
         client.send_close_notify();

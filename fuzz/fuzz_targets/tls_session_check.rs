@@ -2,8 +2,9 @@
 // `tests/tls_session_fuzz.rs` (`include!`d by both, hence no `//!` header).
 // The includer has `nvelox` and `rustls` as dependencies.
 //
-// Drives one server `TlsSession` sans-IO over an in-memory non-blocking
-// socket. The first input byte picks a mode:
+// Drives one `TlsSession` sans-IO over an in-memory non-blocking socket
+// (the server side, and in modes 5 and 6 the client side of `backend_tls`).
+// The first input byte picks a mode:
 // - raw (0): the rest is what a client sends as the first bytes of the
 //   connection (some of it through `feed`, as after a PROXY header), cut
 //   into reads by a seeded generator;
@@ -12,6 +13,8 @@
 //   sends close_notify; bytes on the wire are injected, corrupted,
 //   truncated, delivered in parts; the server reads, writes, shuts down;
 //   the client reads or does not;
+// - rustls server (5, 6): the same script with our session as the client
+//   and a rustls server as the peer (TLS 1.3 / 1.2);
 // - crafted (3, 4; in `tls_session_craft.rs`): a real handshake, then the
 //   client's keys are taken out of rustls and the script sends records of
 //   any content type (handshake messages such as a renegotiating
@@ -33,7 +36,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, ServerConfig, SignatureScheme,
+    ClientConfig, ClientConnection, Connection, DigitallySignedStruct, ServerConfig,
+    ServerConnection, SignatureScheme,
 };
 
 const TLS_CERT: &[u8] = include_bytes!("../../tests/go_compat/certs/test-server.pem");
@@ -290,18 +294,35 @@ pub fn server_write(s: &mut TlsSession, w: &mut Wire, data: &[u8]) -> Result<usi
     Ok(sent)
 }
 
-/// Handshake steps until done or failed, the client's records passed on
-/// `step` bytes at a time. The server session, or `None` if it failed.
-pub fn handshake(
-    client: &mut ClientConnection,
+/// A rustls client for the server session (one version, see
+/// [`tls_client_config`]).
+pub fn rustls_client(tls12: bool) -> Connection {
+    let mut c = ClientConnection::new(
+        tls_client_config(tls12),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    c.set_buffer_limit(None);
+    c.into()
+}
+
+/// Handshake steps of a server session until done, `client`'s records
+/// passed on `step` bytes at a time (`None` if it never ends).
+pub fn handshake(client: &mut Connection, w: &mut Wire, step: usize) -> Option<TlsSession> {
+    drive_handshake(client, TlsSession::server(tls_server_config()).unwrap(), w, step)
+}
+
+/// Handshake steps of `s` against `peer` until both are done.
+fn drive_handshake(
+    peer: &mut Connection,
+    mut s: TlsSession,
     w: &mut Wire,
     step: usize,
 ) -> Option<TlsSession> {
-    let mut s = TlsSession::server(tls_server_config()).unwrap();
     let mut hold = Vec::new();
     for _ in 0..100_000 {
-        while client.wants_write() {
-            client.write_tls(&mut hold).unwrap();
+        while peer.wants_write() {
+            peer.write_tls(&mut hold).unwrap();
         }
         let n = step.min(hold.len());
         w.rx.extend(hold.drain(..n));
@@ -312,11 +333,11 @@ pub fn handshake(
         }
         let mut came = &w.tx[..];
         while !came.is_empty() {
-            client.read_tls(&mut came).unwrap();
-            client.process_new_packets().unwrap();
+            peer.read_tls(&mut came).unwrap();
+            peer.process_new_packets().unwrap();
         }
         w.tx.clear();
-        if st == Handshake::Done && !client.is_handshaking() && hold.is_empty() {
+        if st == Handshake::Done && !peer.is_handshaking() && hold.is_empty() {
             return Some(s);
         }
     }
@@ -366,18 +387,25 @@ pub fn check_raw(data: &[u8]) {
     }
 }
 
-/// Modes 1 and 2: a real rustls client, then a script.
-pub fn check_rustls_client(tls12: bool, data: &[u8]) {
+/// Modes 1, 2 (our server session, a rustls client) and 5, 6 (our client
+/// session, as for `backend_tls`, and a rustls server): a real handshake,
+/// then a script. In the script "client" is the rustls peer and "server"
+/// our session, whichever side each is.
+pub fn check_rustls_peer(tls12: bool, ours_is_client: bool, data: &[u8]) {
     let mut script = Script::new(data);
     let step = usize::from(script.u8()).max(1) * 64;
-    let mut client = ClientConnection::new(
-        tls_client_config(tls12),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
-    client.set_buffer_limit(None);
     let mut w = Wire::new();
-    let Some(mut s) = handshake(&mut client, &mut w, step) else {
+    let (mut client, ours) = if ours_is_client {
+        let mut peer = ServerConnection::new(tls_server_config()).unwrap();
+        peer.set_buffer_limit(None);
+        let name = ServerName::try_from("localhost").unwrap();
+        let ours = TlsSession::client(tls_client_config(tls12), name).unwrap();
+        (Connection::from(peer), ours)
+    } else {
+        let ours = TlsSession::server(tls_server_config()).unwrap();
+        (rustls_client(tls12), ours)
+    };
+    let Some(mut s) = drive_handshake(&mut client, ours, &mut w, step) else {
         return;
     };
     // rustls refuses more than 32 key update requests in a row.
@@ -529,7 +557,7 @@ impl Write for VecWriter<'_> {
 }
 
 /// The client processes what the server sent; false if it refused it.
-fn client_take(client: &mut ClientConnection, w: &mut Wire, came: &mut Vec<u8>) -> bool {
+fn client_take(client: &mut Connection, w: &mut Wire, came: &mut Vec<u8>) -> bool {
     let mut rd = &w.tx[..];
     let mut ok = true;
     while !rd.is_empty() && ok {
@@ -553,12 +581,14 @@ pub fn check_tls_session(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 6 {
+    match mode % 8 {
         0 => check_raw(rest),
-        1 => check_rustls_client(false, rest),
-        2 => check_rustls_client(true, rest),
+        1 => check_rustls_peer(false, false, rest),
+        2 => check_rustls_peer(true, false, rest),
         3 => check_crafted(false, rest),
         4 => check_crafted(true, rest),
+        5 => check_rustls_peer(false, true, rest),
+        6 => check_rustls_peer(true, true, rest),
         _ => check_raw(rest),
     }
 }

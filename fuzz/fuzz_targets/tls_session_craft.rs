@@ -14,7 +14,7 @@ pub struct Crafter {
 }
 
 impl Crafter {
-    pub fn new(client: ClientConnection, tls12: bool) -> Crafter {
+    pub fn new(client: Connection, tls12: bool) -> Crafter {
         let (seq, secrets) = client.dangerous_extract_secrets().unwrap().tx;
         let ConnectionTrafficSecrets::Aes128Gcm { key, iv } = secrets else {
             panic!("not AES-128-GCM");
@@ -65,11 +65,7 @@ fn content_type(b: u8) -> ContentType {
 /// Mode 3: records of any type with the client's own keys.
 pub fn check_crafted(tls12: bool, data: &[u8]) {
     let mut script = Script::new(data);
-    let mut client = ClientConnection::new(
-        tls_client_config(tls12),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
+    let mut client = rustls_client(tls12);
     let mut w = Wire::new();
     let Some(mut s) = handshake(&mut client, &mut w, usize::MAX) else {
         return;
