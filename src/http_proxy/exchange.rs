@@ -9,7 +9,6 @@
 //! never held whole (only a whole small body already read is kept for a
 //! retry).
 
-use std::io::Write;
 use std::sync::Arc;
 
 use reactor::io::{read, write};
@@ -21,7 +20,6 @@ use crate::http::{
     write_request_head, write_response_head, ClientStep, RequestContext, RequestHead,
     ResponseContext, UpstreamFailure, UpstreamStep,
 };
-use crate::metrics::listener as lc;
 
 /// Rounds of [`HttpProxy::drive`] per wake-up of one connection.
 const DRIVE_BUDGET: usize = 256;
@@ -29,7 +27,7 @@ const DRIVE_BUDGET: usize = 256;
 /// Longest path kept for the access log.
 const LOG_PATH_MAX: usize = 200;
 
-enum Flow {
+pub(super) enum Flow {
     Go(bool),
     Closed,
 }
@@ -95,59 +93,6 @@ impl HttpProxy {
         }
         self.conns[id.0].note_write_stalls(ctx.now());
         self.arm(ctx, id);
-    }
-
-    fn read_client(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
-        let c = &mut self.conns[id.0];
-        let cap = BUF_CAP.max(
-            c.rt.plan
-                .listener(c.listener)
-                .http
-                .as_ref()
-                .map_or(0, |h| h.max_header_size)
-                + 1,
-        );
-        if c.client_eof || c.closing || !c.client_ready.readable || c.cin.len() >= cap {
-            return Flow::Go(false);
-        }
-        let tmp = &mut self.scratch[..];
-        let room = (cap - c.cin.len()).min(tmp.len());
-        match read(&mut c.client, &mut tmp[..room]) {
-            IoStatus::Progress(n) => {
-                self.bufs.fill(&mut c.cin);
-                c.cin.extend_from_slice(&tmp[..n]);
-                c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_IN, n as u64);
-                // A short read emptied the socket (as in the TCP relay): the
-                // next bytes raise a new edge, so skip the read that would
-                // only say EAGAIN. Not over TLS, where a close_notify can
-                // end the stream without a new edge.
-                if n < room && !c.client_ready.hangup && !c.client.is_tls() {
-                    c.client_ready.readable = false;
-                }
-                Flow::Go(true)
-            }
-            IoStatus::WouldBlock => {
-                c.client_ready.readable = false;
-                Flow::Go(false)
-            }
-            IoStatus::Closed => {
-                c.client_eof = true;
-                if c.tunnel {
-                    return Flow::Go(true);
-                }
-                match c.session.client_eof() {
-                    ClientStep::Close => {
-                        self.close(ctx, id, "client closed");
-                        Flow::Closed
-                    }
-                    _ => Flow::Go(true),
-                }
-            }
-            IoStatus::Error(_) => {
-                self.close(ctx, id, "client reset");
-                Flow::Closed
-            }
-        }
     }
 
     fn client_steps(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
@@ -542,53 +487,6 @@ impl HttpProxy {
             }
         }
         count(c, before);
-    }
-
-    fn write_client(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
-        let c = &mut self.conns[id.0];
-        if !c.client_ready.writable {
-            return Flow::Go(false);
-        }
-        if c.cout.is_empty() {
-            // TLS records of earlier writes the socket did not take yet.
-            if c.client.has_queued_records() {
-                match c.client.flush_records() {
-                    Ok(true) => {
-                        c.cout_stall = None;
-                        return Flow::Go(true);
-                    }
-                    Ok(false) => c.client_ready.writable = false,
-                    Err(_) => {
-                        self.close(ctx, id, "client reset");
-                        return Flow::Closed;
-                    }
-                }
-            }
-            return Flow::Go(false);
-        }
-        match write(&mut c.client, &c.cout) {
-            IoStatus::Progress(n) => {
-                c.cout.drain(..n);
-                c.cout_stall = None;
-                c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_OUT, n as u64);
-                // Written out: no buffer kept when it grew past the cap,
-                // nor between requests (an idle keep-alive connection then
-                // holds no buffer memory, as `finish` does for the others).
-                if c.cout.is_empty() && (c.cout.capacity() > BUF_CAP || c.req.is_none()) {
-                    self.bufs.give(&mut c.cout);
-                }
-                let _ = c.client.flush();
-                Flow::Go(true)
-            }
-            IoStatus::WouldBlock => {
-                c.client_ready.writable = false;
-                Flow::Go(false)
-            }
-            IoStatus::Closed | IoStatus::Error(_) => {
-                self.close(ctx, id, "client reset");
-                Flow::Closed
-            }
-        }
     }
 }
 

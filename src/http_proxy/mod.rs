@@ -24,6 +24,7 @@
 
 mod bufs;
 mod client;
+mod client_io;
 mod exchange;
 pub mod pool;
 mod proxy_header;
