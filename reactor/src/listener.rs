@@ -520,10 +520,17 @@ mod tests {
 
     #[test]
     fn bind_spec_failure_names_the_address_and_closes_the_rest() {
-        let base = free_range(5);
-        let blocker = std::net::TcpListener::bind(("127.0.0.1", base + 3)).unwrap();
-        let spec = BindSpec::parse(&format!("127.0.0.1:{}-{}", base, base + 4)).unwrap();
-        let err = bind_spec_tcp(&spec, &BindOptions::default()).unwrap_err();
+        // As above: another process may take a probed port before we bind
+        // it; a failure on any port but our blocker's means "probe again".
+        let (base, blocker, err) = (0..20)
+            .find_map(|_| {
+                let base = free_range(5);
+                let blocker = std::net::TcpListener::bind(("127.0.0.1", base + 3)).ok()?;
+                let spec = BindSpec::parse(&format!("127.0.0.1:{}-{}", base, base + 4)).unwrap();
+                let err = bind_spec_tcp(&spec, &BindOptions::default()).unwrap_err();
+                (err.addr.port() == base + 3).then_some((base, blocker, err))
+            })
+            .expect("a free range of 5 ports within 20 tries");
         assert_eq!(
             err.addr,
             SocketAddr::new("127.0.0.1".parse().unwrap(), base + 3)
