@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench as B  # noqa: E402
 import http_tls  # noqa: E402
-from shared_cpu import ctx_switches, own_autogroup  # noqa: E402
+from shared_cpu import ctx_switches, hog_argv, own_autogroup  # noqa: E402
 
 EVENTS = ("syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,"
           "syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_read,"
@@ -91,6 +91,9 @@ def main() -> int:
                     help="perf record -g (cpu-clock) each proxy in the last round, into the work dir")
     ap.add_argument("--group-nice", type=int, default=None,
                     help="run in a session of its own whose autogroup gets this nice (e.g. -10)")
+    ap.add_argument("--hog", action="store_true",
+                    help="a nice-19 busy loop on the proxy core during the runs (the core then "
+                         "never idles: does sleeping cost the proxy CPU?)")
     ap.add_argument("--port-base", type=int, default=31000)
     cfg = ap.parse_args()
     if cfg.group_nice is not None and not own_autogroup(cfg.group_nice):
@@ -124,6 +127,8 @@ def main() -> int:
             if not B.wait_until(lambda: http_tls.http_ok(hp.ha_http), 10):
                 raise RuntimeError("haproxy did not start")
             targets.append(("HAProxy", ha.pid, hp.ha_http))
+        if cfg.hog:
+            B.Proc("hog", hog_argv(), work, B.PROXY_CPU)
         for name, pid, port in targets:  # warm-up (pools, free lists)
             B.wrk(port, 1, False)
         rows: dict[str, list[dict]] = {t[0]: [] for t in targets}
