@@ -26,7 +26,7 @@ use super::{HttpId, HttpProxy};
 use crate::config::ListenerPlan;
 use crate::events::Loop;
 use crate::metrics::TlsFailure;
-use crate::tcp::relay::ShutdownWrite;
+use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
 use crate::tls::client_hello::{peek, Peek, MAX_CLIENT_HELLO};
 use crate::tls::{Handshake, TlsSession};
 
@@ -140,6 +140,15 @@ impl Read for ClientStream {
         match &mut self.tls {
             None => self.sock.read(buf),
             Some(t) => t.io(&mut self.sock).read(buf),
+        }
+    }
+}
+
+impl ShortRead for ClientStream {
+    fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
+        match &self.tls {
+            None => self.sock.short_read(ready),
+            Some(t) => t.short_read(ready),
         }
     }
 }
@@ -311,5 +320,45 @@ impl HttpProxy {
             );
         }
         self.close(ctx, id, "TLS handshake failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::server_stream::ServerStream;
+    use super::*;
+    use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans};
+
+    fn loopback_pair() -> (TcpStream, TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (TcpStream::from_std(a), TcpStream::from_std(b))
+    }
+
+    #[test]
+    fn plain_streams_answer_short_reads_as_their_socket() {
+        let (a, b) = loopback_pair();
+        let client = ClientStream {
+            sock: a,
+            tls: None,
+            hello: None,
+            proxy: None,
+        };
+        let server = ServerStream::connecting(b, None);
+        let fin = Readiness {
+            hangup: true,
+            fin: true,
+            ..Readiness::default()
+        };
+        let reset = Readiness {
+            hangup: true,
+            ..Readiness::default()
+        };
+        for s in [&client as &dyn ShortRead, &server] {
+            assert_eq!(s.short_read(&Readiness::default()), ShortReadMeans::Drained);
+            assert_eq!(s.short_read(&fin), ShortReadMeans::Ended);
+            assert_eq!(s.short_read(&reset), ShortReadMeans::ReadOn);
+        }
     }
 }

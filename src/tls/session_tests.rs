@@ -514,3 +514,38 @@ fn a_peer_that_stops_mid_record_costs_about_what_it_sent() {
     assert_eq!(read_all(&mut s, &mut pipe, 10_000, 4096), vec![3u8; 10_000]);
     assert_eq!(s.buffered_capacity(), 0);
 }
+
+#[test]
+fn a_short_read_means_drained_until_the_session_read_the_end() {
+    use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans};
+    let quiet = Readiness::default();
+    let hangup = Readiness {
+        hangup: true,
+        fin: true,
+        ..Readiness::default()
+    };
+    for tls12 in [false, true] {
+        let (mut s, mut c, mut pipe) = connect(tls12, usize::MAX);
+        c.writer().write_all(b"data").unwrap();
+        shuttle(&mut c, &mut pipe);
+        assert_eq!(s.io(&mut pipe).read(&mut [0u8; 64]).unwrap(), 4);
+        assert_eq!(s.short_read(&quiet), ShortReadMeans::Drained);
+        // The socket's FIN is not the end of the TLS stream: read on.
+        assert_eq!(s.short_read(&hangup), ShortReadMeans::ReadOn);
+        // The last data and close_notify in one read: no edge will come
+        // for the end, which that short read already took.
+        c.writer().write_all(b"last").unwrap();
+        c.send_close_notify();
+        shuttle(&mut c, &mut pipe);
+        assert_eq!(s.io(&mut pipe).read(&mut [0u8; 64]).unwrap(), 4);
+        assert_eq!(s.short_read(&quiet), ShortReadMeans::Ended);
+        assert_eq!(s.io(&mut pipe).read(&mut [0u8; 64]).unwrap(), 0);
+        // A FIN without close_notify ends it the same way.
+        let (mut s, mut c, mut pipe) = connect(tls12, usize::MAX);
+        c.writer().write_all(b"cut").unwrap();
+        shuttle(&mut c, &mut pipe);
+        pipe.fin = true;
+        assert_eq!(s.io(&mut pipe).read(&mut [0u8; 64]).unwrap(), 3);
+        assert_eq!(s.short_read(&quiet), ShortReadMeans::Ended);
+    }
+}
