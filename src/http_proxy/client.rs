@@ -333,6 +333,8 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (b, _) = l.accept().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
         (TcpStream::from_std(a), TcpStream::from_std(b))
     }
 
@@ -360,5 +362,53 @@ mod tests {
             assert_eq!(s.short_read(&fin), ShortReadMeans::Ended);
             assert_eq!(s.short_read(&reset), ShortReadMeans::ReadOn);
         }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_tls_client_stream_answers_short_reads_as_its_session() {
+        use crate::tls::test_support::{
+            client_config, handshake, only, server_config, server_name, MemSocket,
+        };
+        use rustls::{ClientConnection, Connection};
+        let mut peer: Connection = ClientConnection::new(client_config(only(false)), server_name())
+            .unwrap()
+            .into();
+        let session = TlsSession::server(server_config(only(false))).unwrap();
+        let session = handshake(
+            &mut peer,
+            session,
+            &mut MemSocket::new(),
+            usize::MAX,
+            |_| {},
+        );
+        let (sock, _other_end) = loopback_pair();
+        let mut client = ClientStream {
+            sock,
+            tls: Some(Box::new(session.unwrap())),
+            hello: None,
+            proxy: None,
+        };
+        let records = |peer: &mut Connection| {
+            let mut out = Vec::new();
+            while peer.wants_write() {
+                peer.write_tls(&mut out).unwrap();
+            }
+            out
+        };
+        let quiet = Readiness::default();
+        peer.writer().write_all(b"GET").unwrap();
+        let early = records(&mut peer);
+        client.tls.as_deref_mut().unwrap().feed(&early).unwrap();
+        assert_eq!(client.read(&mut [0u8; 64]).unwrap(), 3);
+        assert_eq!(client.short_read(&quiet), ShortReadMeans::Drained);
+        // The last data and close_notify in one read: the end was read.
+        peer.writer().write_all(b"last").unwrap();
+        peer.send_close_notify();
+        let early = records(&mut peer);
+        client.tls.as_deref_mut().unwrap().feed(&early).unwrap();
+        assert_eq!(client.read(&mut [0u8; 64]).unwrap(), 4);
+        assert_eq!(client.short_read(&quiet), ShortReadMeans::Ended);
+        assert_eq!(client.read(&mut [0u8; 64]).unwrap(), 0);
     }
 }
