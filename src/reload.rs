@@ -155,7 +155,7 @@ mod tests {
 
         // The loops' threads got their slice when they started.
         let mut new = old.clone();
-        new.server.scheduler_slice = None;
+        new.server.scheduler_slice = Some(std::time::Duration::from_micros(200));
         let notes = keep_restart_only_settings(&old, &mut new);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(notes[0].contains("server.scheduler_slice"));

@@ -1,8 +1,8 @@
 //! `server.scheduler_slice` against the real binary: each event-loop thread
 //! (`nvelox-N`) runs with the configured EEVDF slice, read back from
-//! `/proc/PID/task/TID/sched` (`se.slice`); absent, the 100us default; `off`
-//! leaves the kernel's default (the main thread's slice, which nvelox never
-//! changes). SKIP on a kernel without custom slices for `SCHED_OTHER`
+//! `/proc/PID/task/TID/sched` (`se.slice`); `off` and the default (key
+//! absent) leave the kernel's default (the main thread's slice, which
+//! nvelox never changes). SKIP on a kernel without custom slices for `SCHED_OTHER`
 //! (before 6.12) or without `se.slice` in /proc.
 
 mod common;
@@ -98,12 +98,11 @@ fn loop_threads_get_the_configured_slice_and_off_leaves_the_default() {
     let (loops, _) = slices_with("  scheduler_slice: 250us");
     assert_eq!(loops, vec![Some(Duration::from_micros(250)); 2]);
 
-    // The default when the key is absent.
-    let (loops, _) = slices_with("");
-    assert_eq!(loops, vec![Some(Duration::from_micros(100)); 2]);
-
-    // `off`: the loops keep what the kernel gave them, like the main thread.
-    let (loops, main) = slices_with("  scheduler_slice: off");
-    assert!(main.is_some());
-    assert_eq!(loops, vec![main; 2]);
+    // `off` and the default (absent): the loops keep what the kernel gave
+    // them, like the main thread.
+    for line in ["  scheduler_slice: off", ""] {
+        let (loops, main) = slices_with(line);
+        assert!(main.is_some());
+        assert_eq!(loops, vec![main; 2], "{line:?}");
+    }
 }

@@ -102,10 +102,7 @@ fn scheduler_slice_takes_off_or_100us_to_100ms() {
         )
     };
     let slice = |v: &str| load(&doc(v)).unwrap().server.scheduler_slice;
-    assert_eq!(
-        load(MINIMAL).unwrap().server.scheduler_slice,
-        Some(Duration::from_micros(100))
-    );
+    assert_eq!(load(MINIMAL).unwrap().server.scheduler_slice, None);
     assert_eq!(slice("off"), None);
     assert_eq!(slice("100us"), Some(Duration::from_micros(100)));
     assert_eq!(slice("750us"), Some(Duration::from_micros(750)));
