@@ -20,12 +20,13 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
-use reactor::{Ctx, IoStatus};
+use reactor::Ctx;
 
 use super::{HttpId, HttpProxy};
 use crate::config::ListenerPlan;
 use crate::events::Loop;
 use crate::metrics::TlsFailure;
+use crate::tcp::header::read_intake;
 use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
 use crate::tls::client_hello::{peek, Peek, MAX_CLIENT_HELLO};
 use crate::tls::{Handshake, TlsSession};
@@ -234,19 +235,12 @@ impl HttpProxy {
         let Some(hello) = c.client.hello.as_mut() else {
             return true;
         };
-        let mut chunk = [0u8; 2048];
-        let mut closed = false;
-        while c.client_ready.readable && hello.len() < MAX_CLIENT_HELLO {
-            let room = (MAX_CLIENT_HELLO - hello.len()).min(chunk.len());
-            match reactor::io::read(&mut c.client.sock, &mut chunk[..room]) {
-                IoStatus::Progress(n) => hello.extend_from_slice(&chunk[..n]),
-                IoStatus::WouldBlock => c.client_ready.readable = false,
-                IoStatus::Closed | IoStatus::Error(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let closed = read_intake(
+            &mut c.client.sock,
+            &mut c.client_ready,
+            hello,
+            MAX_CLIENT_HELLO,
+        );
         let name = match peek(hello) {
             Peek::NeedMore if !closed => return false,
             Peek::NeedMore => {
