@@ -56,6 +56,10 @@ pub fn keep_restart_only_settings(old: &Plan, new: &mut Plan) -> Vec<String> {
         }
     };
     check("server.workers", old.server.workers != new.server.workers);
+    check(
+        "server.scheduler_slice",
+        old.server.scheduler_slice != new.server.scheduler_slice,
+    );
     check("server.user", old.server.user != new.server.user);
     check("server.group", old.server.group != new.server.group);
     check(
@@ -91,6 +95,7 @@ pub fn keep_restart_only_settings(old: &Plan, new: &mut Plan) -> Vec<String> {
         (o, n) => *n = o.clone(),
     }
     new.server.workers = old.server.workers;
+    new.server.scheduler_slice = old.server.scheduler_slice;
     new.server.user = old.server.user.clone();
     new.server.group = old.server.group.clone();
     new.server.pid_file = old.server.pid_file.clone();
@@ -147,5 +152,13 @@ mod tests {
         assert!(notes[0].contains("server.workers"));
         assert_eq!(new.server.workers, 2);
         assert_eq!(new.server.max_connections, 5, "a live setting is applied");
+
+        // The loops' threads got their slice when they started.
+        let mut new = old.clone();
+        new.server.scheduler_slice = Some(std::time::Duration::from_micros(200));
+        let notes = keep_restart_only_settings(&old, &mut new);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("server.scheduler_slice"));
+        assert_eq!(new.server.scheduler_slice, old.server.scheduler_slice);
     }
 }

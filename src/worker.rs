@@ -5,7 +5,7 @@
 //! logic.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reactor::{Action, Ctx, Handler, Ready, Token};
 
@@ -50,6 +50,8 @@ pub struct Worker {
     /// The admin/metrics server: sockets on loop 0 only.
     admin: AdminServer,
     draining: bool,
+    /// `server.scheduler_slice`, applied to the loop's thread at start.
+    scheduler_slice: Option<Duration>,
 }
 
 impl Worker {
@@ -61,6 +63,7 @@ impl Worker {
         admin: Vec<AdminSock>,
     ) -> Worker {
         Worker {
+            scheduler_slice: rt.plan.server.scheduler_slice,
             admin: AdminServer::new(Arc::clone(&rt), access.clone(), admin),
             udp: UdpProxy::new(Arc::clone(&rt), access.clone(), udp_listeners),
             health: HealthChecker::new(Arc::clone(&rt)),
@@ -80,6 +83,21 @@ impl Handler for Worker {
     type Message = Msg;
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) -> Action {
+        // On the loop's own thread. Not applying it changes no behaviour,
+        // only how soon the loop gets its core back from a busy neighbour.
+        if let Some(slice) = self.scheduler_slice {
+            match reactor::sys::set_thread_slice(Some(slice)) {
+                Ok(()) => log::debug!(
+                    "event loop {}: scheduler slice {} us requested",
+                    ctx.loop_index(),
+                    slice.as_micros()
+                ),
+                Err(e) => log::info!(
+                    "event loop {}: server.scheduler_slice not applied ({e}): the kernel's default slice stays",
+                    ctx.loop_index()
+                ),
+            }
+        }
         self.tcp.start(ctx);
         self.udp.start(ctx);
         if ctx.loop_index() == 0 {

@@ -3,7 +3,9 @@
 // The includer has `nvelox` and `rustls` as dependencies.
 //
 // Drives one `TlsSession` sans-IO over an in-memory non-blocking socket
-// (the server side, and in modes 5 and 6 the client side of `backend_tls`).
+// (the server side, and in modes 5 and 6 the client side of `backend_tls`;
+// the socket, configurations and handshake are `nvelox::tls::test_support`,
+// shared with the session's own tests).
 // The first input byte picks a mode:
 // - raw (0): the rest is what a client sends as the first bytes of the
 //   connection (some of it through `feed`, as after a PROXY header), cut
@@ -31,17 +33,10 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use nvelox::tcp::relay::ShutdownWrite;
+use nvelox::tls::test_support::{self as support, client_config_with, only, server_name};
+pub use nvelox::tls::test_support::MemSocket as Wire;
 use nvelox::tls::{Handshake, TlsSession};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, Connection, DigitallySignedStruct, ServerConfig,
-    ServerConnection, SignatureScheme,
-};
-
-const TLS_CERT: &[u8] = include_bytes!("../../tests/go_compat/certs/test-server.pem");
-const TLS_KEY: &[u8] = include_bytes!("../../tests/go_compat/certs/test-server.key");
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 /// The most buffer storage a session may hold: three buffers, none over
 /// the 128 KiB its pool keeps.
@@ -57,125 +52,10 @@ fn skip_read(server_shut: bool, tampered: bool) -> bool {
     RUSTLS_959 && server_shut && tampered
 }
 
-/// A non-blocking socket in memory: `rx` is what the client sent, `tx`
-/// what the server sent; `room` bytes may wait in `tx` (a client that
-/// does not read).
-pub struct Wire {
-    pub rx: VecDeque<u8>,
-    pub tx: Vec<u8>,
-    pub room: usize,
-    pub fin: bool,
-    pub shut: bool,
-}
-
-impl Wire {
-    pub fn new() -> Wire {
-        Wire {
-            rx: VecDeque::new(),
-            tx: Vec::new(),
-            room: usize::MAX,
-            fin: false,
-            shut: false,
-        }
-    }
-}
-
-impl Read for Wire {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.rx.is_empty() {
-            return if self.fin {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        let n = buf.len().min(self.rx.len());
-        for (b, x) in buf.iter_mut().zip(self.rx.drain(..n)) {
-            *b = x;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for Wire {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.shut {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        let n = buf.len().min(self.room.saturating_sub(self.tx.len()));
-        if n == 0 && !buf.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.tx.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ShutdownWrite for Wire {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shut = true;
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct AnyServerCert;
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        nvelox::tls::server::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-static TLS12_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
-static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
-
 /// nvelox's server settings that matter here (its provider, default
-/// session cache, so TLS 1.3 tickets are sent; ALPN).
+/// session cache, so TLS 1.3 tickets are sent; ALPN), both versions.
 pub fn tls_server_config() -> Arc<ServerConfig> {
-    let chain = CertificateDer::pem_slice_iter(TLS_CERT)
-        .map(|c| c.unwrap())
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(TLS_KEY).unwrap();
-    let mut c = ServerConfig::builder_with_provider(nvelox::tls::server::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    c.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(c)
+    support::server_config(rustls::DEFAULT_VERSIONS)
 }
 
 /// A client that offers one version and AES-128-GCM only (so its keys
@@ -186,18 +66,7 @@ pub fn tls_client_config(tls12: bool) -> Arc<ClientConfig> {
         rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
         rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
     ];
-    let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
-        &TLS12_ONLY
-    } else {
-        &TLS13_ONLY
-    };
-    let mut c = ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(versions)
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCert))
-        .with_no_client_auth();
-    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut c = client_config_with(Arc::new(provider), only(tls12));
     c.enable_secret_extraction = true;
     Arc::new(c)
 }
@@ -297,11 +166,7 @@ pub fn server_write(s: &mut TlsSession, w: &mut Wire, data: &[u8]) -> Result<usi
 /// A rustls client for the server session (one version, see
 /// [`tls_client_config`]).
 pub fn rustls_client(tls12: bool) -> Connection {
-    let mut c = ClientConnection::new(
-        tls_client_config(tls12),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
+    let mut c = ClientConnection::new(tls_client_config(tls12), server_name()).unwrap();
     c.set_buffer_limit(None);
     c.into()
 }
@@ -312,36 +177,15 @@ pub fn handshake(client: &mut Connection, w: &mut Wire, step: usize) -> Option<T
     drive_handshake(client, TlsSession::server(tls_server_config()).unwrap(), w, step)
 }
 
-/// Handshake steps of `s` against `peer` until both are done.
+/// Handshake steps of `s` against `peer` until both are done, the
+/// session's buffers bounded at every step.
 fn drive_handshake(
     peer: &mut Connection,
-    mut s: TlsSession,
+    s: TlsSession,
     w: &mut Wire,
     step: usize,
 ) -> Option<TlsSession> {
-    let mut hold = Vec::new();
-    for _ in 0..100_000 {
-        while peer.wants_write() {
-            peer.write_tls(&mut hold).unwrap();
-        }
-        let n = step.min(hold.len());
-        w.rx.extend(hold.drain(..n));
-        let st = s.handshake(w);
-        assert_bounded(&s);
-        if let Handshake::Failed(why) = st {
-            panic!("a real handshake failed: {why}");
-        }
-        let mut came = &w.tx[..];
-        while !came.is_empty() {
-            peer.read_tls(&mut came).unwrap();
-            peer.process_new_packets().unwrap();
-        }
-        w.tx.clear();
-        if st == Handshake::Done && !peer.is_handshaking() && hold.is_empty() {
-            return Some(s);
-        }
-    }
-    None
+    support::handshake(peer, s, w, step, assert_bounded)
 }
 
 /// Mode 0: arbitrary bytes as the start of a connection.
@@ -398,8 +242,7 @@ pub fn check_rustls_peer(tls12: bool, ours_is_client: bool, data: &[u8]) {
     let (mut client, ours) = if ours_is_client {
         let mut peer = ServerConnection::new(tls_server_config()).unwrap();
         peer.set_buffer_limit(None);
-        let name = ServerName::try_from("localhost").unwrap();
-        let ours = TlsSession::client(tls_client_config(tls12), name).unwrap();
+        let ours = TlsSession::client(tls_client_config(tls12), server_name()).unwrap();
         (Connection::from(peer), ours)
     } else {
         let ours = TlsSession::server(tls_server_config()).unwrap();

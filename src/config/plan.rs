@@ -80,6 +80,9 @@ pub struct ServerSettings {
     /// Capacity of each listener's per-client table (`ip_rate_limit`,
     /// `max_connections_per_ip`), least recently seen evicted. Default 65,536.
     pub max_tracked_sources: usize,
+    /// The EEVDF slice each event-loop thread asks the kernel for
+    /// (`server.scheduler_slice`); `None` = the kernel's default.
+    pub scheduler_slice: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

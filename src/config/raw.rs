@@ -114,6 +114,7 @@ pub struct RawServerSettings {
     pub max_connections: Option<Text>,
     pub shutdown_timeout: Option<Text>,
     pub max_tracked_sources: Option<Text>,
+    pub scheduler_slice: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -20,13 +20,14 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
-use reactor::{Ctx, IoStatus};
+use reactor::Ctx;
 
 use super::{HttpId, HttpProxy};
 use crate::config::ListenerPlan;
 use crate::events::Loop;
 use crate::metrics::TlsFailure;
-use crate::tcp::relay::ShutdownWrite;
+use crate::tcp::header::read_intake;
+use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
 use crate::tls::client_hello::{peek, Peek, MAX_CLIENT_HELLO};
 use crate::tls::{Handshake, TlsSession};
 
@@ -144,6 +145,15 @@ impl Read for ClientStream {
     }
 }
 
+impl ShortRead for ClientStream {
+    fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
+        match &self.tls {
+            None => self.sock.short_read(ready),
+            Some(t) => t.short_read(ready),
+        }
+    }
+}
+
 impl Write for ClientStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.tls {
@@ -225,19 +235,12 @@ impl HttpProxy {
         let Some(hello) = c.client.hello.as_mut() else {
             return true;
         };
-        let mut chunk = [0u8; 2048];
-        let mut closed = false;
-        while c.client_ready.readable && hello.len() < MAX_CLIENT_HELLO {
-            let room = (MAX_CLIENT_HELLO - hello.len()).min(chunk.len());
-            match reactor::io::read(&mut c.client.sock, &mut chunk[..room]) {
-                IoStatus::Progress(n) => hello.extend_from_slice(&chunk[..n]),
-                IoStatus::WouldBlock => c.client_ready.readable = false,
-                IoStatus::Closed | IoStatus::Error(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let closed = read_intake(
+            &mut c.client.sock,
+            &mut c.client_ready,
+            hello,
+            MAX_CLIENT_HELLO,
+        );
         let name = match peek(hello) {
             Peek::NeedMore if !closed => return false,
             Peek::NeedMore => {
@@ -311,5 +314,95 @@ impl HttpProxy {
             );
         }
         self.close(ctx, id, "TLS handshake failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::server_stream::ServerStream;
+    use super::*;
+    use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans};
+
+    fn loopback_pair() -> (TcpStream, TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        (TcpStream::from_std(a), TcpStream::from_std(b))
+    }
+
+    #[test]
+    fn plain_streams_answer_short_reads_as_their_socket() {
+        let (a, b) = loopback_pair();
+        let client = ClientStream {
+            sock: a,
+            tls: None,
+            hello: None,
+            proxy: None,
+        };
+        let server = ServerStream::connecting(b, None);
+        let fin = Readiness {
+            hangup: true,
+            fin: true,
+            ..Readiness::default()
+        };
+        let reset = Readiness {
+            hangup: true,
+            ..Readiness::default()
+        };
+        for s in [&client as &dyn ShortRead, &server] {
+            assert_eq!(s.short_read(&Readiness::default()), ShortReadMeans::Drained);
+            assert_eq!(s.short_read(&fin), ShortReadMeans::Ended);
+            assert_eq!(s.short_read(&reset), ShortReadMeans::ReadOn);
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_tls_client_stream_answers_short_reads_as_its_session() {
+        use crate::tls::test_support::{
+            client_config, handshake, only, server_config, server_name, MemSocket,
+        };
+        use rustls::{ClientConnection, Connection};
+        let mut peer: Connection = ClientConnection::new(client_config(only(false)), server_name())
+            .unwrap()
+            .into();
+        let session = TlsSession::server(server_config(only(false))).unwrap();
+        let session = handshake(
+            &mut peer,
+            session,
+            &mut MemSocket::new(),
+            usize::MAX,
+            |_| {},
+        );
+        let (sock, _other_end) = loopback_pair();
+        let mut client = ClientStream {
+            sock,
+            tls: Some(Box::new(session.unwrap())),
+            hello: None,
+            proxy: None,
+        };
+        let records = |peer: &mut Connection| {
+            let mut out = Vec::new();
+            while peer.wants_write() {
+                peer.write_tls(&mut out).unwrap();
+            }
+            out
+        };
+        let quiet = Readiness::default();
+        peer.writer().write_all(b"GET").unwrap();
+        let early = records(&mut peer);
+        client.tls.as_deref_mut().unwrap().feed(&early).unwrap();
+        assert_eq!(client.read(&mut [0u8; 64]).unwrap(), 3);
+        assert_eq!(client.short_read(&quiet), ShortReadMeans::Drained);
+        // The last data and close_notify in one read: the end was read.
+        peer.writer().write_all(b"last").unwrap();
+        peer.send_close_notify();
+        let early = records(&mut peer);
+        client.tls.as_deref_mut().unwrap().feed(&early).unwrap();
+        assert_eq!(client.read(&mut [0u8; 64]).unwrap(), 4);
+        assert_eq!(client.short_read(&quiet), ShortReadMeans::Ended);
+        assert_eq!(client.read(&mut [0u8; 64]).unwrap(), 0);
     }
 }

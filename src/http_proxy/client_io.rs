@@ -12,6 +12,7 @@ use super::{HttpId, HttpProxy, BUF_CAP};
 use crate::events::Loop;
 use crate::http::ClientStep;
 use crate::metrics::listener as lc;
+use crate::tcp::relay::{ShortRead, ShortReadMeans};
 
 impl HttpProxy {
     pub(super) fn read_client(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
@@ -34,11 +35,11 @@ impl HttpProxy {
                 self.bufs.fill(&mut c.cin);
                 c.cin.extend_from_slice(&tmp[..n]);
                 c.rt.listener_stats[c.listener.0].add(ctx.loop_index(), lc::BYTES_IN, n as u64);
-                // A short read emptied the socket (as in the TCP relay): the
-                // next bytes raise a new edge, so skip the read that would
-                // only say EAGAIN. Not over TLS, where a close_notify can
-                // end the stream without a new edge.
-                if n < room && !c.client_ready.hangup && !c.client.is_tls() {
+                // A short read that drained the stream (as in the TCP
+                // relay): the next bytes raise a new edge, so skip the read
+                // that would only say EAGAIN. At the end, read on: the
+                // next read returns 0.
+                if n < room && c.client.short_read(&c.client_ready) == ShortReadMeans::Drained {
                     c.client_ready.readable = false;
                 }
                 Flow::Go(true)

@@ -20,6 +20,7 @@ use crate::http::{
     write_request_head, write_response_head, ClientStep, RequestContext, RequestHead,
     ResponseContext, UpstreamFailure, UpstreamStep,
 };
+use crate::tcp::relay::{ShortRead, ShortReadMeans};
 
 /// Rounds of [`HttpProxy::drive`] per wake-up of one connection.
 const DRIVE_BUDGET: usize = 256;
@@ -302,8 +303,9 @@ impl HttpProxy {
                 self.bufs.fill(&mut c.uin);
                 c.uin.extend_from_slice(&tmp[..n]);
                 up.reused = false;
-                // A short read emptied the socket: wait for the next edge (none over TLS).
-                if n < tmp.len() && !up.ready.hangup && !up.stream.is_tls() {
+                // A short read that drained the stream: wait for the next
+                // edge (at the end, read on: the next read returns 0).
+                if n < tmp.len() && up.stream.short_read(&up.ready) == ShortReadMeans::Drained {
                     up.ready.readable = false;
                 }
                 Flow::Go(true)

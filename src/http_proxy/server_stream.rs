@@ -26,7 +26,7 @@ use super::{HttpId, HttpProxy};
 use crate::events::Loop;
 use crate::http::UpstreamFailure;
 use crate::metrics::BackendTlsFailure;
-use crate::tcp::relay::ShutdownWrite;
+use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
 use crate::tls::{ClientTlsId, Handshake, TlsSession};
 
 /// A connection to a server, as the HTTP code sees it.
@@ -111,6 +111,15 @@ impl Read for ServerStream {
         match &mut self.tls {
             None => self.sock.read(buf),
             Some((t, _)) => t.io(&mut self.sock).read(buf),
+        }
+    }
+}
+
+impl ShortRead for ServerStream {
+    fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
+        match &self.tls {
+            None => self.sock.short_read(ready),
+            Some((t, _)) => t.short_read(ready),
         }
     }
 }

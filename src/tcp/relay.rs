@@ -24,8 +24,8 @@ pub struct Readiness {
     /// never conclude "drained" from a short read.
     pub hangup: bool,
     /// The peer's FIN was reported without an error (`EPOLLRDHUP`, no
-    /// `EPOLLERR`). For a source whose [`ShortRead`] says so, a short read
-    /// then means the stream ended: no read for the 0.
+    /// `EPOLLERR`). A plain socket's short read then means the stream
+    /// ended: no read for the 0 (see [`ShortRead`]).
     pub fin: bool,
 }
 
@@ -304,18 +304,18 @@ impl Direction {
                     self.end += n;
                     self.splicing |= n == buf.len();
                     if n < room {
-                        if src_ready.fin && src.short_read_after_fin_is_eof() {
-                            // Everything before the FIN was read: the next
-                            // read would return 0. Skip it: the FIN is
-                            // passed on right behind these bytes.
-                            self.eof = true;
-                            src_ready.readable = false;
-                        } else if !src_ready.hangup {
-                            // A short read emptied the socket's receive
-                            // queue: new data will raise a new edge, so skip
-                            // the read that would only say EAGAIN (one
-                            // syscall less per message).
-                            src_ready.readable = false;
+                        match src.short_read(src_ready) {
+                            // The next read would return 0. Skip it: the
+                            // FIN is passed on right behind these bytes.
+                            ShortReadMeans::Ended => {
+                                self.eof = true;
+                                src_ready.readable = false;
+                            }
+                            // New data will raise a new edge: skip the read
+                            // that would only say EAGAIN (one syscall less
+                            // per message).
+                            ShortReadMeans::Drained => src_ready.readable = false,
+                            ShortReadMeans::ReadOn => {}
                         }
                     }
                 }
@@ -345,25 +345,52 @@ impl ShutdownWrite for mio::net::TcpStream {
     }
 }
 
-/// What a short read says about a source.
-pub trait ShortRead {
-    /// After the peer's FIN was reported, a read that returned less than
-    /// asked took everything before it, so the next read returns 0. True
-    /// for a plain TCP socket: Linux takes a FIN only in sequence, after
-    /// all the data before it is queued, and a read empties the queue up
-    /// to the buffer's size (HAProxy's `raw_sock` concludes the same).
-    /// The exception is a read that stops at a TCP urgent mark: the relay
-    /// does not carry out-of-band data, and the rule for short reads
-    /// without a FIN assumes none already. Not for a source that decodes
-    /// (TLS).
-    fn short_read_after_fin_is_eof(&self) -> bool {
-        false
+/// What a read that returned less than asked says about its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShortReadMeans {
+    /// Everything the source had was taken: new bytes raise a new edge,
+    /// so the read that would only say `WouldBlock` is skipped.
+    Drained,
+    /// Everything before the end of the stream was taken: the next read
+    /// would return 0, and no new edge will say so.
+    Ended,
+    /// A hang-up (perhaps an error) was reported and the end not seen yet:
+    /// read on until 0 or the error.
+    ReadOn,
+}
+
+impl ShortReadMeans {
+    /// The rule all sources share, given whether the source knows that
+    /// its stream ended.
+    pub fn of(ready: &Readiness, ended: bool) -> ShortReadMeans {
+        if ended {
+            ShortReadMeans::Ended
+        } else if ready.hangup {
+            ShortReadMeans::ReadOn
+        } else {
+            ShortReadMeans::Drained
+        }
     }
 }
 
+/// The question the TCP relay's pump and the HTTP shell's reads ask a
+/// source after a short read; each stream type answers it (a plain
+/// socket here, a TLS session in `tls::session`).
+pub trait ShortRead {
+    fn short_read(&self, ready: &Readiness) -> ShortReadMeans;
+}
+
+/// A plain TCP socket knows its end from the event: after the peer's FIN
+/// was reported, a read that returned less than asked took everything
+/// before it, so the next read returns 0 (Linux takes a FIN only in
+/// sequence, after all the data before it is queued, and a read empties
+/// the queue up to the buffer's size; HAProxy's `raw_sock` concludes the
+/// same). The exception is a read that stops at a TCP urgent mark: the
+/// relay does not carry out-of-band data, and the rule for short reads
+/// without a FIN assumes none already.
 impl ShortRead for mio::net::TcpStream {
-    fn short_read_after_fin_is_eof(&self) -> bool {
-        true
+    fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
+        ShortReadMeans::of(ready, ready.fin)
     }
 }
 
@@ -395,7 +422,13 @@ mod tests {
             Ok(n)
         }
     }
-    impl ShortRead for Src {}
+    /// Knows nothing of its end: short reads mean drained, unless a
+    /// hang-up was reported.
+    impl ShortRead for Src {
+        fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
+            ShortReadMeans::of(ready, false)
+        }
+    }
 
     /// A `Src` that counts its reads and may say it is a plain socket.
     struct Counted {
@@ -410,8 +443,8 @@ mod tests {
         }
     }
     impl ShortRead for Counted {
-        fn short_read_after_fin_is_eof(&self) -> bool {
-            self.plain
+        fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
+            ShortReadMeans::of(ready, self.plain && ready.fin)
         }
     }
 
@@ -657,7 +690,11 @@ mod tests {
             self.shutdown(std::net::Shutdown::Write)
         }
     }
-    impl ShortRead for std::os::unix::net::UnixStream {}
+    impl ShortRead for std::os::unix::net::UnixStream {
+        fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
+            ShortReadMeans::of(ready, false)
+        }
+    }
 
     #[test]
     fn zero_copy_copies_small_messages_and_splices_bulk() {

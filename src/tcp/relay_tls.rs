@@ -17,7 +17,7 @@ use mio::net::TcpStream;
 use reactor::{Ctx, DEFAULT_BUDGET};
 
 use super::conn::Conn;
-use super::relay::{Direction, Pump, Readiness, ShortRead, ShutdownWrite};
+use super::relay::{Pump, Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
 use super::{show, ConnId, TcpProxy};
 use crate::events::Loop;
 use crate::metrics::BackendTlsFailure;
@@ -70,10 +70,12 @@ impl ShutdownWrite for Io<'_> {
     }
 }
 
-/// Only a plain socket: TLS plaintext comes out record by record.
 impl ShortRead for Io<'_> {
-    fn short_read_after_fin_is_eof(&self) -> bool {
-        matches!(self, Io::Plain(_))
+    fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
+        match self {
+            Io::Plain(s) => s.short_read(ready),
+            Io::Tls(t) => t.session.short_read(ready),
+        }
     }
 }
 
@@ -202,34 +204,6 @@ impl TcpProxy {
                 DEFAULT_BUDGET,
             ),
         };
-        let up = read_the_end(up, &c.up, c.client_tls.as_deref(), &mut c.client_ready);
-        let down = read_the_end(
-            down,
-            &c.down,
-            c.upstream_tls.as_deref(),
-            &mut c.upstream_ready,
-        );
         self.after_relay(ctx, id, (up, down), (up_before, down_before), now);
-    }
-}
-
-/// A peer's close_notify that came in the same read as its last data: that
-/// read returned the data short, so the pump took the socket for drained,
-/// and no edge will come for an end already read. The source stays
-/// readable, and an idle direction takes one more step (as if its budget
-/// ran out) to read the end and pass it on.
-fn read_the_end(
-    pump: Pump,
-    dir: &Direction,
-    tls: Option<&TlsSession>,
-    ready: &mut Readiness,
-) -> Pump {
-    if dir.eof || !tls.is_some_and(TlsSession::ended) {
-        return pump;
-    }
-    ready.readable = true;
-    match pump {
-        Pump::Idle if !dir.has_pending() => Pump::Budget,
-        other => other,
     }
 }

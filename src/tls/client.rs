@@ -240,7 +240,7 @@ pub fn load(spec: &ClientSpec) -> Result<(ClientTls, Vec<Problem>), Vec<Problem>
 /// `insecure: true`: any certificate is taken; signatures are still
 /// checked, so the handshake itself stays sound.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+pub(crate) struct NoVerification(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(

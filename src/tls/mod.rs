@@ -7,7 +7,8 @@
 //! (`server`); a backend's `backend_tls:` (`client`); the plaintext adapter over a rustls
 //! unbuffered connection on a non-blocking socket (`session`), which drives rustls
 //! (`records`) over buffers nvelox owns and frees when empty (`buffers`); the facts read from certificates
-//! (`x509`). Built without the feature, [`ServerTls`] and [`TlsSession`]
+//! (`x509`); for tests only, a session driven against a rustls peer in
+//! memory (`test_support`, hidden from the docs). Built without the feature, [`ServerTls`] and [`TlsSession`]
 //! are empty enums: the shell's code stays the same and no value of them
 //! can exist (the configuration refuses `tls:` with "built without TLS").
 //! Does not own sockets, phases or routing (`tcp/`).
@@ -23,6 +24,9 @@ mod records;
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod session;
+#[cfg(feature = "tls")]
+#[doc(hidden)]
+pub mod test_support;
 pub mod x509;
 
 #[cfg(feature = "tls")]

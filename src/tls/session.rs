@@ -18,8 +18,9 @@
 //! an HTTP codec can use it like a `TcpStream`.
 //!
 //! Edge-triggered rules it keeps: a read goes on until the caller's buffer
-//! is full or the socket would block (a short read therefore still means
-//! "drained"); records rustls produces (handshake, alerts, tickets) are
+//! is full, the socket would block or the stream ended (so a short read
+//! means "drained" unless the session ended: its [`ShortRead`] answer);
+//! records rustls produces (handshake, alerts, tickets) are
 //! flushed on every call and by [`TlsSession::flush`], which the shell calls
 //! on every readiness event; a write is refused with `WouldBlock` while
 //! earlier records are still unsent, so at most one caller buffer of
@@ -37,7 +38,7 @@ use rustls::{ClientConfig, CommonState, ServerConfig};
 
 use super::buffers::Buf;
 use super::records::{advance, Buffers, Progress};
-use crate::tcp::relay::ShutdownWrite;
+use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
 
 /// The most plaintext taken in one write: one TLS record's worth times
 /// four, so a relay buffer goes out in a few records.
@@ -162,10 +163,7 @@ impl TlsSession {
     }
 
     /// The peer's stream ended (close_notify or a FIN) and every plaintext
-    /// byte was taken: a read returns `Ok(0)` without the socket. The read
-    /// that took the last bytes may have seen the end too and still
-    /// returned them short, so a caller that takes a short read for
-    /// "drained" must read once more when this is true.
+    /// byte was taken: a read returns `Ok(0)` without the socket.
     pub fn ended(&self) -> bool {
         self.eof
     }
@@ -312,6 +310,18 @@ impl TlsSession {
                 Err(e) => return Handshake::Failed(format!("read: {e}")),
             }
         }
+    }
+}
+
+/// A read through the session goes on until the caller's buffer is full,
+/// the socket would block or the stream ended, so a short read means
+/// "drained" unless the session saw the end: a close_notify (or FIN) in
+/// the same bytes as the last data ends the stream without a new edge.
+/// The socket's own FIN says nothing here: records before it may still
+/// have to be read (the session reads them and then the end).
+impl ShortRead for TlsSession {
+    fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
+        ShortReadMeans::of(ready, self.ended())
     }
 }
 

@@ -2,218 +2,28 @@
 //! in-memory socket: handshakes (TLS 1.2 and 1.3, byte by byte), traffic
 //! through a socket that takes little at a time, the end of the stream,
 //! bad input, and that an idle session holds no buffer.
-use std::collections::VecDeque;
+use rustls::{ClientConnection, Connection, ServerConnection};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::{
-    ClientConnection, Connection, DigitallySignedStruct, ServerConnection, SignatureScheme,
+use super::super::test_support::{
+    client_config, handshake, only, server_config, server_config_with_chain, server_name, shuttle,
+    MemSocket,
 };
-
 use super::*;
 
-const CERT: &[u8] = include_bytes!("../../tests/go_compat/certs/test-server.pem");
-const KEY: &[u8] = include_bytes!("../../tests/go_compat/certs/test-server.key");
-
-/// A non-blocking socket in memory: `rx` is what the peer sent, `tx` what
-/// we sent; at most `chunk` bytes per write and `room` bytes waiting.
-struct Pipe {
-    rx: VecDeque<u8>,
-    tx: Vec<u8>,
-    chunk: usize,
-    room: usize,
-    fin: bool,
-    shut: bool,
-}
-
-impl Pipe {
-    fn new() -> Pipe {
-        Pipe {
-            rx: VecDeque::new(),
-            tx: Vec::new(),
-            chunk: usize::MAX,
-            room: usize::MAX,
-            fin: false,
-            shut: false,
-        }
-    }
-}
-
-impl Read for Pipe {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.rx.is_empty() {
-            return if self.fin {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        let n = buf.len().min(self.rx.len());
-        for (b, x) in buf.iter_mut().zip(self.rx.drain(..n)) {
-            *b = x;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf
-            .len()
-            .min(self.chunk)
-            .min(self.room.saturating_sub(self.tx.len()));
-        if n == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.tx.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ShutdownWrite for Pipe {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shut = true;
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct AnyServer;
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        super::super::server::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-static TLS12: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
-static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
-
-fn versions(tls12: bool) -> &'static [&'static rustls::SupportedProtocolVersion] {
-    if tls12 {
-        &TLS12
-    } else {
-        &TLS13
-    }
-}
-
-fn server_config(tls12: bool) -> Arc<ServerConfig> {
-    let chain = CertificateDer::pem_slice_iter(CERT)
-        .map(|c| c.unwrap())
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
-    let mut c = ServerConfig::builder_with_provider(super::super::server::provider())
-        .with_protocol_versions(versions(tls12))
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    c.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(c)
-}
-
-fn client_config(tls12: bool) -> Arc<ClientConfig> {
-    let mut c = ClientConfig::builder_with_provider(super::super::server::provider())
-        .with_protocol_versions(versions(tls12))
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer))
-        .with_no_client_auth();
-    c.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(c)
-}
-
-fn name() -> ServerName<'static> {
-    ServerName::try_from("localhost").unwrap()
-}
-
-/// Moves records between a rustls peer and our pipe; the plaintext the
-/// peer received.
-fn shuttle(peer: &mut Connection, pipe: &mut Pipe) -> Vec<u8> {
-    let mut out = Vec::new();
-    while peer.wants_write() {
-        peer.write_tls(&mut out).unwrap();
-    }
-    pipe.rx.extend(out);
-    let mut came = &pipe.tx[..];
-    let mut plain = Vec::new();
-    while !came.is_empty() {
-        peer.read_tls(&mut came).unwrap();
-        peer.process_new_packets().unwrap();
-        let _ = peer.reader().read_to_end(&mut plain);
-    }
-    pipe.tx.clear();
-    plain
-}
-
-/// A handshake between a rustls client and our server session.
-fn connect(tls12: bool, step: usize) -> (TlsSession, Connection, Pipe) {
-    let mut s = TlsSession::server(server_config(tls12)).unwrap();
-    let mut c: Connection = ClientConnection::new(client_config(tls12), name())
+/// A handshake between a rustls client and our server session, the
+/// client's records passed on `step` bytes at a time.
+fn connect(tls12: bool, step: usize) -> (TlsSession, Connection, MemSocket) {
+    let s = TlsSession::server(server_config(only(tls12))).unwrap();
+    let mut c: Connection = ClientConnection::new(client_config(only(tls12)), server_name())
         .unwrap()
         .into();
-    let mut pipe = Pipe::new();
-    let mut hold = Vec::new();
-    for _ in 0..100_000 {
-        // Records towards the server, `step` bytes per handshake step.
-        while c.wants_write() {
-            c.write_tls(&mut hold).unwrap();
-        }
-        let n = step.min(hold.len());
-        pipe.rx.extend(hold.drain(..n));
-        let st = s.handshake(&mut pipe);
-        assert!(!matches!(st, Handshake::Failed(_)), "{st:?}");
-        let mut came = &pipe.tx[..];
-        while !came.is_empty() {
-            c.read_tls(&mut came).unwrap();
-            c.process_new_packets().unwrap();
-        }
-        pipe.tx.clear();
-        if st == Handshake::Done && !c.is_handshaking() && hold.is_empty() {
-            assert_eq!(s.alpn(), Some(&b"http/1.1"[..]));
-            return (s, c, pipe);
-        }
-    }
-    panic!("no handshake");
+    let mut pipe = MemSocket::new();
+    let s = handshake(&mut c, s, &mut pipe, step, |_| {}).expect("no handshake");
+    assert_eq!(s.alpn(), Some(&b"http/1.1"[..]));
+    (s, c, pipe)
 }
 
-fn read_all(s: &mut TlsSession, pipe: &mut Pipe, want: usize, buf_len: usize) -> Vec<u8> {
+fn read_all(s: &mut TlsSession, pipe: &mut MemSocket, want: usize, buf_len: usize) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = vec![0u8; buf_len];
     while got.len() < want {
@@ -340,7 +150,7 @@ fn close_notify_or_a_fin_ends_the_stream_and_ours_goes_before_the_fin() {
 #[test]
 fn bad_input_fails_the_handshake_with_an_alert_and_never_panics() {
     let mut hello = Vec::new();
-    let mut c = ClientConnection::new(client_config(false), name()).unwrap();
+    let mut c = ClientConnection::new(client_config(only(false)), server_name()).unwrap();
     c.write_tls(&mut hello).unwrap();
     let mut cases: Vec<Vec<u8>> = vec![
         b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
@@ -356,8 +166,8 @@ fn bad_input_fails_the_handshake_with_an_alert_and_never_panics() {
         cases.push(bad);
     }
     for (i, case) in cases.iter().enumerate() {
-        let mut s = TlsSession::server(server_config(false)).unwrap();
-        let mut pipe = Pipe::new();
+        let mut s = TlsSession::server(server_config(only(false))).unwrap();
+        let mut pipe = MemSocket::new();
         pipe.rx.extend(case);
         pipe.fin = true;
         let st = s.handshake(&mut pipe);
@@ -369,27 +179,21 @@ fn bad_input_fails_the_handshake_with_an_alert_and_never_panics() {
             assert_eq!(pipe.tx.first(), Some(&0x15), "case {i}: an alert");
         }
         // Fed bytes (after a PROXY header) fail the same way.
-        let mut s = TlsSession::server(server_config(false)).unwrap();
+        let mut s = TlsSession::server(server_config(only(false))).unwrap();
         let fed = s.feed(case);
-        assert!(fed.is_err() || s.handshake(&mut Pipe::new()) == Handshake::Pending);
+        assert!(fed.is_err() || s.handshake(&mut MemSocket::new()) == Handshake::Pending);
     }
 }
 
 #[test]
 fn the_client_side_talks_to_a_rustls_server() {
     for tls12 in [false, true] {
-        let mut s: Connection = ServerConnection::new(server_config(tls12)).unwrap().into();
-        let mut c = TlsSession::client(client_config(tls12), name()).unwrap();
-        let mut pipe = Pipe::new();
-        let mut done = false;
-        for _ in 0..100 {
-            done = c.handshake(&mut pipe) == Handshake::Done;
-            shuttle(&mut s, &mut pipe);
-            if done && !s.is_handshaking() {
-                break;
-            }
-        }
-        assert!(done);
+        let mut s: Connection = ServerConnection::new(server_config(only(tls12)))
+            .unwrap()
+            .into();
+        let c = TlsSession::client(client_config(only(tls12)), server_name()).unwrap();
+        let mut pipe = MemSocket::new();
+        let mut c = handshake(&mut s, c, &mut pipe, usize::MAX, |_| {}).expect("no handshake");
         assert_eq!(c.io(&mut pipe).write(b"ping").unwrap(), 4);
         assert_eq!(shuttle(&mut s, &mut pipe), b"ping");
         s.writer().write_all(b"pong").unwrap();
@@ -455,31 +259,11 @@ fn a_certificate_message_over_several_records_and_key_updates_work() {
     for tls12 in [false, true] {
         // A 40 KB chain: the server's Certificate message spans three
         // records, joined in the client session's input buffer.
-        let one: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(CERT)
-            .map(|c| c.unwrap())
-            .collect();
-        let chain: Vec<_> = (0..80).flat_map(|_| one.clone()).collect();
-        let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
-        let sc = ServerConfig::builder_with_provider(super::super::server::provider())
-            .with_protocol_versions(versions(tls12))
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        let mut s: Connection = ServerConnection::new(Arc::new(sc)).unwrap().into();
-        let mut c = TlsSession::client(client_config(tls12), name()).unwrap();
-        let mut pipe = Pipe::new();
-        let mut done = false;
-        for _ in 0..100 {
-            let st = c.handshake(&mut pipe);
-            assert!(!matches!(st, Handshake::Failed(_)), "{st:?}");
-            done = st == Handshake::Done;
-            shuttle(&mut s, &mut pipe);
-            if done && !s.is_handshaking() {
-                break;
-            }
-        }
-        assert!(done, "tls12 {tls12}");
+        let chain = server_config_with_chain(only(tls12), 80);
+        let mut s: Connection = ServerConnection::new(chain).unwrap().into();
+        let c = TlsSession::client(client_config(only(tls12)), server_name()).unwrap();
+        let mut pipe = MemSocket::new();
+        let mut c = handshake(&mut s, c, &mut pipe, usize::MAX, |_| {}).expect("no handshake");
         assert_eq!(c.buffered_capacity(), 0);
         if !tls12 {
             // The peer updates its keys and asks us to: we answer, and
@@ -513,4 +297,39 @@ fn a_peer_that_stops_mid_record_costs_about_what_it_sent() {
     pipe.rx.extend(&stream[300..]);
     assert_eq!(read_all(&mut s, &mut pipe, 10_000, 4096), vec![3u8; 10_000]);
     assert_eq!(s.buffered_capacity(), 0);
+}
+
+#[test]
+fn a_short_read_means_drained_until_the_session_read_the_end() {
+    use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans};
+    let quiet = Readiness::default();
+    let hangup = Readiness {
+        hangup: true,
+        fin: true,
+        ..Readiness::default()
+    };
+    for tls12 in [false, true] {
+        let (mut s, mut c, mut pipe) = connect(tls12, usize::MAX);
+        c.writer().write_all(b"data").unwrap();
+        shuttle(&mut c, &mut pipe);
+        assert_eq!(s.io(&mut pipe).read(&mut [0u8; 64]).unwrap(), 4);
+        assert_eq!(s.short_read(&quiet), ShortReadMeans::Drained);
+        // The socket's FIN is not the end of the TLS stream: read on.
+        assert_eq!(s.short_read(&hangup), ShortReadMeans::ReadOn);
+        // The last data and close_notify in one read: no edge will come
+        // for the end, which that short read already took.
+        c.writer().write_all(b"last").unwrap();
+        c.send_close_notify();
+        shuttle(&mut c, &mut pipe);
+        assert_eq!(s.io(&mut pipe).read(&mut [0u8; 64]).unwrap(), 4);
+        assert_eq!(s.short_read(&quiet), ShortReadMeans::Ended);
+        assert_eq!(s.io(&mut pipe).read(&mut [0u8; 64]).unwrap(), 0);
+        // A FIN without close_notify ends it the same way.
+        let (mut s, mut c, mut pipe) = connect(tls12, usize::MAX);
+        c.writer().write_all(b"cut").unwrap();
+        shuttle(&mut c, &mut pipe);
+        pipe.fin = true;
+        assert_eq!(s.io(&mut pipe).read(&mut [0u8; 64]).unwrap(), 3);
+        assert_eq!(s.short_read(&quiet), ShortReadMeans::Ended);
+    }
 }

@@ -3,9 +3,12 @@
 //! Relative paths (pid file, logs) are resolved against the main file's
 //! directory here; nothing is opened or created.
 
+use super::super::duration::parse_duration;
 use super::super::plan::{LogTarget, LoggingSettings, ServerSettings};
 use super::super::raw::{self, Text};
 use super::*;
+use reactor::sys::{MAX_SLICE, MIN_SLICE};
+use std::time::Duration;
 
 impl Validator<'_> {
     pub(super) fn server(&mut self, f: FileId, s: raw::RawServerSettings) -> ServerSettings {
@@ -47,7 +50,9 @@ impl Validator<'_> {
                 MAX_TRACKED_SOURCES,
             )
             .map_or(crate::acl::DEFAULT_TRACKED_SOURCES, |n| n as usize);
+        let scheduler_slice = self.scheduler_slice(f, s.scheduler_slice.as_ref());
         ServerSettings {
+            scheduler_slice,
             max_tracked_sources,
             user,
             group,
@@ -55,6 +60,41 @@ impl Validator<'_> {
             workers,
             max_connections,
             shutdown_timeout,
+        }
+    }
+
+    /// `server.scheduler_slice`: `off` (the kernel's default slice) or a
+    /// duration from 100us to 100ms (the range Linux accepts); `us` is
+    /// allowed here besides the usual units.
+    fn scheduler_slice(&mut self, f: FileId, t: Option<&Text>) -> Option<Duration> {
+        const PATH: &str = "server.scheduler_slice";
+        let Some(s) = text(t) else {
+            return DEFAULT_SCHEDULER_SLICE;
+        };
+        if s.eq_ignore_ascii_case("off") {
+            return None;
+        }
+        let parsed = match s.strip_suffix("us") {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n
+                .parse::<u64>()
+                .map(Duration::from_micros)
+                .map_err(|_| format!("{s:?} is too large")),
+            _ => parse_duration(s).map_err(|e| e.to_string()),
+        };
+        match parsed {
+            Ok(d) if (MIN_SLICE..=MAX_SLICE).contains(&d) => Some(d),
+            Ok(_) => {
+                self.error(
+                    f,
+                    PATH,
+                    format!("{s:?} is outside 100us..100ms (or off: the kernel's default)"),
+                );
+                DEFAULT_SCHEDULER_SLICE
+            }
+            Err(e) => {
+                self.error(f, PATH, format!("{e}; or e.g. 100us, 1ms, off"));
+                DEFAULT_SCHEDULER_SLICE
+            }
         }
     }
 

@@ -93,3 +93,33 @@ fn http_probe_path_must_fit_a_request_line() {
         assert_eq!(active.path, good.trim_matches('"'));
     }
 }
+
+#[test]
+fn scheduler_slice_takes_off_or_100us_to_100ms() {
+    let doc = |v: &str| {
+        format!(
+            "server:\n  scheduler_slice: {v}\nlisteners:\n  - {{ name: l, bind: \":80\", backend: b }}\nbackends:\n  - name: b\n    servers: [\"127.0.0.1:1\"]\n"
+        )
+    };
+    let slice = |v: &str| load(&doc(v)).unwrap().server.scheduler_slice;
+    assert_eq!(load(MINIMAL).unwrap().server.scheduler_slice, None);
+    assert_eq!(slice("off"), None);
+    assert_eq!(slice("100us"), Some(Duration::from_micros(100)));
+    assert_eq!(slice("750us"), Some(Duration::from_micros(750)));
+    assert_eq!(slice("3ms"), Some(Duration::from_millis(3)));
+    assert_eq!(slice("100ms"), Some(Duration::from_millis(100)));
+    for (bad, needle) in [
+        ("99us", "outside 100us..100ms"),
+        ("101ms", "outside 100us..100ms"),
+        ("0", "outside 100us..100ms"),
+        ("1s", "outside 100us..100ms"),
+        ("us", "not a duration"),
+        ("1.5ms", "not a duration"),
+        ("fast", "not a duration"),
+        ("18446744073709551616us", "too large"),
+    ] {
+        let errs = errors(&doc(bad));
+        assert_eq!(errs.len(), 1, "{bad}: {errs:#?}");
+        has(&errs, "server.scheduler_slice", 2, needle);
+    }
+}
