@@ -60,15 +60,19 @@ backends:
 }
 
 /// Starts nvelox with `line` under `server:` and returns the loop threads'
-/// slices and the main thread's, once both loops have started.
-fn slices_with(line: &str) -> (Vec<Option<Duration>>, Option<Duration>) {
+/// slices and the main thread's, once both loops have started and, when
+/// `applied` is given, both report that slice.
+fn slices_with(line: &str, applied: Option<Duration>) -> (Vec<Option<Duration>>, Option<Duration>) {
     let n = Nvelox::start(&config(line));
     let want = |s: &[(String, Option<Duration>)]| {
-        s.iter().filter(|(c, _)| c.starts_with("nvelox-")).count() == 2
+        let loops: Vec<_> = s.iter().filter(|(c, _)| c.starts_with("nvelox-")).collect();
+        loops.len() == 2 && (applied.is_none() || loops.iter().all(|(_, s)| *s == applied))
     };
     let mut seen = Vec::new();
-    // The loops apply the slice in their first callback, right after they
-    // start: give them a moment.
+    // The loops apply the slice in their first callback, which may run
+    // after "started" is logged (under load the default was read once):
+    // poll until they did, bounded; the caller's assertion then says what
+    // was seen last.
     eventually(WAIT, || {
         seen = thread_slices(n.pid());
         want(&seen)
@@ -91,17 +95,17 @@ fn loop_threads_get_the_configured_slice_and_off_leaves_the_default() {
         skip("scheduler_slice", &why);
         return;
     }
-    let (loops, main) = slices_with("  scheduler_slice: 2ms");
+    let (loops, main) = slices_with("  scheduler_slice: 2ms", Some(Duration::from_millis(2)));
     assert_eq!(loops, vec![Some(Duration::from_millis(2)); 2]);
     assert!(main.is_some() && main != Some(Duration::from_millis(2)));
 
-    let (loops, _) = slices_with("  scheduler_slice: 250us");
+    let (loops, _) = slices_with("  scheduler_slice: 250us", Some(Duration::from_micros(250)));
     assert_eq!(loops, vec![Some(Duration::from_micros(250)); 2]);
 
     // `off` and the default (absent): the loops keep what the kernel gave
     // them, like the main thread.
     for line in ["  scheduler_slice: off", ""] {
-        let (loops, main) = slices_with(line);
+        let (loops, main) = slices_with(line, None);
         assert!(main.is_some());
         assert_eq!(loops, vec![main; 2], "{line:?}");
     }
