@@ -1194,8 +1194,14 @@ def main() -> int:
                     help="update only the sections run now in --json (noted in the report)")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite --out from --json (e.g. after editing bench/notes.md)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="interleaved runs per case (default 3, 1 with --quick)")
+    ap.add_argument("--group-nice", type=int, default=None,
+                    help="run in a session of its own whose scheduler autogroup gets this nice "
+                         "(e.g. -10; see bench/shared_cpu.py): other sessions' builds then take "
+                         "less of the cores")
     cfg = ap.parse_args()
-    cfg.rounds = 1 if cfg.quick else 3
+    cfg.rounds = cfg.rounds or (1 if cfg.quick else 3)
     cfg.tcp_secs = 2 if cfg.quick else 4
     cfg.wrk_secs = 2 if cfg.quick else 4
     cfg.udp_secs = 2 if cfg.quick else 4
@@ -1212,6 +1218,11 @@ def main() -> int:
         return 0
     only = {int(x) for x in cfg.only.split(",") if x.strip()}
     NVELOX_BIN = Path(cfg.nvelox).resolve()
+    if cfg.group_nice is not None:
+        from shared_cpu import own_autogroup  # imports this module: not at the top
+
+        if not own_autogroup(cfg.group_nice):
+            return 2
 
     if not nvelox_bin().exists():
         print(f"{nvelox_bin()} is missing: cargo build --release", file=sys.stderr)

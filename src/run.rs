@@ -396,6 +396,16 @@ fn reload(
             return None;
         }
     };
+    if plan.listeners.is_empty() && !rt.plan.listeners.is_empty() {
+        // Valid YAML, nothing in it: most likely a file caught while it is
+        // rewritten (truncated, not yet written). Applying it would close
+        // every listener.
+        log::error!(
+            "reload refused, the running configuration stays in force; {} has no listeners (an empty or partly written file?); to stop serving, stop nvelox",
+            config_path.display()
+        );
+        return None;
+    }
     for w in &plan.warnings {
         log::warn!("{w}");
     }

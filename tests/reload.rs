@@ -100,6 +100,23 @@ fn an_invalid_file_on_reload_keeps_the_running_configuration() {
     assert_eq!(greeting(port), "a", "still serving the old configuration");
 }
 
+/// A SIGHUP that catches the file while it is rewritten (truncated, not yet
+/// written) reads valid YAML without listeners: refused, as an invalid file.
+#[test]
+fn a_file_without_listeners_on_reload_keeps_the_running_configuration() {
+    let a = Backend::start(Mode::NamedEcho("a"));
+    let port = free_port();
+    let n = Nvelox::start(&yaml(
+        &[tcp_listener("web", port, "pool")],
+        &[backend("pool", a.addr)],
+    ));
+    for text in ["", "# being rewritten\n", "server:\n  workers: 2\n"] {
+        write_config(&n, text);
+        n.reload("has no listeners");
+        assert_eq!(greeting(port), "a", "still serving after {text:?}");
+    }
+}
+
 #[test]
 fn a_udp_session_survives_a_reload() {
     let echo = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -3,7 +3,7 @@
 //!
 //! Owns: hop-by-hop removal (`Connection`, `Keep-Alive`, `Proxy-Connection`,
 //! `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, and every header named
-//! in `Connection`), the framing headers written back from the framing
+//! in `Connection` except `Host`), the framing headers written back from the framing
 //! decision (one `Content-Length`, or `Transfer-Encoding: chunked`), the
 //! `Connection` header of each hop, `X-Forwarded-For` (appended),
 //! `X-Forwarded-Proto`, `X-Forwarded-Port`, the configured add/set/remove
@@ -199,12 +199,15 @@ impl<'a> Named<'a> {
 }
 
 /// Whether a header of this name is hop-by-hop in a head whose
-/// `Connection` headers list `named`.
+/// `Connection` headers list `named`. `Host` stays whatever `Connection`
+/// says: the request was routed by it, and a server that did not see it
+/// (an HTTP/1.0 one serves its default site then) would disagree with the
+/// route.
 fn hop_by_hop(name: &[u8], named: &Named<'_>) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-        || named.contains(name)
+        || (named.contains(name) && !name.eq_ignore_ascii_case(b"host"))
 }
 
 /// `n` in decimal (without the formatting machinery: this runs for

@@ -20,15 +20,16 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
-use reactor::{Ctx, IoStatus};
+use reactor::Ctx;
 
 use super::{HttpId, HttpProxy};
 use crate::config::ListenerPlan;
 use crate::events::Loop;
 use crate::metrics::TlsFailure;
+use crate::tcp::header::read_intake;
 use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
 use crate::tls::client_hello::{peek, Peek, MAX_CLIENT_HELLO};
-use crate::tls::{Handshake, TlsSession};
+use crate::tls::{Handshake, Plaintext, TlsSession};
 
 /// A client that has not completed its TLS handshake by then is closed
 /// (as on `tls:` tcp listeners).
@@ -111,14 +112,12 @@ impl ClientStream {
     /// Ends our side: close_notify first over TLS (its records go out
     /// now or with a later [`ClientStream::flush_records`]), then the FIN.
     pub(super) fn shutdown_write(&mut self) {
-        match &mut self.tls {
-            None => {
-                let _ = self.sock.shutdown(std::net::Shutdown::Write);
-            }
-            Some(t) => {
-                let _ = t.io(&mut self.sock).shutdown_write();
-            }
-        }
+        let _ = self.plaintext().shutdown_write();
+    }
+
+    /// The socket, or the socket through its TLS session.
+    fn plaintext(&mut self) -> Plaintext<'_> {
+        Plaintext::of(&mut self.sock, self.tls.as_deref_mut())
     }
 
     /// TLS records are queued in rustls, not yet written to the socket.
@@ -137,10 +136,7 @@ impl ClientStream {
 
 impl Read for ClientStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            None => self.sock.read(buf),
-            Some(t) => t.io(&mut self.sock).read(buf),
-        }
+        self.plaintext().read(buf)
     }
 }
 
@@ -155,17 +151,11 @@ impl ShortRead for ClientStream {
 
 impl Write for ClientStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            None => self.sock.write(buf),
-            Some(t) => t.io(&mut self.sock).write(buf),
-        }
+        self.plaintext().write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.tls {
-            None => Ok(()),
-            Some(t) => t.io(&mut self.sock).flush(),
-        }
+        self.plaintext().flush()
     }
 }
 
@@ -234,19 +224,12 @@ impl HttpProxy {
         let Some(hello) = c.client.hello.as_mut() else {
             return true;
         };
-        let mut chunk = [0u8; 2048];
-        let mut closed = false;
-        while c.client_ready.readable && hello.len() < MAX_CLIENT_HELLO {
-            let room = (MAX_CLIENT_HELLO - hello.len()).min(chunk.len());
-            match reactor::io::read(&mut c.client.sock, &mut chunk[..room]) {
-                IoStatus::Progress(n) => hello.extend_from_slice(&chunk[..n]),
-                IoStatus::WouldBlock => c.client_ready.readable = false,
-                IoStatus::Closed | IoStatus::Error(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let closed = read_intake(
+            &mut c.client.sock,
+            &mut c.client_ready,
+            hello,
+            MAX_CLIENT_HELLO,
+        );
         let name = match peek(hello) {
             Peek::NeedMore if !closed => return false,
             Peek::NeedMore => {

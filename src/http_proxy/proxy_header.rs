@@ -9,11 +9,11 @@
 //! past the header on (to the ClientHello, the TLS session or the HTTP
 //! buffer). Does not own parsing (`proxy_protocol/`, `tcp::header::judge`).
 
-use reactor::{Ctx, IoStatus};
+use reactor::Ctx;
 
 use super::{HttpId, HttpProxy};
 use crate::events::Loop;
-use crate::tcp::header::{accepted_versions, judge, Intake, PROXY_HEADER_MAX};
+use crate::tcp::header::{accepted_versions, judge, read_intake, Intake, PROXY_HEADER_MAX};
 
 impl HttpProxy {
     /// Reads what the client sent so far; once the header is complete,
@@ -27,19 +27,12 @@ impl HttpProxy {
         let Some(buf) = c.client.proxy.as_mut() else {
             return true;
         };
-        let mut chunk = [0u8; 512];
-        let mut closed = false;
-        while c.client_ready.readable && buf.len() < PROXY_HEADER_MAX {
-            let room = (PROXY_HEADER_MAX - buf.len()).min(chunk.len());
-            match reactor::io::read(&mut c.client.sock, &mut chunk[..room]) {
-                IoStatus::Progress(n) => buf.extend_from_slice(&chunk[..n]),
-                IoStatus::WouldBlock => c.client_ready.readable = false,
-                IoStatus::Closed | IoStatus::Error(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let closed = read_intake(
+            &mut c.client.sock,
+            &mut c.client_ready,
+            buf,
+            PROXY_HEADER_MAX,
+        );
         let (origin, consumed) = match judge(buf, closed, accept) {
             Intake::NeedMore => return false,
             Intake::Refused(why) => {

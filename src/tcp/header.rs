@@ -1,7 +1,8 @@
 //! `accept_proxy` on a TCP listener: reading the client's PROXY header.
 //!
 //! Owns: reading what the client sent so far (at most
-//! [`PROXY_HEADER_MAX`] bytes) and judging it ([`judge`], pure): complete
+//! [`PROXY_HEADER_MAX`] bytes; [`read_intake`] reads ClientHellos too)
+//! and judging it ([`judge`], pure): complete
 //! (the original endpoints are recorded, bytes past the header are kept
 //! for the server), incomplete, or refused with a reason that is logged.
 //! Also writes our own PROXY header for a connection's server
@@ -9,12 +10,14 @@
 //! what happens next (the state machine in `phase.rs` gets
 //! `HeaderComplete` / `HeaderRejected`).
 
+use std::io::Read;
 use std::net::SocketAddr;
 
 use reactor::{Ctx, IoStatus};
 
 use super::conn::Conn;
 use super::phase::Event;
+use super::relay::Readiness;
 use super::{show, ConnId, TcpProxy};
 use crate::config::{AcceptProxy, ProxyVersion};
 use crate::events::Loop;
@@ -44,6 +47,29 @@ impl Conn {
 
 /// The most we buffer while waiting for a complete PROXY header.
 pub const PROXY_HEADER_MAX: usize = 4096;
+
+/// Reads what a client sends before anything is relayed (a PROXY header;
+/// a ClientHello for `sni_routes` and https virtual hosts) into `buf`,
+/// while the socket is readable and `buf` holds less than `limit` bytes.
+/// True when the client closed or reset the connection: what came so far
+/// is all there will be.
+pub fn read_intake(
+    sock: &mut impl Read,
+    ready: &mut Readiness,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> bool {
+    let mut chunk = [0u8; 2048];
+    while ready.readable && buf.len() < limit {
+        let room = (limit - buf.len()).min(chunk.len());
+        match reactor::io::read(sock, &mut chunk[..room]) {
+            IoStatus::Progress(n) => buf.extend_from_slice(&chunk[..n]),
+            IoStatus::WouldBlock => ready.readable = false,
+            IoStatus::Closed | IoStatus::Error(_) => return true,
+        }
+    }
+    false
+}
 
 /// What the bytes received so far amount to.
 #[derive(Debug, PartialEq, Eq)]
@@ -100,19 +126,12 @@ impl TcpProxy {
             return;
         };
         let accept = accepted_versions(c.rt.plan.listener(c.listener).accept_proxy);
-        let mut chunk = [0u8; 512];
-        let mut closed = false;
-        while c.client_ready.readable && c.header.len() < PROXY_HEADER_MAX {
-            let room = (PROXY_HEADER_MAX - c.header.len()).min(chunk.len());
-            match reactor::io::read(&mut c.client, &mut chunk[..room]) {
-                IoStatus::Progress(n) => c.header.extend_from_slice(&chunk[..n]),
-                IoStatus::WouldBlock => c.client_ready.readable = false,
-                IoStatus::Closed | IoStatus::Error(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let closed = read_intake(
+            &mut c.client,
+            &mut c.client_ready,
+            &mut c.header,
+            PROXY_HEADER_MAX,
+        );
         let event = match judge(&c.header, closed, accept) {
             Intake::NeedMore => return,
             Intake::Complete { origin, consumed } => {
@@ -227,5 +246,51 @@ mod tests {
         assert_eq!(accepted_versions(AcceptProxy::V1), Accept::V1);
         assert_eq!(accepted_versions(AcceptProxy::V2), Accept::V2);
         assert_eq!(accepted_versions(AcceptProxy::Any), Accept::Any);
+    }
+
+    /// Yields its chunks one per read, then `WouldBlock` or the end.
+    struct Chunks(Vec<Vec<u8>>, bool);
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some(c) = self.0.first_mut() else {
+                return if self.1 {
+                    Ok(0)
+                } else {
+                    Err(std::io::ErrorKind::WouldBlock.into())
+                };
+            };
+            let n = c.len().min(buf.len());
+            buf[..n].copy_from_slice(&c[..n]);
+            c.drain(..n);
+            if c.is_empty() {
+                self.0.remove(0);
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn intake_reads_until_it_would_block_the_limit_or_the_end() {
+        let readable = || Readiness {
+            readable: true,
+            ..Readiness::default()
+        };
+        let (mut buf, mut ready) = (Vec::new(), readable());
+        let mut src = Chunks(vec![b"PROXY ".to_vec(), b"TCP4".to_vec()], false);
+        assert!(!read_intake(&mut src, &mut ready, &mut buf, 100));
+        assert_eq!(buf, b"PROXY TCP4");
+        assert!(!ready.readable, "waits for the next edge");
+        // Never past the limit, and the rest stays in the socket.
+        let (mut buf, mut ready) = (Vec::new(), readable());
+        let mut src = Chunks(vec![vec![7u8; 5000]], false);
+        assert!(!read_intake(&mut src, &mut ready, &mut buf, 4096));
+        assert_eq!(buf.len(), 4096);
+        assert!(ready.readable && src.0[0].len() == 904);
+        // The client closed after its bytes.
+        let (mut buf, mut ready) = (Vec::new(), readable());
+        let mut src = Chunks(vec![b"\x16\x03".to_vec()], true);
+        assert!(read_intake(&mut src, &mut ready, &mut buf, 100));
+        assert_eq!(buf, b"\x16\x03");
     }
 }

@@ -11,8 +11,9 @@
 //! (`tls::client_hello`), rustls (`tls::session`), the timeouts and
 //! phases (`phase.rs`) or plain relaying (`conn.rs`).
 
-use reactor::{Ctx, IoStatus};
+use reactor::Ctx;
 
+use super::header::read_intake;
 use super::phase::{Event, Limits, Phase, Reason};
 use super::{show, ConnId, TcpProxy};
 use crate::config::route_by_sni;
@@ -50,19 +51,12 @@ impl TcpProxy {
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
-        let mut chunk = [0u8; 2048];
-        let mut closed = false;
-        while c.client_ready.readable && c.early.len() < MAX_CLIENT_HELLO {
-            let room = (MAX_CLIENT_HELLO - c.early.len()).min(chunk.len());
-            match reactor::io::read(&mut c.client, &mut chunk[..room]) {
-                IoStatus::Progress(n) => c.early.extend_from_slice(&chunk[..n]),
-                IoStatus::WouldBlock => c.client_ready.readable = false,
-                IoStatus::Closed | IoStatus::Error(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let closed = read_intake(
+            &mut c.client,
+            &mut c.client_ready,
+            &mut c.early,
+            MAX_CLIENT_HELLO,
+        );
         let event = match peek(&c.early) {
             Peek::NeedMore if !closed => return,
             Peek::NeedMore => {

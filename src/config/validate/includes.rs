@@ -100,30 +100,15 @@ pub(super) fn collect(
     listeners: &mut Vec<(Origin, RawListener)>,
     backends: &mut Vec<(Origin, RawBackend)>,
 ) {
-    for (i, l) in raw
-        .listeners
-        .take()
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let origin = Origin {
-            file,
-            path: format!("listeners[{i}]"),
-        };
-        listeners.push((origin, l));
-    }
-    for (i, b) in raw
-        .backends
-        .take()
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let origin = Origin {
-            file,
-            path: format!("backends[{i}]"),
-        };
-        backends.push((origin, b));
-    }
+    tag(file, "listeners", raw.listeners.take(), listeners);
+    tag(file, "backends", raw.backends.take(), backends);
+}
+
+/// Appends `items` to `out`, each with where it was: `file`, `key[i]`.
+fn tag<T>(file: FileId, key: &str, items: Option<Vec<T>>, out: &mut Vec<(Origin, T)>) {
+    let tagged = items.unwrap_or_default().into_iter().enumerate();
+    out.extend(tagged.map(|(i, item)| {
+        let path = format!("{key}[{i}]");
+        (Origin { file, path }, item)
+    }));
 }
