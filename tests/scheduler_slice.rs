@@ -60,29 +60,28 @@ backends:
 }
 
 /// Starts nvelox with `line` under `server:` and returns the loop threads'
-/// slices and the main thread's, once both loops have started.
-fn slices_with(line: &str) -> (Vec<Option<Duration>>, Option<Duration>) {
+/// slices and the main thread's, once both loops exist and (when `want` is
+/// given) have applied it: a loop applies the slice in its first callback,
+/// which may come a moment after the "started" line.
+fn slices_with(line: &str, want: Option<Duration>) -> (Vec<Option<Duration>>, Option<Duration>) {
     let n = Nvelox::start(&config(line));
-    let want = |s: &[(String, Option<Duration>)]| {
-        s.iter().filter(|(c, _)| c.starts_with("nvelox-")).count() == 2
+    let loops_of = |s: &[(String, Option<Duration>)]| -> Vec<Option<Duration>> {
+        s.iter()
+            .filter(|(c, _)| c.starts_with("nvelox-"))
+            .map(|(_, s)| *s)
+            .collect()
     };
     let mut seen = Vec::new();
-    // The loops apply the slice in their first callback, right after they
-    // start: give them a moment.
     eventually(WAIT, || {
         seen = thread_slices(n.pid());
-        want(&seen)
+        let loops = loops_of(&seen);
+        loops.len() == 2 && want.map_or(true, |w| loops.iter().all(|s| *s == Some(w)))
     });
-    let loops: Vec<_> = seen
-        .iter()
-        .filter(|(c, _)| c.starts_with("nvelox-"))
-        .map(|(_, s)| *s)
-        .collect();
     let main = seen
         .iter()
         .find(|(c, _)| c == "nvelox")
         .and_then(|(_, s)| *s);
-    (loops, main)
+    (loops_of(&seen), main)
 }
 
 #[test]
@@ -91,17 +90,19 @@ fn loop_threads_get_the_configured_slice_and_off_leaves_the_default() {
         skip("scheduler_slice", &why);
         return;
     }
-    let (loops, main) = slices_with("  scheduler_slice: 2ms");
-    assert_eq!(loops, vec![Some(Duration::from_millis(2)); 2]);
-    assert!(main.is_some() && main != Some(Duration::from_millis(2)));
+    let two = Some(Duration::from_millis(2));
+    let (loops, main) = slices_with("  scheduler_slice: 2ms", two);
+    assert_eq!(loops, vec![two; 2]);
+    assert!(main.is_some() && main != two);
 
-    let (loops, _) = slices_with("  scheduler_slice: 250us");
-    assert_eq!(loops, vec![Some(Duration::from_micros(250)); 2]);
+    let quarter = Some(Duration::from_micros(250));
+    let (loops, _) = slices_with("  scheduler_slice: 250us", quarter);
+    assert_eq!(loops, vec![quarter; 2]);
 
     // `off` and the default (absent): the loops keep what the kernel gave
     // them, like the main thread.
     for line in ["  scheduler_slice: off", ""] {
-        let (loops, main) = slices_with(line);
+        let (loops, main) = slices_with(line, None);
         assert!(main.is_some());
         assert_eq!(loops, vec![main; 2], "{line:?}");
     }

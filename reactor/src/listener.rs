@@ -475,76 +475,114 @@ mod tests {
         }
     }
 
-    /// A free range of `n` consecutive ports on 127.0.0.1 (probed, then released).
+    /// A free range of `n` consecutive ports on 127.0.0.1 (probed, then
+    /// released). Each call of this process starts after the range the
+    /// previous call returned, so the tests of this module running in
+    /// parallel never probe the same ports (they did: both started at the
+    /// same per-process base, and one re-bound a port the other had taken).
     fn free_range(n: u16) -> u16 {
+        const LOW: u16 = 20000;
+        const HIGH: u16 = 32700;
         // A start that differs per process: test runs of other checkouts
         // on the same machine scan this range at the same time.
-        let mut base = 20000 + (std::process::id() % 10000) as u16;
-        while base < 32700 {
+        static NEXT: std::sync::Mutex<u16> = std::sync::Mutex::new(0);
+        let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
+        if *next == 0 {
+            *next = LOW + (std::process::id() % 10000) as u16;
+        }
+        let mut base = *next;
+        let mut wrapped = false;
+        loop {
+            if base + n > HIGH {
+                assert!(!wrapped, "no free port range of {n}");
+                (base, wrapped) = (LOW, true);
+            }
             let taken =
                 (base..base + n).find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err());
             match taken {
-                None => return base,
+                None => {
+                    *next = base + n;
+                    return base;
+                }
                 Some(p) => base = p + 1,
             }
         }
-        panic!("no free port range of {n}");
     }
 
     #[test]
     fn bind_spec_binds_every_port_in_order() {
         // fd accounting (one fd per port) is checked in tests/fd_accounting.rs,
         // a process of its own where no other test opens fds concurrently.
-        // The range was free when probed; another process may take one of
-        // its ports before we bind (tests of other checkouts run beside
-        // this one), so a taken port means "probe again", a few times.
-        let (base, ls) = (0..20)
-            .find_map(|_| {
-                let base = free_range(50);
-                let spec = BindSpec::parse(&format!("127.0.0.1:{}-{}", base, base + 49)).unwrap();
-                match bind_spec_tcp(&spec, &BindOptions::default()) {
-                    Ok(ls) => Some((base, ls)),
-                    Err(e) if e.error.kind() == io::ErrorKind::AddrInUse => None,
-                    Err(e) => panic!("{e}"),
+        // Another process (tests of other checkouts run beside this one) may
+        // take a probed port before we bind it, or our last port between
+        // its release and our re-bind: either means "again with fresh
+        // ports", a bounded number of times. A port that is not released
+        // fails every try.
+        let mut last = String::new();
+        for _ in 0..20 {
+            let base = free_range(50);
+            let spec = BindSpec::parse(&format!("127.0.0.1:{}-{}", base, base + 49)).unwrap();
+            let ls = match bind_spec_tcp(&spec, &BindOptions::default()) {
+                Ok(ls) => ls,
+                Err(e) if e.error.kind() == io::ErrorKind::AddrInUse => {
+                    last = format!("probed range taken: {e}");
+                    continue;
                 }
-            })
-            .expect("a free range of 50 ports within 20 tries");
-        let ports: Vec<u16> = ls.iter().map(|(p, _)| *p).collect();
-        assert_eq!(ports, (base..base + 50).collect::<Vec<_>>());
-        for (p, l) in &ls {
-            assert_eq!(l.local_addr().unwrap().port(), *p);
+                Err(e) => panic!("{e}"),
+            };
+            let ports: Vec<u16> = ls.iter().map(|(p, _)| *p).collect();
+            assert_eq!(ports, (base..base + 50).collect::<Vec<_>>());
+            for (p, l) in &ls {
+                assert_eq!(l.local_addr().unwrap().port(), *p);
+            }
+            drop(ls);
+            match std::net::TcpListener::bind(("127.0.0.1", base + 49)) {
+                Ok(_) => return,
+                Err(e) => last = format!("127.0.0.1:{} not free after the drop: {e}", base + 49),
+            }
         }
-        drop(ls);
-        std::net::TcpListener::bind(("127.0.0.1", base + 49)).unwrap();
+        panic!("20 tries: {last}");
     }
 
     #[test]
     fn bind_spec_failure_names_the_address_and_closes_the_rest() {
         // As above: another process may take a probed port before we bind
-        // it; a failure on any port but our blocker's means "probe again".
-        let (base, blocker, err) = (0..20)
-            .find_map(|_| {
-                let base = free_range(5);
-                let blocker = std::net::TcpListener::bind(("127.0.0.1", base + 3)).ok()?;
-                let spec = BindSpec::parse(&format!("127.0.0.1:{}-{}", base, base + 4)).unwrap();
-                let err = bind_spec_tcp(&spec, &BindOptions::default()).unwrap_err();
-                (err.addr.port() == base + 3).then_some((base, blocker, err))
-            })
-            .expect("a free range of 5 ports within 20 tries");
-        assert_eq!(
-            err.addr,
-            SocketAddr::new("127.0.0.1".parse().unwrap(), base + 3)
-        );
-        assert_eq!(err.error.kind(), io::ErrorKind::AddrInUse);
-        let msg = err.to_string();
-        assert!(
-            msg.starts_with(&format!("cannot bind 127.0.0.1:{}: ", base + 3))
-                && msg.contains("os error 98"),
-            "{msg}"
-        );
-        // The ports bound before the failure were released.
-        std::net::TcpListener::bind(("127.0.0.1", base)).unwrap();
-        drop(blocker);
+        // it (a failure on any port but our blocker's) or the base port
+        // between its release and our re-bind: either means "again with
+        // fresh ports", a bounded number of times. A port that is not
+        // released fails every try.
+        let mut last = String::new();
+        for _ in 0..20 {
+            let base = free_range(5);
+            let Ok(blocker) = std::net::TcpListener::bind(("127.0.0.1", base + 3)) else {
+                last = format!("blocker 127.0.0.1:{} taken", base + 3);
+                continue;
+            };
+            let spec = BindSpec::parse(&format!("127.0.0.1:{}-{}", base, base + 4)).unwrap();
+            let err = bind_spec_tcp(&spec, &BindOptions::default()).unwrap_err();
+            if err.addr.port() != base + 3 {
+                last = format!("failed before the blocker: {err}");
+                continue;
+            }
+            assert_eq!(
+                err.addr,
+                SocketAddr::new("127.0.0.1".parse().unwrap(), base + 3)
+            );
+            assert_eq!(err.error.kind(), io::ErrorKind::AddrInUse);
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(&format!("cannot bind 127.0.0.1:{}: ", base + 3))
+                    && msg.contains("os error 98"),
+                "{msg}"
+            );
+            // The ports bound before the failure were released.
+            match std::net::TcpListener::bind(("127.0.0.1", base)) {
+                Ok(_) => return,
+                Err(e) => last = format!("127.0.0.1:{base} not free after the failed bind: {e}"),
+            }
+            drop(blocker);
+        }
+        panic!("20 tries: {last}");
     }
 
     #[test]
