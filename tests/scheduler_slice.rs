@@ -60,33 +60,28 @@ backends:
 }
 
 /// Starts nvelox with `line` under `server:` and returns the loop threads'
-/// slices and the main thread's, once both loops have started and, when
-/// `applied` is given, both report that slice.
-fn slices_with(line: &str, applied: Option<Duration>) -> (Vec<Option<Duration>>, Option<Duration>) {
+/// slices and the main thread's, once both loops exist and (when `want` is
+/// given) have applied it: a loop applies the slice in its first callback,
+/// which may come a moment after the "started" line.
+fn slices_with(line: &str, want: Option<Duration>) -> (Vec<Option<Duration>>, Option<Duration>) {
     let n = Nvelox::start(&config(line));
-    let want = |s: &[(String, Option<Duration>)]| {
-        let loops: Vec<_> = s.iter().filter(|(c, _)| c.starts_with("nvelox-")).collect();
-        loops.len() == 2 && (applied.is_none() || loops.iter().all(|(_, s)| *s == applied))
+    let loops_of = |s: &[(String, Option<Duration>)]| -> Vec<Option<Duration>> {
+        s.iter()
+            .filter(|(c, _)| c.starts_with("nvelox-"))
+            .map(|(_, s)| *s)
+            .collect()
     };
     let mut seen = Vec::new();
-    // The loops apply the slice in their first callback, which may run
-    // after "started" is logged (under load the default was read once):
-    // poll until they did, bounded; the caller's assertion then says what
-    // was seen last.
     eventually(WAIT, || {
         seen = thread_slices(n.pid());
-        want(&seen)
+        let loops = loops_of(&seen);
+        loops.len() == 2 && want.map_or(true, |w| loops.iter().all(|s| *s == Some(w)))
     });
-    let loops: Vec<_> = seen
-        .iter()
-        .filter(|(c, _)| c.starts_with("nvelox-"))
-        .map(|(_, s)| *s)
-        .collect();
     let main = seen
         .iter()
         .find(|(c, _)| c == "nvelox")
         .and_then(|(_, s)| *s);
-    (loops, main)
+    (loops_of(&seen), main)
 }
 
 #[test]
@@ -95,12 +90,14 @@ fn loop_threads_get_the_configured_slice_and_off_leaves_the_default() {
         skip("scheduler_slice", &why);
         return;
     }
-    let (loops, main) = slices_with("  scheduler_slice: 2ms", Some(Duration::from_millis(2)));
-    assert_eq!(loops, vec![Some(Duration::from_millis(2)); 2]);
-    assert!(main.is_some() && main != Some(Duration::from_millis(2)));
+    let two = Some(Duration::from_millis(2));
+    let (loops, main) = slices_with("  scheduler_slice: 2ms", two);
+    assert_eq!(loops, vec![two; 2]);
+    assert!(main.is_some() && main != two);
 
-    let (loops, _) = slices_with("  scheduler_slice: 250us", Some(Duration::from_micros(250)));
-    assert_eq!(loops, vec![Some(Duration::from_micros(250)); 2]);
+    let quarter = Some(Duration::from_micros(250));
+    let (loops, _) = slices_with("  scheduler_slice: 250us", quarter);
+    assert_eq!(loops, vec![quarter; 2]);
 
     // `off` and the default (absent): the loops keep what the kernel gave
     // them, like the main thread.

@@ -29,7 +29,7 @@ use crate::metrics::TlsFailure;
 use crate::tcp::header::read_intake;
 use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
 use crate::tls::client_hello::{peek, Peek, MAX_CLIENT_HELLO};
-use crate::tls::{Handshake, TlsSession};
+use crate::tls::{Handshake, Plaintext, TlsSession};
 
 /// A client that has not completed its TLS handshake by then is closed
 /// (as on `tls:` tcp listeners).
@@ -112,14 +112,12 @@ impl ClientStream {
     /// Ends our side: close_notify first over TLS (its records go out
     /// now or with a later [`ClientStream::flush_records`]), then the FIN.
     pub(super) fn shutdown_write(&mut self) {
-        match &mut self.tls {
-            None => {
-                let _ = self.sock.shutdown(std::net::Shutdown::Write);
-            }
-            Some(t) => {
-                let _ = t.io(&mut self.sock).shutdown_write();
-            }
-        }
+        let _ = self.plaintext().shutdown_write();
+    }
+
+    /// The socket, or the socket through its TLS session.
+    fn plaintext(&mut self) -> Plaintext<'_> {
+        Plaintext::of(&mut self.sock, self.tls.as_deref_mut())
     }
 
     /// TLS records are queued in rustls, not yet written to the socket.
@@ -138,10 +136,7 @@ impl ClientStream {
 
 impl Read for ClientStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            None => self.sock.read(buf),
-            Some(t) => t.io(&mut self.sock).read(buf),
-        }
+        self.plaintext().read(buf)
     }
 }
 
@@ -156,17 +151,11 @@ impl ShortRead for ClientStream {
 
 impl Write for ClientStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            None => self.sock.write(buf),
-            Some(t) => t.io(&mut self.sock).write(buf),
-        }
+        self.plaintext().write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.tls {
-            None => Ok(()),
-            Some(t) => t.io(&mut self.sock).flush(),
-        }
+        self.plaintext().flush()
     }
 }
 

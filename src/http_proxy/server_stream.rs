@@ -27,7 +27,7 @@ use crate::events::Loop;
 use crate::http::UpstreamFailure;
 use crate::metrics::BackendTlsFailure;
 use crate::tcp::relay::{Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
-use crate::tls::{ClientTlsId, Handshake, TlsSession};
+use crate::tls::{ClientTlsId, Handshake, Plaintext, TlsSession};
 
 /// A connection to a server, as the HTTP code sees it.
 pub struct ServerStream {
@@ -69,14 +69,12 @@ impl ServerStream {
 
     /// Ends our side: close_notify first over TLS, then the FIN.
     pub fn shutdown_write(&mut self) {
-        match &mut self.tls {
-            None => {
-                let _ = self.sock.shutdown(std::net::Shutdown::Write);
-            }
-            Some((t, _)) => {
-                let _ = t.io(&mut self.sock).shutdown_write();
-            }
-        }
+        let _ = self.plaintext().shutdown_write();
+    }
+
+    /// The socket, or the socket through its TLS session.
+    fn plaintext(&mut self) -> Plaintext<'_> {
+        Plaintext::of(&mut self.sock, self.tls.as_mut().map(|(t, _)| &mut **t))
     }
 
     /// TLS records are queued in rustls, not yet written to the socket.
@@ -108,10 +106,7 @@ impl ServerStream {
 
 impl Read for ServerStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            None => self.sock.read(buf),
-            Some((t, _)) => t.io(&mut self.sock).read(buf),
-        }
+        self.plaintext().read(buf)
     }
 }
 
@@ -126,17 +121,11 @@ impl ShortRead for ServerStream {
 
 impl Write for ServerStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            None => self.sock.write(buf),
-            Some((t, _)) => t.io(&mut self.sock).write(buf),
-        }
+        self.plaintext().write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.tls {
-            None => Ok(()),
-            Some((t, _)) => t.io(&mut self.sock).flush(),
-        }
+        self.plaintext().flush()
     }
 }
 

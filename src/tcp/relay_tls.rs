@@ -4,80 +4,24 @@
 //! Owns: starting the client session to a server once its TCP connect
 //! completed (our PROXY header goes out first, in clear), its handshake as
 //! part of the connect attempt (a failure is a failed attempt: reported to
-//! passive health, next server), and one relay step through [`Io`], which
-//! is a socket or a socket seen through its TLS session. Always copies:
-//! splice cannot move what nvelox encrypts or decrypts. Does not own the
+//! passive health, next server), and one relay step through
+//! [`Plaintext`], a socket or the socket seen through its TLS session.
+//! Always copies: splice cannot move what nvelox encrypts or decrypts.
+//! Does not own the
 //! plain relay (`conn.rs`), the byte pump (`relay.rs`) or rustls
 //! (`tls::session`).
 
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 
-use mio::net::TcpStream;
 use reactor::{Ctx, DEFAULT_BUDGET};
 
 use super::conn::Conn;
-use super::relay::{Pump, Readiness, ShortRead, ShortReadMeans, ShutdownWrite};
+use super::relay::Pump;
 use super::{show, ConnId, TcpProxy};
 use crate::events::Loop;
 use crate::metrics::BackendTlsFailure;
-use crate::tls::{Handshake, TlsIo, TlsSession};
-
-/// One side of a connection as the pump sees it.
-enum Io<'a> {
-    Plain(&'a mut TcpStream),
-    Tls(TlsIo<'a, TcpStream>),
-}
-
-fn side<'a>(sock: &'a mut TcpStream, tls: Option<&'a mut TlsSession>) -> Io<'a> {
-    match tls {
-        Some(t) => Io::Tls(t.io(sock)),
-        None => Io::Plain(sock),
-    }
-}
-
-impl Read for Io<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Io::Plain(s) => s.read(buf),
-            Io::Tls(t) => t.read(buf),
-        }
-    }
-}
-
-impl Write for Io<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Io::Plain(s) => s.write(buf),
-            Io::Tls(t) => t.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Io::Plain(s) => s.flush(),
-            Io::Tls(t) => t.flush(),
-        }
-    }
-}
-
-impl ShutdownWrite for Io<'_> {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        match self {
-            Io::Plain(s) => s.shutdown_write(),
-            Io::Tls(t) => t.shutdown_write(),
-        }
-    }
-}
-
-impl ShortRead for Io<'_> {
-    fn short_read(&self, ready: &Readiness) -> ShortReadMeans {
-        match self {
-            Io::Plain(s) => s.short_read(ready),
-            Io::Tls(t) => t.session.short_read(ready),
-        }
-    }
-}
+use crate::tls::{Handshake, Plaintext};
 
 impl Conn {
     /// Counts a failed `backend_tls` handshake against the attempt's
@@ -184,9 +128,9 @@ impl TcpProxy {
         let up = match server_failed {
             Some(e) => Pump::SinkFailed(e),
             None => c.up.pump(
-                &mut side(&mut c.client, c.client_tls.as_deref_mut()),
+                &mut Plaintext::of(&mut c.client, c.client_tls.as_deref_mut()),
                 &mut c.client_ready,
-                &mut side(upstream, c.upstream_tls.as_deref_mut()),
+                &mut Plaintext::of(upstream, c.upstream_tls.as_deref_mut()),
                 &mut c.upstream_ready,
                 &mut self.pool,
                 DEFAULT_BUDGET,
@@ -196,9 +140,9 @@ impl TcpProxy {
         let down = match client_failed {
             Some(e) => Pump::SinkFailed(e),
             None => c.down.pump(
-                &mut side(upstream, c.upstream_tls.as_deref_mut()),
+                &mut Plaintext::of(upstream, c.upstream_tls.as_deref_mut()),
                 &mut c.upstream_ready,
-                &mut side(&mut c.client, c.client_tls.as_deref_mut()),
+                &mut Plaintext::of(&mut c.client, c.client_tls.as_deref_mut()),
                 &mut c.client_ready,
                 &mut self.pool,
                 DEFAULT_BUDGET,

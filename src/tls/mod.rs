@@ -5,7 +5,8 @@
 //! Owns: reading a server name out of a ClientHello (`client_hello`);
 //! loading a listener's `tls:` block and choosing certificates by SNI
 //! (`server`); a backend's `backend_tls:` (`client`); the plaintext adapter over a rustls
-//! unbuffered connection on a non-blocking socket (`session`), which drives rustls
+//! unbuffered connection on a non-blocking socket (`session`; a socket or
+//! the socket through its session as one stream: `plaintext`), which drives rustls
 //! (`records`) over buffers nvelox owns and frees when empty (`buffers`); the facts read from certificates
 //! (`x509`); for tests only, a session driven against a rustls peer in
 //! memory (`test_support`, hidden from the docs). Built without the feature, [`ServerTls`] and [`TlsSession`]
@@ -18,6 +19,7 @@ mod buffers;
 #[cfg(feature = "tls")]
 pub mod client;
 pub mod client_hello;
+pub mod plaintext;
 #[cfg(feature = "tls")]
 mod records;
 #[cfg(feature = "tls")]
@@ -40,6 +42,8 @@ pub use session::{Handshake, TlsIo, TlsSession};
 mod disabled;
 #[cfg(not(feature = "tls"))]
 pub use disabled::{ClientTls, ClientTlsId, Handshake, ServerTls, TlsIo, TlsSession};
+
+pub use plaintext::Plaintext;
 
 /// The error for a TLS key in a binary built without the `tls` feature.
 pub const BUILT_WITHOUT_TLS: &str =

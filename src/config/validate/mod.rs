@@ -48,7 +48,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// `server.scheduler_slice` when absent (see docs/config.md).
 /// Off: measured, a short slice did not shorten the tails under a nice-19
-/// busy loop (the loop already waits ~0.2 us per request for its core) and
+/// busy loop (the loop already waits 0.1-0.4 us per request for its core) and
 /// cost CPU against nice-0 neighbours (docs/benchmarks.md).
 pub const DEFAULT_SCHEDULER_SLICE: Option<Duration> = None;
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
