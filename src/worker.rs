@@ -187,6 +187,7 @@ impl Handler for Worker {
 
     fn on_tick(&mut self, ctx: &mut Ctx<Self>) -> Action {
         self.udp.flush_pending(ctx);
+        self.tcp.flush_http(ctx);
         if self.finished_draining() {
             Action::Stop
         } else {

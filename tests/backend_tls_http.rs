@@ -277,7 +277,9 @@ fn http_probes_of_a_tls_backend_go_over_tls_and_verify_the_server() {
         |r: &Seen| r.target == "/health" && r.header("user-agent") == Some("nvelox-health");
     assert!(eventually(WAIT, || good.requests().iter().any(probed)));
     assert!(bad.requests().is_empty());
-    thread::sleep(Duration::from_millis(500));
+    // Until the bad server is down (a fixed 500 ms wait was not always
+    // enough under load); then every request goes to the good one.
+    n.wait_for_line(&format!("server {}: up -> down", bad.addr), WAIT);
     let mut c = Client::connect(port);
     for i in 0..4 {
         let g = c.get(&format!("/p{i}"));

@@ -15,6 +15,71 @@ use crate::metrics::listener as lc;
 use crate::tcp::relay::{ShortRead, ShortReadMeans};
 
 impl HttpProxy {
+    /// Whether a write of connection `id` waits for the end of the
+    /// wake-up (queued then); false while that pass runs.
+    pub(super) fn defer_write(&mut self, id: HttpId) -> bool {
+        if self.write_now {
+            return false;
+        }
+        let c = &mut self.conns[id.0];
+        if !c.write_queued {
+            c.write_queued = true;
+            self.deferred.push(id);
+        }
+        true
+    }
+
+    /// The end of a wake-up: every connection with bytes to send sends
+    /// them now (all reads of the wake-up first, then the writes, as
+    /// HAProxy does).
+    pub fn flush_writes(&mut self, ctx: &mut Ctx<impl Loop>) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        self.write_now = true;
+        let mut ids = std::mem::take(&mut self.deferred);
+        for &id in &ids {
+            if self.conns.get(id.0).is_some_and(|c| c.write_queued) {
+                self.conns[id.0].write_queued = false;
+                self.flush_one(ctx, id);
+            }
+        }
+        ids.clear();
+        self.deferred = ids;
+        self.write_now = false;
+    }
+
+    /// Sends what connection `id` queued; when that leaves nothing else
+    /// to do (the keep-alive case: every buffer empty, both sockets
+    /// drained), only its buffers and timer are settled, else it is
+    /// driven as on any event.
+    fn flush_one(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
+        for f in [Self::write_upstream, Self::write_client] {
+            if matches!(f(self, ctx, id), Flow::Closed) || !self.conns.contains(id.0) {
+                return;
+            }
+        }
+        let c = &mut self.conns[id.0];
+        let settled = !c.closing
+            && !c.tunnel
+            && !c.client_ready.readable
+            && !c.client.has_queued_records()
+            && !c.up.as_ref().is_some_and(|u| {
+                u.ready.readable || u.connecting.is_some() || u.stream.has_queued_records()
+            })
+            && [&c.cin, &c.cout, &c.uin, &c.uout]
+                .iter()
+                .all(|b| b.is_empty());
+        if !settled {
+            return self.drive(ctx, id);
+        }
+        for b in [&mut c.cin, &mut c.uout, &mut c.uin, &mut c.cout] {
+            self.bufs.give(b);
+        }
+        c.note_write_stalls(ctx.now());
+        self.arm(ctx, id);
+    }
+
     pub(super) fn read_client(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
         let c = &mut self.conns[id.0];
         let cap = BUF_CAP.max(
@@ -90,6 +155,10 @@ impl HttpProxy {
             }
             return Flow::Go(false);
         }
+        if self.defer_write(id) {
+            return Flow::Go(false);
+        }
+        let c = &mut self.conns[id.0];
         match write(&mut c.client, &c.cout) {
             IoStatus::Progress(n) => {
                 c.cout.drain(..n);

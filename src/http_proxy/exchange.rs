@@ -92,8 +92,12 @@ impl HttpProxy {
                 self.bufs.give(b);
             }
         }
-        self.conns[id.0].note_write_stalls(ctx.now());
-        self.arm(ctx, id);
+        // Bytes queued for the end of the wake-up: no write stall yet, and
+        // the timer is set when they are sent.
+        if !self.conns[id.0].write_queued {
+            self.conns[id.0].note_write_stalls(ctx.now());
+            self.arm(ctx, id);
+        }
     }
 
     fn client_steps(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
@@ -250,7 +254,7 @@ impl HttpProxy {
         }
     }
 
-    fn write_upstream(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
+    pub(super) fn write_upstream(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {
         let c = &mut self.conns[id.0];
         let Some(up) = c.up.as_mut() else {
             return Flow::Go(false);
@@ -261,6 +265,13 @@ impl HttpProxy {
             }
             return Flow::Go(false);
         }
+        if self.defer_write(id) {
+            return Flow::Go(false);
+        }
+        let c = &mut self.conns[id.0];
+        let Some(up) = c.up.as_mut() else {
+            return Flow::Go(false);
+        };
         match write(&mut up.stream, &c.uout) {
             IoStatus::Progress(n) => {
                 c.uout.drain(..n);

@@ -158,6 +158,8 @@ pub(crate) struct Conn {
     /// The PROXY header (`accept_proxy`) or the TLS handshake (https) is
     /// not complete; it must be by then.
     handshake_due: Option<Instant>,
+    /// In [`HttpProxy::deferred`], waiting for the end of the wake-up.
+    write_queued: bool,
 }
 
 /// This loop's HTTP connections and upstream pool.
@@ -179,6 +181,11 @@ pub struct HttpProxy {
     scratch: Box<[u8]>,
     /// Free byte buffers for the connections' requests in flight.
     bufs: bufs::Bufs,
+    /// Connections with bytes to send, sent at the end of the wake-up
+    /// (see `client_io.rs`).
+    deferred: Vec<HttpId>,
+    /// Sending now: the end-of-wake-up pass is running.
+    write_now: bool,
 }
 
 impl HttpProxy {
@@ -193,6 +200,8 @@ impl HttpProxy {
             tls_warn: crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             bufs: bufs::Bufs::default(),
+            deferred: Vec::new(),
+            write_now: false,
         }
     }
 
@@ -276,6 +285,7 @@ impl HttpProxy {
             uout_stall: None,
             admitted,
             up_why: None,
+            write_queued: false,
         });
         self.arm(ctx, id);
     }
