@@ -24,7 +24,7 @@ use common::*;
 use origin::*;
 use tls_origin::*;
 
-const PROBED: &str = "    health_check: { active: { type: http, path: /health, interval: 100ms, timeout: 1s, fall: 1, rise: 1 } }\n";
+const PROBED: &str = "    health_check: { active: { type: http, path: /health, interval: 100ms, timeout: 5s, fall: 1, rise: 1 } }\n";
 
 /// A `protocol` listener on `port` in front of `localhost:PORT` of each
 /// origin, with `backend_tls: TLS` and `extra` backend lines, and the

@@ -27,6 +27,8 @@ pub struct ConnInfo {
     pub client_cert: bool,
     /// The handshake completed.
     pub ok: bool,
+    /// The server ended it: close_notify sent (the FIN follows at once).
+    pub closed: bool,
 }
 
 /// An HTTPS origin: answers every request `200 NAME:TARGET`, keep-alive;
@@ -143,6 +145,7 @@ fn serve(
         alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
         client_cert: conn.peer_certificates().is_some_and(|c| !c.is_empty()),
         ok: true,
+        closed: false,
     };
     s.set_read_timeout(Some(idle)).unwrap();
     let mut r = BufReader::new(rustls::StreamOwned::new(conn, s));
@@ -177,4 +180,5 @@ fn serve(
     let tls = r.get_mut();
     tls.conn.send_close_notify();
     let _ = tls.flush();
+    conns.lock().unwrap()[k].closed = true;
 }
