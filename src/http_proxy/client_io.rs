@@ -73,11 +73,7 @@ impl HttpProxy {
         if !settled {
             return self.drive(ctx, id);
         }
-        for b in [&mut c.cin, &mut c.uout, &mut c.uin, &mut c.cout] {
-            self.bufs.give(b);
-        }
-        c.note_write_stalls(ctx.now());
-        self.arm(ctx, id);
+        self.settle(ctx, id);
     }
 
     pub(super) fn read_client(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) -> Flow {

@@ -82,18 +82,23 @@ impl HttpProxy {
         if spent {
             ctx.requeue(self.conns[id.0].client_token, Ready::default());
         }
-        // Buffers emptied in this wake-up go back to the free list (the
-        // next bytes take one again): a request in flight holds only the
-        // ones with bytes in them, so the list serves 50 busy clients with
-        // `bufs::KEEP` buffers. The held request (`resend`) stays.
+        self.settle(ctx, id);
+    }
+
+    /// The end of connection `id`'s work in this wake-up. Buffers emptied
+    /// go back to the free list (the next bytes take one again): a request
+    /// in flight holds only the ones with bytes in them, so the list serves
+    /// 50 busy clients with `bufs::KEEP` buffers. The held request
+    /// (`resend`) stays. Unless bytes wait for the end-of-wake-up pass
+    /// (no write stall yet; the timer is set when they are sent), write
+    /// stalls are noted and the timer set.
+    pub(super) fn settle(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
         let c = &mut self.conns[id.0];
         for b in [&mut c.cin, &mut c.uout, &mut c.uin, &mut c.cout] {
             if b.is_empty() {
                 self.bufs.give(b);
             }
         }
-        // Bytes queued for the end of the wake-up: no write stall yet, and
-        // the timer is set when they are sent.
         if !self.conns[id.0].write_queued {
             self.conns[id.0].note_write_stalls(ctx.now());
             self.arm(ctx, id);

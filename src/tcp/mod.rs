@@ -124,13 +124,13 @@ impl TcpProxy {
         self.after_http(ctx);
     }
 
-    /// HTTP connections closed: their listener slots are free again.
     /// The end of a wake-up: HTTP connections send what they queued.
     pub fn flush_http(&mut self, ctx: &mut Ctx<impl Loop>) {
         self.http.flush_writes(ctx);
         self.after_http(ctx);
     }
 
+    /// HTTP connections closed: their listener slots are free again.
     fn after_http(&mut self, ctx: &mut Ctx<impl Loop>) {
         if std::mem::take(&mut self.http.closed) > 0 {
             self.resume_paused(ctx);
