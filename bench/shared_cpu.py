@@ -77,23 +77,29 @@ def hog_argv() -> list[str]:
     return ["nice", "-n", str(19 - os.nice(0)), "python3", "-c", "while True: pass"]
 
 
-def ctx_switches(pid: int) -> tuple[int, int]:
-    """(voluntary, non-voluntary) context switches summed over threads."""
-    vol = invol = 0
+def task_files(pid: int, name: str):
+    """The text of /proc/PID/task/TID/NAME for each thread still there."""
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return 0, 0
+        return
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/status") as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        vol += int(line.split()[1])
-                    elif line.startswith("nonvoluntary_ctxt_switches:"):
-                        invol += int(line.split()[1])
+            with open(f"/proc/{pid}/task/{tid}/{name}") as f:
+                yield f.read()
         except OSError:
             continue
+
+
+def ctx_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, non-voluntary) context switches summed over threads."""
+    vol = invol = 0
+    for text in task_files(pid, "status"):
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                invol += int(line.split()[1])
     return vol, invol
 
 
@@ -102,17 +108,12 @@ def schedstat(pid: int) -> tuple[int, int]:
     /proc/PID/task/TID/schedstat: the wait is how long the proxy was
     runnable (woken) but not running, e.g. behind the busy loop."""
     run = wait = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0, 0
-    for tid in tids:
+    for text in task_files(pid, "schedstat"):
+        fields = text.split()
         try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                fields = f.read().split()
             run += int(fields[0])
             wait += int(fields[1])
-        except (OSError, IndexError, ValueError):
+        except (IndexError, ValueError):
             continue
     return run, wait
 
