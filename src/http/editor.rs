@@ -17,7 +17,7 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::framing::{list_elements, BodyFraming, TransferCoding};
+use super::framing::{list_elements, offered_upgrade, BodyFraming, TransferCoding};
 use super::head::{HeadBytes, RequestHead, ResponseHead, Version};
 
 /// Headers nvelox never forwards from one hop to the next.
@@ -273,11 +273,7 @@ pub fn write_request_head(
 
     let headers = head.headers();
     let named = Named::of(headers);
-    let mut upgrade_value: Option<&[u8]> = None;
     for (name, value) in headers.iter() {
-        if name.eq_ignore_ascii_case(b"upgrade") {
-            upgrade_value.get_or_insert(value);
-        }
         if hop_by_hop(name, &named) || opts.request.drops(name) {
             continue;
         }
@@ -292,16 +288,27 @@ pub fn write_request_head(
         header(out, name, value);
     }
     write_framing(out, head.framing);
-    match (head.upgrade, upgrade_value) {
-        (true, Some(value)) => {
-            out.extend_from_slice(b"Connection: upgrade\r\n");
-            header(out, b"Upgrade", value);
+    if head.upgrade {
+        // The protocols offered, in order, but `h2c` (see
+        // `framing::offered_upgrade`): at least one, or no upgrade.
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        let offered = headers
+            .values("upgrade")
+            .flat_map(list_elements)
+            .filter(|t| offered_upgrade(t));
+        for (i, token) in offered.enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(token);
         }
-        _ => match (head.version, ctx.upstream_keep_alive) {
+        out.extend_from_slice(b"\r\n");
+    } else {
+        match (head.version, ctx.upstream_keep_alive) {
             (Version::Http11, false) => out.extend_from_slice(b"Connection: close\r\n"),
             (Version::Http10, true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
             _ => {}
-        },
+        }
     }
     if opts.forwarded_for {
         // The forwarded values (in order, joined), then the client.

@@ -145,6 +145,30 @@ fn upgrade_is_kept_for_upgrades() {
 }
 
 #[test]
+fn h2c_is_never_offered_to_a_server() {
+    // Only h2c: a normal request, without Upgrade or HTTP2-Settings.
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMA\r\n\r\n";
+    let out = upstream(raw, &EditOptions::default());
+    assert!(
+        out.starts_with("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For"),
+        "{out}"
+    );
+    assert!(!out.to_ascii_lowercase().contains("upgrade"), "{out}");
+    assert!(
+        !out.to_ascii_lowercase().contains("http2-settings"),
+        "{out}"
+    );
+    // With other tokens: those, in order, from every Upgrade header.
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: H2C, websocket\r\nUpgrade: h2c/1, foo/2\r\n\r\n";
+    let out = upstream(raw, &EditOptions::default());
+    assert!(
+        out.contains("\r\nConnection: upgrade\r\nUpgrade: websocket, foo/2\r\n"),
+        "{out}"
+    );
+    assert!(!out.to_ascii_lowercase().contains("h2c"), "{out}");
+}
+
+#[test]
 fn request_edits_remove_then_set_then_add() {
     let opts = EditOptions {
         request: HeaderEdits {

@@ -66,8 +66,10 @@ pub struct FramingHeaders {
     pub content_length: Option<u64>,
     pub transfer_coding: TransferCoding,
     pub connection: ConnectionFlags,
-    /// An `Upgrade` header is present (acted upon only with
-    /// `Connection: upgrade`).
+    /// An `Upgrade` header offers a protocol other than `h2c` (acted upon
+    /// only with `Connection: upgrade`). `h2c` is never offered to a server
+    /// (RFC 9113 section 3.1 deprecates it; its tunnel would bypass
+    /// per-request routing, edits and rate limits).
     pub upgrade_header: bool,
 }
 
@@ -150,7 +152,7 @@ pub fn gather<'a>(
                 }
             }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
-            out.upgrade_header = true;
+            out.upgrade_header |= list_elements(value).any(offered_upgrade);
         }
     }
     out.transfer_coding = match (te_seen, te_last_chunked, te_other) {
@@ -160,6 +162,13 @@ pub fn gather<'a>(
         (true, false, _) => TransferCoding::NotChunked,
     };
     Ok(out)
+}
+
+/// Whether an `Upgrade` list element is a protocol nvelox lets a client
+/// ask a server for: any but `h2c` (with or without a `/version`).
+pub fn offered_upgrade(element: &[u8]) -> bool {
+    let name = element.split(|&b| b == b'/').next().unwrap_or(element);
+    !element.is_empty() && !trim_ows(name).eq_ignore_ascii_case(b"h2c")
 }
 
 /// A decimal `Content-Length` value: digits only, at most 19 of them.

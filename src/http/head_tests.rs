@@ -142,6 +142,17 @@ fn upgrade_needs_the_connection_token_and_http11() {
 }
 
 #[test]
+fn h2c_alone_is_no_upgrade() {
+    let up = |raw: &[u8]| req(raw).unwrap().upgrade;
+    assert!(!up(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMA\r\n\r\n"));
+    assert!(!up(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: H2C, ,h2c/1\r\nUpgrade: h2c\r\n\r\n"));
+    assert!(up(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\nUpgrade: websocket\r\n\r\n"));
+    assert!(up(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2, h2c\r\n\r\n"
+    ));
+}
+
+#[test]
 fn expect_continue_is_detected() {
     let raw = b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n";
     assert!(req(raw).unwrap().expect_continue);
