@@ -7,6 +7,8 @@ mod common;
 #[path = "common/origin.rs"]
 mod origin;
 
+use std::sync::Arc;
+
 use common::*;
 use origin::*;
 
@@ -83,4 +85,109 @@ fn h2c_upgrade_is_not_forwarded() {
     let r = exchange(port2, h2c);
     assert_eq!(r.status, 502);
     t.join().unwrap();
+}
+
+/// A raw server on loopback: for each of `answers`, accepts a connection,
+/// reads one request head and writes the answer in one write, then keeps
+/// the connection open briefly. Returns its address.
+fn raw_server(answers: Vec<Vec<u8>>) -> std::net::SocketAddr {
+    use std::io::{BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for answer in answers {
+            let Ok((s, _)) = l.accept() else { return };
+            let mut w = s.try_clone().unwrap();
+            let _ = read_request(&mut BufReader::new(s));
+            let _ = w.write_all(&answer);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    });
+    addr
+}
+
+/// A server's chunked response whose first chunk line is malformed, in
+/// the same write as its head, gets the client nvelox's own 502 (no byte
+/// of the response had reached it), logged with its reason; the client
+/// connection stays usable.
+#[test]
+fn a_malformed_first_chunk_with_the_head_is_answered_502() {
+    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut long_ext = head.clone();
+    long_ext.extend_from_slice(b"5;");
+    long_ext.extend(std::iter::repeat_n(b'a', 100 * 1024));
+    long_ext.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+    let mut bad_size = head.clone();
+    bad_size.extend_from_slice(b"zz\r\nhello\r\n0\r\n\r\n");
+    let addr = raw_server(vec![long_ext, bad_size]);
+    let dir = TempDir::new("http-bad-chunk");
+    let port = free_port();
+    let log = dir.path("access.log");
+    let yaml = format!(
+        "logging:\n  access_log: {}\n{}",
+        log.display(),
+        http_config_at(port, &[addr], "", "")
+    );
+    let _n = Nvelox::start(&yaml);
+    let mut c = Client::connect(port);
+    for _ in 0..2 {
+        let r = c.get("/x");
+        assert_eq!(r.status, 502, "{r:?}");
+        assert_eq!(r.header("Connection"), None, "the stream is in sync");
+    }
+    assert!(
+        eventually(WAIT, || std::fs::read_to_string(&log).is_ok_and(|s| s
+            .matches("status=502")
+            .count()
+            == 2
+            && s.contains("reason=\"bad response body\""))),
+        "{:?}",
+        std::fs::read_to_string(&log)
+    );
+}
+
+/// A chunked response to an HTTP/1.0 client (which cannot read chunked,
+/// RFC 9112 section 6.1) goes without its framing, streamed, and ends at
+/// the close: no `Transfer-Encoding`, `Connection: close`, the payload
+/// byte for byte, trailers dropped. The server connection, read to the
+/// chunked end, is reused.
+#[test]
+fn a_chunked_response_reaches_an_http10_client_dechunked() {
+    use std::io::{Read, Write};
+    let body = payload(5 << 20, 7);
+    let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kept: yes\r\n\r\n".to_vec();
+    let (mut at, mut size) = (0, 1);
+    while at < body.len() {
+        let n = size.min(body.len() - at);
+        wire.extend_from_slice(format!("{n:x};ext=1\r\n").as_bytes());
+        wire.extend_from_slice(&body[at..at + n]);
+        wire.extend_from_slice(b"\r\n");
+        at += n;
+        size = size * 7 % 70_001 + 1;
+    }
+    wire.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
+    let wire = Arc::new(wire);
+    let o = Origin::start(Arc::new(move |_| Answer::Raw(wire.to_vec())));
+    let (_n, port) = start_http(&[&o], "", "");
+    for request in [
+        &b"GET /big HTTP/1.0\r\n\r\n"[..],
+        b"GET /big HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(request).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        let split = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&got[..split]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200 "), "{head}");
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+        assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+        assert!(head.contains("\r\nx-kept: yes\r\n"), "{head}");
+        assert_eq!(got.len() - split, body.len());
+        assert!(got[split..] == body[..], "the body differs");
+    }
+    assert_eq!(o.requests().len(), 2);
+    assert_eq!(o.conns.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

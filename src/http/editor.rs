@@ -381,9 +381,13 @@ pub fn write_response_head(
     let has_body_headers = head.status >= 200 && head.status != 204;
     if has_body_headers && head.facts.transfer_coding != TransferCoding::Absent {
         // The codings are end-to-end content (`gzip, chunked`): forwarded as
-        // declared, and with them no Content-Length.
-        for value in headers.values("transfer-encoding") {
-            header(out, b"Transfer-Encoding", value);
+        // declared, and with them no Content-Length. Never to an HTTP/1.0
+        // client (RFC 9112 section 6.1): the session sends it the body
+        // without chunked framing, ended by the close.
+        if ctx.client_version == Version::Http11 {
+            for value in headers.values("transfer-encoding") {
+                header(out, b"Transfer-Encoding", value);
+            }
         }
     } else if let BodyFraming::Length(n) = head.framing {
         content_length(out, n);

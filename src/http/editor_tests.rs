@@ -283,6 +283,22 @@ fn response_framing_headers() {
         false,
     );
     assert!(downstream(&gzip, &KEEP, &opts).contains("Transfer-Encoding: gzip, chunked\r\n"));
+    // Never to an HTTP/1.0 client (its body goes without chunked framing,
+    // ended by the close).
+    let old = ResponseContext {
+        client_version: Version::Http10,
+        client_keep_alive: false,
+        ..KEEP
+    };
+    for head in [&chunked, &gzip] {
+        let out = downstream(head, &old, &opts);
+        assert!(
+            !out.contains("Transfer-Encoding")
+                && !out.contains("Content-Length")
+                && out.contains("Connection: close\r\n"),
+            "{out}"
+        );
+    }
     // HEAD and 304 keep the length they describe; 204 gets none.
     let head = response(
         b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n",

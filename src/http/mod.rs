@@ -17,7 +17,8 @@
 //! - [`reply`]: responses nvelox itself generates (400, 408, ..., 504);
 //! - [`redirect`]: route redirects (the `Location` template, the reply);
 //! - [`session`]: the per-client-connection sequencing state machine
-//!   (head, body, response, keep-alive, pipelining, tunnel, timeouts);
+//!   (head, body, response, keep-alive, pipelining, tunnel, timeouts),
+//!   and `steps`, what it tells the shell to do;
 //! - [`retry`]: when a failed attempt may be tried again;
 //! - `spare`: the vectors of dropped heads, reused by the next heads
 //!   parsed on the same thread.
@@ -34,6 +35,7 @@ pub mod reply;
 pub mod retry;
 pub mod session;
 mod spare;
+mod steps;
 
 #[cfg(test)]
 mod body_tests;
@@ -45,6 +47,8 @@ mod fuzz_seed_tests;
 mod head_tests;
 #[cfg(test)]
 mod local_reply_tests;
+#[cfg(test)]
+mod session_body_tests;
 #[cfg(test)]
 mod session_failure_tests;
 #[cfg(test)]

@@ -62,6 +62,9 @@ pub enum UpstreamFailure {
     Timeout,
     /// The response head was malformed.
     BadResponse,
+    /// The response body bytes that came with the head were malformed
+    /// (no byte of the response was sent yet).
+    BadBody,
 }
 
 impl UpstreamFailure {
@@ -99,7 +102,7 @@ pub fn should_retry(policy: &RetryPolicy, failure: UpstreamFailure, facts: &Retr
         UpstreamFailure::ConnectFailed => true,
         UpstreamFailure::Reset => policy.on_reset && replayable,
         UpstreamFailure::Status(status) => policy.retries_status(status) && replayable,
-        UpstreamFailure::Timeout | UpstreamFailure::BadResponse => false,
+        UpstreamFailure::Timeout | UpstreamFailure::BadResponse | UpstreamFailure::BadBody => false,
     }
 }
 

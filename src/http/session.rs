@@ -21,7 +21,9 @@
 //!    [`ClientStep::Body`], forward and drop `forward` bytes.
 //! 2. [`Session::upstream_input`] with all unconsumed server bytes; on
 //!    [`UpstreamStep::Response`], write the edited head to the client, then
-//!    feed the rest again for [`UpstreamStep::Body`]; an [`ExchangeEnd`]
+//!    feed the rest again for [`UpstreamStep::Body`] (or
+//!    [`UpstreamStep::Payload`]: a chunked response to an HTTP/1.0
+//!    client goes without its framing); an [`ExchangeEnd`]
 //!    says whether the server connection goes back to the pool and whether
 //!    the client connection closes; otherwise feed the buffered client bytes
 //!    again (the next pipelined request).
@@ -37,6 +39,7 @@ use super::head::{
     ResponseHead, Version,
 };
 use super::retry::{should_retry, RetryFacts, RetryPolicy, UpstreamFailure};
+pub use super::steps::{ClientStep, ExchangeEnd, TimeoutStep, UpstreamStep};
 
 /// The time limits the session enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,100 +55,6 @@ pub struct Timeouts {
     pub response: Duration,
 }
 
-/// What to do with client bytes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ClientStep {
-    /// No whole head yet: read more (the input stays buffered).
-    NeedMore,
-    /// A request: drop `consumed` bytes, route it, send its edited head.
-    /// `whole_body` is `Some(n)` when the whole body is the next `n` bytes
-    /// already in the input: keep those bytes until the response head
-    /// comes and the request may be retried.
-    Request {
-        consumed: usize,
-        head: RequestHead,
-        whole_body: Option<usize>,
-    },
-    /// Forward and drop the first `forward` bytes (request body, chunked
-    /// framing included); `done`: that was its end. `forward` may be 0 with
-    /// `done` false: read more.
-    Body { forward: usize, done: bool },
-    /// Bytes of a pipelined request: keep them buffered, feed them again
-    /// after the current exchange ends.
-    Hold,
-    /// Write `error_response(reject.status)` to the client, then close it
-    /// (and drop any server connection of this exchange, never pooled).
-    Reject(Reject),
-    /// Relay bytes as they are (after a `101`).
-    Tunnel,
-    /// Close the client connection (and any upstream one) now.
-    Close,
-}
-
-/// How an exchange ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExchangeEnd {
-    /// The server connection may go back to the keep-alive pool.
-    pub upstream_reusable: bool,
-    /// Close the client connection once the response is written; else feed
-    /// its buffered bytes to [`Session::client_input`] again.
-    pub close_client: bool,
-}
-
-/// What to do with server bytes or a server failure.
-#[derive(Debug, PartialEq, Eq)]
-pub enum UpstreamStep {
-    /// No whole response head yet: read more.
-    NeedMore,
-    /// A 1xx (not 101): drop `consumed` bytes; if `forward`, write its
-    /// edited head to the client (never to an HTTP/1.0 client).
-    Informational {
-        consumed: usize,
-        head: ResponseHead,
-        forward: bool,
-    },
-    /// The response head: drop `consumed` bytes and write its edited head
-    /// (with `client_keep_alive` in the context) to the client. `end` is set
-    /// when there is no body.
-    Response {
-        consumed: usize,
-        head: ResponseHead,
-        client_keep_alive: bool,
-        end: Option<ExchangeEnd>,
-    },
-    /// Forward and drop `forward` bytes of response body to the client.
-    Body {
-        forward: usize,
-        end: Option<ExchangeEnd>,
-    },
-    /// `101`: write the edited head, then relay both ways untouched
-    /// (the bytes after `consumed` are already tunnel data).
-    Tunnel { consumed: usize, head: ResponseHead },
-    /// Drop this server connection and try another server (resend the head
-    /// and the held body, then [`Session::attempt_started`]).
-    Retry { failure: UpstreamFailure },
-    /// Give up: write `error_response(status)` to the client; then
-    /// [`Session::local_reply`] says whether the connection stays open.
-    Reply {
-        failure: UpstreamFailure,
-        status: u16,
-    },
-    /// Give up after response bytes reached the client: close both.
-    Abort,
-    /// Server bytes while no request is outstanding: close that connection.
-    Unexpected,
-}
-
-/// A deadline that passed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimeoutStep {
-    /// Kept-alive connection idle too long: close without a reply.
-    CloseIdle,
-    /// Write `error_response(status)`: 408 closes; after a 504
-    /// [`Session::local_reply`] says whether the connection stays open.
-    Reply(u16),
-}
-
 #[derive(Debug)]
 enum Response {
     /// Request sent (or being sent); waiting for the head since then.
@@ -153,6 +62,9 @@ enum Response {
         since: Instant,
     },
     Body(BodyDecoder),
+    /// A chunked body for an HTTP/1.0 client, which cannot read chunked
+    /// (RFC 9112 section 6.1): its payload only, ended by the close.
+    Dechunk(BodyDecoder),
 }
 
 #[derive(Debug)]
@@ -374,7 +286,7 @@ impl Session {
                     Ok(Parsed::Incomplete) => UpstreamStep::NeedMore,
                     Err(_) => self.upstream_failed(UpstreamFailure::BadResponse),
                     Ok(Parsed::Complete { head, consumed }) => {
-                        self.response_head(head, consumed, now)
+                        self.response_head(head, consumed, input, now)
                     }
                 }
             }
@@ -391,10 +303,31 @@ impl Session {
                     UpstreamStep::Abort
                 }
             },
+            Response::Dechunk(decoder) => match decoder.next_piece(input) {
+                Ok(p) => {
+                    let end = p.done.then(|| self.finish(now));
+                    UpstreamStep::Payload {
+                        consumed: p.consumed,
+                        data: p.data,
+                        end,
+                    }
+                }
+                Err(_) => {
+                    self.set_state(State::Closed);
+                    UpstreamStep::Abort
+                }
+            },
         }
     }
 
-    fn response_head(&mut self, head: ResponseHead, consumed: usize, now: Instant) -> UpstreamStep {
+    /// A response head, `consumed` bytes of `input`.
+    fn response_head(
+        &mut self,
+        head: ResponseHead,
+        consumed: usize,
+        input: &[u8],
+        now: Instant,
+    ) -> UpstreamStep {
         let State::Exchange(x) = &mut self.state else {
             return UpstreamStep::Unexpected;
         };
@@ -411,20 +344,30 @@ impl Session {
         if x.policy.retries_status(head.status) && should_retry(&x.policy, failure, &facts(x)) {
             return UpstreamStep::Retry { failure };
         }
+        let decoder = BodyDecoder::new(head.framing, self.limits.max_head_bytes);
+        // Body bytes that came with the head are checked first: while the
+        // whole response is still here, a bad one is a 502, not a close.
+        if bad_body(&decoder, input.get(consumed..).unwrap_or_default()) {
+            return self.upstream_failed(UpstreamFailure::BadBody);
+        }
         x.response_started = true;
         if head.framing == BodyFraming::Tunnel {
             self.set_state(State::Tunnel);
             return UpstreamStep::Tunnel { consumed, head };
         }
+        let dechunk = head.framing == BodyFraming::Chunked && x.client_version == Version::Http10;
         let client_keep_alive = x.client_keep_alive
             && !x.client_eof
             && x.request_body.is_done()
-            && head.framing != BodyFraming::CloseDelimited;
+            && head.framing != BodyFraming::CloseDelimited
+            && !dechunk;
         x.client_keep_alive_now = client_keep_alive;
         x.upstream_keep_alive = head.keep_alive;
-        let decoder = BodyDecoder::new(head.framing, self.limits.max_head_bytes);
         let done = decoder.is_done();
-        x.response = Response::Body(decoder);
+        x.response = match dechunk {
+            true => Response::Dechunk(decoder),
+            false => Response::Body(decoder),
+        };
         let end = done.then(|| self.finish(now));
         UpstreamStep::Response {
             consumed,
@@ -469,7 +412,7 @@ impl Session {
         };
         match &mut x.response {
             Response::Awaiting { .. } => self.upstream_failed(UpstreamFailure::Reset),
-            Response::Body(decoder) => match decoder.at_eof() {
+            Response::Body(decoder) | Response::Dechunk(decoder) => match decoder.at_eof() {
                 Ok(()) => {
                     x.upstream_keep_alive = false;
                     UpstreamStep::Body {
@@ -555,7 +498,7 @@ impl Session {
             State::ReadingHead { idle_since, .. } => Some(*idle_since + timeouts.idle),
             State::Exchange(x) => match x.response {
                 Response::Awaiting { since } => Some(since + timeouts.response),
-                Response::Body(_) => None,
+                Response::Body(_) | Response::Dechunk(_) => None,
             },
             State::Tunnel | State::Closed => None,
         }
@@ -580,6 +523,22 @@ impl Session {
         self.set_state(State::Closed);
         Some(step)
     }
+}
+
+/// Whether the body bytes in `input` (read with the head) are malformed.
+fn bad_body(decoder: &BodyDecoder, mut input: &[u8]) -> bool {
+    if !matches!(decoder, BodyDecoder::Chunked(_)) {
+        return false;
+    }
+    let mut d = decoder.clone();
+    while !input.is_empty() && !d.is_done() {
+        match d.feed(input) {
+            Ok(p) if p.consumed > 0 => input = &input[p.consumed..],
+            Ok(_) => return false,
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 fn facts(x: &Exchange) -> RetryFacts {

@@ -9,6 +9,7 @@
 //! never held whole (only a whole small body already read is kept for a
 //! retry).
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use reactor::io::{read, write};
@@ -17,7 +18,7 @@ use reactor::{Ctx, IoStatus, Ready};
 use super::{HttpId, HttpProxy, Request, BUF_CAP};
 use crate::events::Loop;
 use crate::http::{
-    write_request_head, write_response_head, ClientStep, RequestContext, RequestHead,
+    write_request_head, write_response_head, ClientStep, ExchangeEnd, RequestContext, RequestHead,
     ResponseContext, UpstreamFailure, UpstreamStep,
 };
 use crate::tcp::relay::{ShortRead, ShortReadMeans};
@@ -391,6 +392,10 @@ impl HttpProxy {
                 UpstreamStep::Body {
                     forward: 0,
                     end: None
+                } | UpstreamStep::Payload {
+                    consumed: 0,
+                    end: None,
+                    ..
                 }
             ) {
                 return Flow::Go(progress);
@@ -478,6 +483,13 @@ impl HttpProxy {
                 }
                 return;
             }
+            UpstreamStep::Payload {
+                consumed,
+                data,
+                end,
+            } => {
+                return self.payload(ctx, id, (consumed, data, end));
+            }
             UpstreamStep::Tunnel { consumed, head } => {
                 c.uin.drain(..consumed.min(c.uin.len()));
                 let rc = ResponseContext {
@@ -505,6 +517,55 @@ impl HttpProxy {
             }
         }
         count(c, before);
+    }
+}
+
+impl HttpProxy {
+    /// Payload of a response sent without its chunked framing (to an
+    /// HTTP/1.0 client), from the session's first piece on: the pieces of
+    /// what is buffered are taken in one run and the input is dropped
+    /// once (dropping it per piece would move the buffer once per chunk,
+    /// however small the chunks).
+    fn payload(
+        &mut self,
+        ctx: &mut Ctx<impl Loop>,
+        id: HttpId,
+        first: (usize, Range<usize>, Option<ExchangeEnd>),
+    ) {
+        let now = ctx.now();
+        let c = &mut self.conns[id.0];
+        let before = c.cout.len();
+        self.bufs.fill(&mut c.cout);
+        let (mut off, mut piece, mut next) = (0, first, None);
+        let end = loop {
+            let (consumed, data, end) = piece;
+            let len = c.uin.len();
+            let data = (off + data.start).min(len)..(off + data.end).min(len);
+            c.cout.extend_from_slice(&c.uin[data]);
+            off = (off + consumed).min(len);
+            if end.is_some() || consumed == 0 || off == len || c.cout.len() >= BUF_CAP {
+                break end;
+            }
+            match c.session.upstream_input(&c.uin[off..], now) {
+                UpstreamStep::Payload {
+                    consumed,
+                    data,
+                    end,
+                } => piece = (consumed, data, end),
+                other => {
+                    next = Some(other);
+                    break None;
+                }
+            }
+        };
+        c.uin.drain(..off);
+        count(c, before);
+        if let Some(end) = end {
+            self.finish(ctx, id, end);
+        }
+        if let Some(step) = next {
+            self.upstream_step(ctx, id, step);
+        }
     }
 }
 

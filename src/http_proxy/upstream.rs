@@ -251,7 +251,10 @@ impl HttpProxy {
             }
         }
         self.drop_upstream(ctx, id, false);
-        let why = self.conns[id.0].up_why.take();
+        let why = self.conns[id.0].up_why.take().or(match failure {
+            UpstreamFailure::BadBody => Some("bad response body"),
+            _ => None,
+        });
         match step {
             UpstreamStep::Retry { .. } => {
                 let c = &mut self.conns[id.0];
