@@ -99,6 +99,8 @@ fn raw_server(answers: Vec<Vec<u8>>) -> std::net::SocketAddr {
             let Ok((s, _)) = l.accept() else { return };
             let mut w = s.try_clone().unwrap();
             let _ = read_request(&mut BufReader::new(s));
+            // Room for the whole answer: the kernel sends it at once.
+            let _ = socket2::SockRef::from(&w).set_send_buffer_size(1 << 20);
             let _ = w.write_all(&answer);
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
@@ -190,4 +192,24 @@ fn a_chunked_response_reaches_an_http10_client_dechunked() {
     }
     assert_eq!(o.requests().len(), 2);
     assert_eq!(o.conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// The same with a head so large (15,000 bytes) that the bad chunk line
+/// comes in nvelox's next read: the head has not been written to the
+/// client yet (writes go out at the end of the wake-up), so the client
+/// still gets a 502 (with `Connection: close`) rather than a bare close.
+#[test]
+fn a_bad_chunk_after_an_unsent_head_is_answered_502() {
+    let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Big: ".to_vec();
+    answer.resize(15_000 - 4, b'b');
+    answer.extend_from_slice(b"\r\n\r\n5;");
+    answer.extend(std::iter::repeat_n(b'a', 100 * 1024));
+    answer.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+    let addr = raw_server(vec![answer]);
+    let (_n, port) = start_http_at(&[addr], "", "");
+    let mut c = Client::connect(port);
+    let r = c.get("/x");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(r.header("Connection"), Some("close"));
+    c.expect_closed();
 }

@@ -510,7 +510,7 @@ impl HttpProxy {
                 self.after_failure(ctx, id, failure, step);
                 return;
             }
-            UpstreamStep::Abort => return self.close(ctx, id, "server failed mid-response"),
+            UpstreamStep::Abort => return self.abort(ctx, id),
             UpstreamStep::Unexpected => {
                 self.drop_upstream(ctx, id, false);
                 return;

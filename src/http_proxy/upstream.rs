@@ -268,9 +268,32 @@ impl HttpProxy {
             UpstreamStep::Reply { status, .. } => {
                 self.reply(ctx, id, status, why.unwrap_or("server failed"))
             }
-            UpstreamStep::Abort => self.close(ctx, id, "server failed mid-response"),
+            UpstreamStep::Abort => self.abort(ctx, id),
             _ => {}
         }
+    }
+
+    /// The server failed after the response started (a bad chunk, a
+    /// close or reset inside the body). When no byte of this response
+    /// left nvelox yet (all of them are still at the end of `cout`, which
+    /// is written at the end of a wake-up), they are dropped and the
+    /// client gets nvelox's own 502 (then the close: the session has
+    /// ended); else the connection closes now.
+    pub(super) fn abort(&mut self, ctx: &mut Ctx<impl Loop>, id: HttpId) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        let unsent = c
+            .req
+            .as_mut()
+            .filter(|r| !c.tunnel && r.bytes_out > 0 && r.bytes_out <= c.cout.len() as u64);
+        let Some(r) = unsent else {
+            return self.close(ctx, id, "server failed mid-response");
+        };
+        let keep = c.cout.len() - r.bytes_out as usize;
+        r.bytes_out = 0;
+        c.cout.truncate(keep);
+        self.reply(ctx, id, 502, "server failed mid-response");
     }
 
     /// Writes a generated error response (dropping any server connection
