@@ -4,7 +4,7 @@
 
 use super::retry::{RetryPolicy, UpstreamFailure};
 use super::session::*;
-use super::session_tests::{send_request, session, RETRY_ALL};
+use super::session_tests::{answered, send_request, session, RETRY_ALL};
 
 const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
 
@@ -46,9 +46,11 @@ fn a_bad_chunk_read_with_the_head_is_a_502_that_keeps_the_client() {
 #[test]
 fn good_or_incomplete_chunks_with_the_head_are_forwarded() {
     for body in [&b""[..], b"5;e", b"5\r\nhel", b"2\r\nhi\r\n0\r\n\r\n"] {
-        let (mut s, now) = session();
-        send_request(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", RETRY_ALL, now);
-        let step = s.upstream_input(&with_head(body), now);
+        let (_, _, step) = answered(
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            RETRY_ALL,
+            &with_head(body),
+        );
         assert!(
             matches!(step, UpstreamStep::Response { consumed, .. } if consumed == CHUNKED.len()),
             "{step:?}"
@@ -112,14 +114,11 @@ fn dechunk(s: &mut Session, input: &[u8]) -> (Vec<u8>, Option<ExchangeEnd>) {
 
 #[test]
 fn a_chunked_response_to_an_http10_client_is_sent_without_framing() {
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (mut s, _, step) = answered(
         b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        CHUNKED,
     );
-    let step = s.upstream_input(CHUNKED, now);
     assert!(
         matches!(
             step,
@@ -151,14 +150,11 @@ fn a_chunked_response_to_an_http10_client_is_sent_without_framing() {
 
 #[test]
 fn an_http10_client_gets_other_framings_as_before() {
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (_, _, step) = answered(
         b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     );
-    let step = s.upstream_input(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", now);
     assert!(
         matches!(
             step,

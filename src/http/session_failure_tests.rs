@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::head::Method;
 use super::retry::{RetryPolicy, UpstreamFailure};
 use super::session::*;
-use super::session_tests::{send_request, session, RETRY_ALL, TIMEOUTS};
+use super::session_tests::{answered, send_request, session, RETRY_ALL, TIMEOUTS};
 
 #[test]
 fn connect_failures_retry_until_attempts_are_spent() {
@@ -83,14 +83,11 @@ fn resets_and_statuses_retry_only_idempotent_held_requests() {
         }
     );
 
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (_, _, step) = answered(
         b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
         RETRY_ALL,
-        now,
+        b"HTTP/1.1 502 Bad\r\nContent-Length: 0\r\n\r\n",
     );
-    let step = s.upstream_input(b"HTTP/1.1 502 Bad\r\nContent-Length: 0\r\n\r\n", now);
     assert!(
         matches!(step, UpstreamStep::Response { .. }),
         "streamed body: not retried: {step:?}"
@@ -120,14 +117,11 @@ fn never_retry_after_response_bytes() {
 
 #[test]
 fn early_response_closes_the_client_and_the_upstream() {
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (_, _, step) = answered(
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        b"HTTP/1.1 413 Too Big\r\nContent-Length: 0\r\n\r\n",
     );
-    let step = s.upstream_input(b"HTTP/1.1 413 Too Big\r\nContent-Length: 0\r\n\r\n", now);
     let UpstreamStep::Response {
         client_keep_alive: false,
         end: Some(end),

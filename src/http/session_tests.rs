@@ -41,6 +41,19 @@ pub(super) fn send_request(
     buf[consumed..].to_vec()
 }
 
+/// A new session that sent `request` (with `policy`) and was fed
+/// `response`: the session, its clock and the step it took.
+pub(super) fn answered(
+    request: &[u8],
+    policy: RetryPolicy,
+    response: &[u8],
+) -> (Session, Instant, UpstreamStep) {
+    let (mut s, now) = session();
+    send_request(&mut s, request, policy, now);
+    let step = s.upstream_input(response, now);
+    (s, now, step)
+}
+
 #[test]
 fn keep_alive_get_then_pipelined_second_request() {
     let (mut s, now) = session();
@@ -179,14 +192,11 @@ fn close_delimited_and_connection_close_end_the_client_connection() {
     );
     assert!(s.is_closed());
 
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (_, _, step) = answered(
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        b"HTTP/1.1 204 No Content\r\n\r\n",
     );
-    let step = s.upstream_input(b"HTTP/1.1 204 No Content\r\n\r\n", now);
     let UpstreamStep::Response {
         client_keep_alive: false,
         end: Some(end),
@@ -203,14 +213,11 @@ fn close_delimited_and_connection_close_end_the_client_connection() {
         }
     );
 
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (_, _, step) = answered(
         b"GET / HTTP/1.0\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     );
-    let step = s.upstream_input(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", now);
     assert!(
         matches!(
             step,
@@ -221,14 +228,11 @@ fn close_delimited_and_connection_close_end_the_client_connection() {
         ),
         "{step:?}"
     );
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (_, _, step) = answered(
         b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     );
-    let step = s.upstream_input(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", now);
     assert!(
         matches!(
             step,
@@ -243,14 +247,11 @@ fn close_delimited_and_connection_close_end_the_client_connection() {
 
 #[test]
 fn head_response_has_no_body_and_chunked_response_streams() {
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (mut s, now, step) = answered(
         b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
     );
-    let step = s.upstream_input(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", now);
     assert!(
         matches!(
             step,
@@ -302,14 +303,11 @@ fn head_response_has_no_body_and_chunked_response_streams() {
 
 #[test]
 fn informational_responses_are_forwarded_to_http11_only() {
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (_, _, step) = answered(
         b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        b"HTTP/1.1 100 Continue\r\n\r\n",
     );
-    let step = s.upstream_input(b"HTTP/1.1 100 Continue\r\n\r\n", now);
     assert!(
         matches!(
             step,
@@ -322,14 +320,11 @@ fn informational_responses_are_forwarded_to_http11_only() {
         "{step:?}"
     );
 
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (mut s, now, step) = answered(
         b"GET / HTTP/1.0\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        b"HTTP/1.1 103 Early Hints\r\n\r\n",
     );
-    let step = s.upstream_input(b"HTTP/1.1 103 Early Hints\r\n\r\n", now);
     assert!(
         matches!(step, UpstreamStep::Informational { forward: false, .. }),
         "{step:?}"
@@ -342,14 +337,7 @@ fn informational_responses_are_forwarded_to_http11_only() {
 
 #[test]
 fn upgrade_turns_into_a_tunnel() {
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
-        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-        RetryPolicy::default(),
-        now,
-    );
-    let step = s.upstream_input(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nFRAME", now);
+    let (mut s, now, step) = answered(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", RetryPolicy::default(), b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nFRAME");
     assert!(
         matches!(step, UpstreamStep::Tunnel { consumed: 77, .. }),
         "{step:?}"
@@ -358,14 +346,11 @@ fn upgrade_turns_into_a_tunnel() {
     assert_eq!(s.client_input(b"anything", now), ClientStep::Tunnel);
     assert_eq!(s.deadline(&TIMEOUTS), None);
     // 101 without an upgrade request is a bad response.
-    let (mut s, now) = session();
-    send_request(
-        &mut s,
+    let (_, _, step) = answered(
         b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
         RetryPolicy::default(),
-        now,
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
     );
-    let step = s.upstream_input(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", now);
     assert_eq!(
         step,
         UpstreamStep::Reply {
